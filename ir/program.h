@@ -1,0 +1,43 @@
+// Program: the lowered form the executor runs with no graph logic left. A flat list of
+// instructions over slots; each slot is a tensor that lives either at a fixed offset in one
+// arena (planned by liveness, so dead activations' bytes are reused), or outside it
+// (arguments and outputs, bound by name by the runtime), or as a view of another slot
+// (reshape needs no copy).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace autosp::ir {
+
+struct Slot {
+  enum class Kind : uint8_t { arena, external, alias } kind = Kind::arena;
+  TensorType type;
+  int64_t offset = 0;   // arena: byte offset
+  int alias_of = -1;    // alias: the slot whose bytes this views
+  std::string name;     // external: the argument or output name it is bound to
+};
+
+struct Instr {
+  Op op;
+  Attrs attrs;
+  std::vector<int> in, out;  // slot indices
+};
+
+struct Program {
+  std::vector<Slot> slots;
+  std::vector<Instr> instrs;
+  int64_t arena_bytes = 0;
+  // External slots by role, in graph order.
+  std::vector<int> inputs, params, outputs;
+
+  int find_external(const std::string& name) const {
+    for (int i = 0; i < int(slots.size()); ++i)
+      if (slots[i].kind == Slot::Kind::external && slots[i].name == name) return i;
+    return -1;
+  }
+};
+
+}  // namespace autosp::ir

@@ -1,0 +1,32 @@
+// Model definitions, written once for one device with the builder API only — no parallel
+// logic. Each builds the forward graph of one training step:
+//   inputs:  tokens, targets, positions [batch, seq] i32 (+ segments [batch, seq] i32 with
+//            packed documents); targets are pre-shifted, -1 = not scored
+//   outputs: loss (mean over scored tokens), loss_sum, count
+// Parameter names follow Hugging Face (Llama: model.layers.{i}.self_attn.q_proj.weight, ...)
+// in HF's [out_features, in_features] layout.
+#pragma once
+#include "core/status.h"
+#include "ir/graph.h"
+#include "models/model_config.h"
+
+namespace autosp::models {
+
+struct StepShape {
+  int64_t batch = 1;
+  int64_t seq_len = 0;
+  bool documents = false;  // add the segment-id input and mask attention per document
+};
+
+// Errors name the model.* key that is inconsistent.
+Status validate(const ModelConfig& cfg);
+StatusOr<ir::Graph> build(const ModelConfig& cfg, const StepShape& shape);
+
+// The architectures (called by build after validation).
+ir::Graph llama(const ModelConfig& cfg, const StepShape& shape);
+ir::Graph gpt2(const ModelConfig& cfg, const StepShape& shape);
+
+// Parameter count, and the dense (non-embedding-lookup) part used for FLOP estimates.
+int64_t num_params(const ir::Graph& g);
+
+}  // namespace autosp::models

@@ -1,0 +1,85 @@
+#include "runtime/params.h"
+
+#include <cmath>
+
+#include "core/rng.h"
+#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/reduce.h"
+
+namespace autosp::runtime {
+
+namespace {
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+std::vector<ParamSpec> param_specs(const ir::Graph& g) {
+  std::vector<ParamSpec> out;
+  for (const ir::Arg& a : g.args)
+    if (a.role == ir::ArgRole::param) out.push_back({g.values[a.value].name, g.type(a.value).shape, a.init});
+  return out;
+}
+
+ParamStore::ParamStore(const std::vector<ParamSpec>& specs) {
+  for (const ParamSpec& s : specs) {
+    Param p{s, Tensor::zeros(DType::f32, s.shape), Tensor::zeros(DType::f32, s.shape),
+            Tensor::zeros(DType::f32, s.shape), Tensor::zeros(DType::f32, s.shape)};
+    params_.push_back(std::move(p));
+  }
+}
+
+void ParamStore::initialize(uint64_t seed) {
+  for (Param& p : params_) {
+    float* w = p.value.data<float>();
+    const int64_t n = p.value.numel();
+    const Rng rng(seed, fnv1a(p.spec.name));
+    switch (p.spec.init.kind) {
+      case ir::Init::Kind::zeros: std::fill(w, w + n, 0.0f); break;
+      case ir::Init::Kind::ones: std::fill(w, w + n, 1.0f); break;
+      case ir::Init::Kind::normal:
+        for (int64_t i = 0; i < n; ++i) w[i] = p.spec.init.std * rng.normal(uint64_t(i));
+        break;
+    }
+    std::fill(p.exp_avg.data<float>(), p.exp_avg.data<float>() + n, 0.0f);
+    std::fill(p.exp_avg_sq.data<float>(), p.exp_avg_sq.data<float>() + n, 0.0f);
+  }
+}
+
+Status ParamStore::bind(Executor& ex) {
+  for (Param& p : params_) {
+    RETURN_IF_ERROR(ex.bind(p.spec.name, p.value));
+    const std::string g = "grad." + p.spec.name;
+    if (ex.has(g)) RETURN_IF_ERROR(ex.bind(g, p.grad));
+  }
+  return Status::Ok();
+}
+
+Param* ParamStore::find(const std::string& name) {
+  for (Param& p : params_)
+    if (p.spec.name == name) return &p;
+  return nullptr;
+}
+
+int64_t ParamStore::num_elements() const {
+  int64_t n = 0;
+  for (const Param& p : params_) n += p.value.numel();
+  return n;
+}
+
+double ParamStore::grad_norm() const {
+  double s = 0;
+  for (const Param& p : params_) s += kernels::cpu::sum_squares(p.grad.data<float>(), p.grad.numel());
+  return std::sqrt(s);
+}
+
+void adamw_update(ParamStore& ps, const AdamWConfig& cfg, float lr, int64_t step, float grad_scale) {
+  for (Param& p : ps.params())
+    kernels::cpu::adamw_step(p.value.data<float>(), p.grad.data<float>(), p.exp_avg.data<float>(),
+                             p.exp_avg_sq.data<float>(), p.value.numel(), lr, cfg.beta1, cfg.beta2, cfg.eps,
+                             p.decay() ? cfg.weight_decay : 0.0f, step, grad_scale);
+}
+
+}  // namespace autosp::runtime

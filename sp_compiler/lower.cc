@@ -1,0 +1,135 @@
+#include "sp_compiler/lower.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/log.h"
+
+namespace autosp::sp {
+
+namespace {
+
+using ir::Program;
+using ir::Slot;
+using ir::ValueId;
+
+constexpr int64_t kAlign = 64;  // every arena tensor starts on a cache line
+int64_t aligned_bytes(const ir::TensorType& t) {
+  int64_t b = t.shape.numel() * int64_t(dtype_size(t.dtype));
+  return (b + kAlign - 1) / kAlign * kAlign;
+}
+
+struct Interval {
+  int slot;
+  int begin, end;  // instruction indices, inclusive
+  int64_t bytes;
+};
+
+// First fit: walk intervals by start; each takes the lowest offset not overlapping any
+// interval still alive. Returns the arena size.
+int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
+  std::sort(iv.begin(), iv.end(), [](const Interval& a, const Interval& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.bytes > b.bytes;
+  });
+  struct Live { int64_t offset, bytes; int end; };
+  std::vector<Live> live;
+  int64_t peak = 0;
+  for (const Interval& i : iv) {
+    std::erase_if(live, [&](const Live& l) { return l.end < i.begin; });
+    std::sort(live.begin(), live.end(), [](const Live& a, const Live& b) { return a.offset < b.offset; });
+    int64_t off = 0;
+    for (const Live& l : live) {
+      if (off + i.bytes <= l.offset) break;
+      off = std::max(off, l.offset + l.bytes);
+    }
+    slots[i.slot].offset = off;
+    live.push_back({off, i.bytes, i.end});
+    peak = std::max(peak, off + i.bytes);
+  }
+  return peak;
+}
+
+}  // namespace
+
+StatusOr<ir::Program> lower(const ir::Graph& g) {
+  const int n_values = int(g.values.size());
+  // Dead-code elimination: keep nodes whose outputs reach a graph output.
+  std::vector<bool> live_value(n_values, false);
+  for (const ir::Output& o : g.outputs) live_value[o.value] = true;
+  std::vector<bool> keep(g.nodes.size(), false);
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const ir::Node& n = g.nodes[i];
+    for (ValueId v : n.outputs) keep[i] = keep[i] || live_value[v];
+    if (keep[i])
+      for (ValueId v : n.inputs) live_value[v] = true;
+  }
+
+  Program p;
+  std::vector<int> slot_of(n_values, -1);
+  auto new_slot = [&](Slot s) {
+    p.slots.push_back(std::move(s));
+    return int(p.slots.size()) - 1;
+  };
+  for (const ir::Arg& a : g.args) {
+    const ir::Value& v = g.values[a.value];
+    slot_of[a.value] = new_slot({Slot::Kind::external, v.type, 0, -1, v.name});
+    (a.role == ir::ArgRole::param ? p.params : p.inputs).push_back(slot_of[a.value]);
+  }
+  std::map<ValueId, std::string> output_name;  // first output naming each value
+  for (const ir::Output& o : g.outputs) output_name.emplace(o.value, o.name);
+
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!keep[i]) continue;
+    const ir::Node& n = g.nodes[i];
+    // A reshape is a view of its input unless its result must land in an output buffer.
+    if (n.op == ir::Op::reshape && !output_name.count(n.outputs[0])) {
+      int src = slot_of[n.inputs[0]];
+      int root = p.slots[src].kind == Slot::Kind::alias ? p.slots[src].alias_of : src;
+      slot_of[n.outputs[0]] = new_slot({Slot::Kind::alias, g.type(n.outputs[0]), 0, root, ""});
+      continue;
+    }
+    ir::Instr ins{n.op, n.attrs, {}, {}};
+    for (ValueId v : n.inputs) ins.in.push_back(slot_of[v]);
+    for (ValueId v : n.outputs) {
+      auto it = output_name.find(v);
+      slot_of[v] = it != output_name.end() ? new_slot({Slot::Kind::external, g.type(v), 0, -1, it->second})
+                                           : new_slot({Slot::Kind::arena, g.type(v), 0, -1, ""});
+      ins.out.push_back(slot_of[v]);
+    }
+    p.instrs.push_back(std::move(ins));
+  }
+  // Every output gets its own external slot; a value already bound elsewhere (an argument, or
+  // a value named by an earlier output) is copied into it.
+  for (const ir::Output& o : g.outputs) {
+    int s = slot_of[o.value];
+    if (s < 0) return Internal("output " + o.name + " has no producer after lowering");
+    if (p.slots[s].kind == Slot::Kind::external && p.slots[s].name == o.name) {
+      p.outputs.push_back(s);
+      continue;
+    }
+    int dst = new_slot({Slot::Kind::external, g.type(o.value), 0, -1, o.name});
+    p.instrs.push_back({ir::Op::reshape, ir::ShapeAttrs{g.type(o.value).shape.dims()}, {s}, {dst}});
+    p.outputs.push_back(dst);
+  }
+
+  // Liveness of arena slots (views extend their root's lifetime).
+  auto root = [&](int s) { return p.slots[s].kind == Slot::Kind::alias ? p.slots[s].alias_of : s; };
+  std::vector<int> first(p.slots.size(), -1), last(p.slots.size(), -1);
+  for (int i = 0; i < int(p.instrs.size()); ++i) {
+    for (int s : p.instrs[i].out) {
+      if (first[root(s)] < 0) first[root(s)] = i;
+      last[root(s)] = std::max(last[root(s)], i);
+    }
+    for (int s : p.instrs[i].in) last[root(s)] = std::max(last[root(s)], i);
+  }
+  std::vector<Interval> iv;
+  for (int s = 0; s < int(p.slots.size()); ++s)
+    if (p.slots[s].kind == Slot::Kind::arena && first[s] >= 0)
+      iv.push_back({s, first[s], last[s], aligned_bytes(p.slots[s].type)});
+  p.arena_bytes = assign_offsets(iv, p.slots);
+  AUTOSP_LOG(1) << "lower: " << p.instrs.size() << " instructions, " << iv.size() << " arena tensors, arena "
+                << p.arena_bytes << " bytes";
+  return p;
+}
+
+}  // namespace autosp::sp

@@ -1,0 +1,73 @@
+#include <catch2/catch.hpp>
+
+#include "ir/builder.h"
+#include "ir/printer.h"
+#include "models/model.h"
+#include "sp_compiler/autodiff.h"
+
+using namespace autosp;
+
+namespace {
+models::ModelConfig tiny() {
+  models::ModelConfig c;
+  c.vocab_size = 32;
+  c.d_model = 16;
+  c.n_heads = 2;
+  c.n_kv_heads = 1;
+  c.ffn_hidden = 24;
+  c.n_layers = 2;
+  return c;
+}
+int count(const ir::Graph& g, ir::Op op) {
+  int n = 0;
+  for (const auto& node : g.nodes) n += node.op == op;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("autodiff adds one gradient output per parameter and keeps the forward graph as it was", "[autodiff]") {
+  ir::Graph g = models::build(tiny(), {2, 8, true}).value();
+  const std::string before = ir::print(g);
+  const size_t n_forward = g.nodes.size();
+  REQUIRE(sp::make_autodiff_pass()->run(g, {}).ok());
+  for (ir::ValueId p : g.params()) {
+    ir::ValueId grad = g.find_output(sp::kGradPrefix + g.values[p].name);
+    REQUIRE(grad != ir::kNoValue);
+    CHECK(g.type(grad) == g.type(p));
+  }
+  // The forward prefix is untouched: printing just those nodes gives the same lines.
+  ir::Graph prefix = g;
+  prefix.nodes.resize(n_forward);
+  prefix.outputs.resize(3);
+  prefix.args.pop_back();  // d_loss
+  CHECK(ir::print(prefix) == before);
+  // One backward op per forward op that needs one: 2 layers → 2 attention_backward.
+  CHECK(count(g, ir::Op::attention_backward) == 2);
+  CHECK(count(g, ir::Op::cross_entropy_backward) == 1);
+  CHECK(count(g, ir::Op::rms_norm_backward) == 5);
+}
+
+TEST_CASE("autodiff reports what stops it", "[autodiff]") {
+  SECTION("no loss output") {
+    ir::Graph g;
+    ir::Builder b(g);
+    b.output("y", b.scale(b.param("w", {2}, {}), 2.0f));
+    auto s = sp::make_autodiff_pass()->run(g, {});
+    CHECK(s.message().find("no output named 'loss'") != std::string::npos);
+  }
+  SECTION("a parameter the loss does not depend on") {
+    ir::Graph g;
+    ir::Builder b(g);
+    ir::ValueId w = b.param("w", {2}, {});
+    b.param("unused.weight", {3}, {});
+    b.output("loss", b.sum(w));
+    auto s = sp::make_autodiff_pass()->run(g, {});
+    CHECK(s.message().find("unused.weight does not affect the loss") != std::string::npos);
+  }
+  SECTION("a loss that is not a scalar") {
+    ir::Graph g;
+    ir::Builder b(g);
+    b.output("loss", b.scale(b.param("w", {2}, {}), 2.0f));
+    CHECK_FALSE(sp::make_autodiff_pass()->run(g, {}).ok());
+  }
+}

@@ -1,0 +1,50 @@
+// Learning-rate schedule: warmup, cosine decay, floor; values checked against the formula
+// written out here.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "trainer/schedule.h"
+
+using namespace autosp::trainer;
+
+namespace {
+TrainOptions opts(int64_t steps, int64_t warmup, double lr, double min_lr) {
+  TrainOptions t;
+  t.steps = steps;
+  t.warmup_steps = warmup;
+  t.lr = lr;
+  t.min_lr = min_lr;
+  return t;
+}
+}  // namespace
+
+TEST_CASE("warmup rises linearly from lr/warmup to lr") {
+  auto t = opts(100, 10, 1e-3, 1e-4);
+  CHECK(learning_rate(0, t) == Approx(1e-4));
+  CHECK(learning_rate(4, t) == Approx(5e-4));
+  CHECK(learning_rate(9, t) == Approx(1e-3));
+  for (int64_t s = 1; s < 10; ++s) CHECK(learning_rate(s, t) > learning_rate(s - 1, t));
+}
+
+TEST_CASE("after warmup the rate follows a cosine from lr down to min_lr") {
+  auto t = opts(110, 10, 1e-3, 1e-4);
+  CHECK(learning_rate(10, t) == Approx(1e-3));
+  CHECK(learning_rate(60, t) == Approx(5.5e-4));  // halfway: the mean of lr and min_lr
+  const double q = 1e-4 + 0.9e-3 * 0.5 * (1 + std::cos(M_PI * 0.25));
+  CHECK(learning_rate(35, t) == Approx(q));
+  for (int64_t s = 11; s < 110; ++s) CHECK(learning_rate(s, t) <= learning_rate(s - 1, t));
+  CHECK(learning_rate(110, t) == Approx(1e-4));
+  CHECK(learning_rate(500, t) == Approx(1e-4));
+}
+
+TEST_CASE("without warmup the first step uses the peak rate") {
+  CHECK(learning_rate(0, opts(50, 0, 2e-3, 0)) == Approx(2e-3));
+}
+
+TEST_CASE("a warmup longer than training never divides by zero") {
+  auto t = opts(5, 10, 1e-3, 1e-4);
+  CHECK(learning_rate(4, t) == Approx(5e-4));
+  CHECK(std::isfinite(learning_rate(9, t)));
+  CHECK(learning_rate(10, t) == Approx(1e-4));
+}

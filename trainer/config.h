@@ -1,0 +1,99 @@
+// The training config: one options struct per JSON section, field names identical to the
+// JSON keys (other tools read the same keys). Missing keys take the defaults written here,
+// which describe the tiny CPU model of configs/tiny-cpu.json.
+//
+// Loading is two steps so that each error names what the user wrote:
+//   load_options(path, sets)  — parse the file, apply --set overrides, check keys and types;
+//   validate(options, world)  — check values against each other and the world size.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+#include "models/model_config.h"
+
+namespace autosp::trainer {
+
+// Section "data". Paths are relative to the current working directory.
+struct DataOptions {
+  std::string train = "build/data/corpus_train.u16";  // training tokens
+  std::string val = "build/data/corpus_val.u16";      // eval tokens; "" = no eval
+  std::string format = "u16";  // "u16" | "u32" (raw little-endian) | "llmc" (llm.c .bin)
+  bool documents = true;       // segment ids / positions restart after each eod_token
+  int64_t eod_token = 256;     // end-of-document token (byte-level vocab: 256)
+};
+
+// Section "train".
+struct TrainOptions {
+  int64_t seq_len = 256;        // tokens per row (≤ model.max_seq_len)
+  int64_t batch_size = 4;       // rows per step (per data-parallel replica)
+  int64_t steps = 200;          // optimizer steps in total
+  double lr = 3e-3;             // peak learning rate, reached after warmup_steps
+  double min_lr = 3e-4;         // cosine decay floor, reached at `steps`
+  int64_t warmup_steps = 20;    // linear warmup length
+  double weight_decay = 0.1;    // AdamW decoupled decay (not applied to norms/biases)
+  double beta1 = 0.9;           // AdamW first-moment decay, in [0, 1)
+  double beta2 = 0.95;          // AdamW second-moment decay, in [0, 1)
+  double grad_clip = 1.0;       // global-norm clip; 0 = off
+  int64_t seed = 1234;          // parameter init and data order
+  int64_t eval_every = 50;      // steps between evals on data.val; 0 = off
+  int64_t eval_steps = 4;       // batches per eval
+  std::string dtype = "f32";    // "f32" | "bf16" (bf16 is CUDA only; the runtime rejects it on CPU)
+};
+
+// Section "parallel".
+struct ParallelOptions {
+  int64_t sp = 1;                    // sequence-parallel degree; divides the world size
+  std::string sp_strategy = "auto";  // "auto" | "ulysses" | "ring" | "hybrid"
+  int64_t zero_stage = 0;            // 0-3: none, optimizer state, + gradients, + parameters
+  bool overlap = true;               // overlap collectives with compute
+};
+
+// Section "checkpoint".
+struct CheckpointOptions {
+  std::string dir = "build/checkpoints/tiny";  // root of step_XXXXXXXX dirs
+  int64_t every = 100;                         // steps between saves; 0 = off
+  int64_t keep = 2;                            // newest checkpoints kept (≥ 1)
+};
+
+// Section "log".
+struct LogOptions {
+  int64_t every = 10;                                  // steps between progress lines (≥ 1)
+  std::string metrics_file = "build/metrics/tiny.jsonl";  // JSON Lines; "" = off
+};
+
+struct Options {
+  models::ModelConfig model;  // section "model"
+  DataOptions data;
+  TrainOptions train;
+  ParallelOptions parallel;
+  CheckpointOptions checkpoint;
+  LogOptions log;
+};
+
+// Reads `path` (JSON; // comments allowed), applies each "section.key=VALUE" of `sets` in
+// order (VALUE parsed as JSON when it is valid JSON, else taken as a string: train.lr=3e-4,
+// data.train=x.u16, data.documents=false), then converts. Errors: the file cannot be read
+// or parsed, unknown section/key, wrong type — each names the file (or the --set) and key.
+// Values are not range-checked here; call validate().
+StatusOr<Options> load_options(const std::string& path, const std::vector<std::string>& sets);
+
+// JSON → Options. Missing keys take defaults; unknown keys and wrong types are errors that
+// name `source_name` (e.g. the file path) and the key.
+StatusOr<Options> options_from_json(const nlohmann::json& j, const std::string& source_name);
+
+// Every key of every section, defaults included: what was actually run.
+nlohmann::json to_json(const Options& o);
+
+// Impossible values and combinations (n_heads vs n_kv_heads, seq_len vs max_seq_len, sp vs
+// world_size, unknown arch/format/strategy/dtype, ranges). Messages name the key and
+// `source_name`.
+Status validate(const Options& o, int world_size, const std::string& source_name = "config");
+
+// FNV-1a 64 of to_json(o).dump(): equal on every rank iff the options are equal.
+uint64_t options_hash(const Options& o);
+
+}  // namespace autosp::trainer

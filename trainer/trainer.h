@@ -1,0 +1,71 @@
+// Trainer: compiles the model for one training step (and a forward-only eval step), owns
+// parameters and optimizer state, and runs steps, evals and checkpoints. main.cc wraps it
+// in the CLI; tests drive it directly.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/status.h"
+#include "runtime/executor.h"
+#include "runtime/params.h"
+#include "trainer/config.h"
+#include "trainer/data.h"
+
+namespace autosp::trainer {
+
+struct StepResult {
+  int64_t step = 0;  // steps completed after this one
+  double loss = 0, grad_norm = 0, lr = 0;
+  int64_t tokens = 0;  // scored targets this step
+};
+
+struct EvalResult {
+  double loss = 0;     // mean over scored tokens of all eval batches
+  int64_t tokens = 0;  // scored tokens
+};
+
+// Bytes per rank, known before anything runs.
+struct MemoryPlan {
+  int64_t params = 0, grads = 0, optimizer = 0;
+  int64_t train_arena = 0, eval_arena = 0;
+  int64_t num_params = 0;
+  int64_t total() const { return params + grads + optimizer + std::max(train_arena, eval_arena); }
+};
+
+class Trainer {
+ public:
+  // dump_ir_dir: when set, the graph is written there before and after each pass.
+  static StatusOr<std::unique_ptr<Trainer>> create(const Options& opts, const std::string& dump_ir_dir = "");
+
+  // Loads parameters, optimizer moments and the step from a checkpoint (a step directory or
+  // a checkpoint root); the model in it must match this config.
+  Status resume(const std::string& path);
+  // One optimizer step on the next batch. Errors on a non-finite loss or gradient norm
+  // (naming the step), leaving parameters as they were before the step.
+  StatusOr<StepResult> train_step();
+  // Loss over train.eval_steps batches of data.val.
+  StatusOr<EvalResult> evaluate();
+  // Writes a checkpoint of the current step under checkpoint.dir.
+  Status save_checkpoint() const;
+
+  int64_t step() const { return step_; }
+  const Options& options() const { return opts_; }
+  runtime::ParamStore& params() { return *params_; }
+  const MemoryPlan& memory_plan() const { return plan_; }
+  bool has_val() const { return val_.has_value(); }
+
+ private:
+  explicit Trainer(const Options& o) : opts_(o) {}
+  void bind_batch(runtime::Executor& ex, const Batch& b);
+
+  Options opts_;
+  std::unique_ptr<runtime::Backend> backend_;
+  std::unique_ptr<runtime::ParamStore> params_;
+  std::unique_ptr<runtime::Executor> train_, eval_;
+  std::optional<DataLoader> train_data_, val_;
+  MemoryPlan plan_;
+  int64_t step_ = 0;
+};
+
+}  // namespace autosp::trainer
