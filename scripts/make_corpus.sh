@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the default training corpus, build/data/corpus_{train,val}.u16 (byte-level tokens,
+# Builds the default training corpus, $AUTOSP_DATA_DIR/corpus_{train,val}.u16 (default
+# build/data, where configs/tiny-cpu.json looks; the CMake build also calls this) (byte-level tokens,
 # vocab 257, end-of-document 256; see scripts/prepare_data.py), used by configs/tiny-cpu.json.
 #
 # Source: licence texts in /usr/share/common-licenses/, installed on every Debian system by
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SRC=/usr/share/common-licenses
-OUT=build/data
+OUT=${AUTOSP_DATA_DIR:-build/data}
 GRANT="Everyone is permitted to copy and distribute verbatim copies"
 if [[ "${1:-}" != "--force" && -s $OUT/corpus_train.u16 && -s $OUT/corpus_val.u16 ]]; then
   echo "make_corpus.sh: $OUT/corpus_train.u16 and corpus_val.u16 exist (--force rebuilds)"

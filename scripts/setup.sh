@@ -20,5 +20,4 @@ fi
 
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-cmake --build build -j"$jobs"
-bash scripts/make_corpus.sh
+cmake --build build -j"$jobs"  # also generates build/data (the corpus target)
