@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in build-essential cmake libopenblas-dev nlohmann-json3-dev libcli11-dev catch2 libopenmpi-dev openmpi-bin \
+for p in build-essential cmake libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev catch2 libopenmpi-dev openmpi-bin \
          python3; do
   have_pkg "$p" || need+=("$p")
 done

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "ir/builder.h"
+#include "ir/parser.h"
 #include "ir/printer.h"
 #include "models/model.h"
 #include "sp_compiler/autodiff.h"
@@ -45,6 +46,11 @@ TEST_CASE("autodiff adds one gradient output per parameter and keeps the forward
   CHECK(count(g, ir::Op::attention_backward) == 2);
   CHECK(count(g, ir::Op::cross_entropy_backward) == 1);
   CHECK(count(g, ir::Op::rms_norm_backward) == 5);
+  // The differentiated graph is plain IR too: it round-trips through the text form.
+  const std::string text = ir::print(g);
+  auto parsed = ir::parse(text);
+  REQUIRE(parsed.ok());
+  CHECK(ir::print(parsed.value()) == text);
 }
 
 TEST_CASE("autodiff reports what stops it", "[autodiff]") {

@@ -1,0 +1,32 @@
+// Helpers shared by the test folders.
+#pragma once
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+namespace autosp::testing {
+
+// This process's scratch directory under /tmp, created on first use and removed when the test
+// binary exits. Per process, so ctest -j runs of different cases never share files.
+inline const std::filesystem::path& scratch_dir() {
+  static struct Scratch {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("autosp_test_" + std::to_string(::getpid()));
+    Scratch() { std::filesystem::create_directories(path); }
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } s;
+  return s.path;
+}
+
+// A fresh path in the scratch directory (anything already there is removed).
+inline std::string scratch_path(const std::string& name) {
+  auto p = scratch_dir() / name;
+  std::filesystem::remove_all(p);
+  return p.string();
+}
+
+}  // namespace autosp::testing

@@ -1,0 +1,98 @@
+// autosp-train as a user meets it: flags, exit codes and messages. Runs the built binary.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/test_util.h"
+
+namespace {
+
+struct Run {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+Run run(const std::string& args, const std::string& env = "") {
+  const std::string data = std::string(AUTOSP_BINARY_DIR) + "/data/";
+  const std::string cmd = env + " " + AUTOSP_BINARY_DIR + "/autosp-train --config " + AUTOSP_SOURCE_DIR +
+                          "/configs/tiny-cpu.json --set data.train=" + data + "corpus_train.u16 --set data.val=" +
+                          data + "corpus_val.u16 --set log.metrics_file= " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+bool has(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("config mistakes stop before any work with exit code 2 and name the key", "[cli]") {
+  Run r = run("--set train.seq_len=4096");
+  CHECK(r.code == 2);
+  CHECK(has(r.out, "train.seq_len"));
+  CHECK(has(r.out, "tiny-cpu.json"));
+  r = run("--set model.n_kv_heads=3");
+  CHECK(r.code == 2);
+  CHECK(has(r.out, "n_kv_heads"));
+  r = run("--set train.no_such_key=1");
+  CHECK(r.code == 2);
+  CHECK(has(r.out, "train.no_such_key"));
+  r = run("--set parallel.sp=2", "OMPI_COMM_WORLD_SIZE=3");
+  CHECK(r.code == 2);
+  CHECK(has(r.out, "parallel.sp"));
+  r = run("--set data.train=/nonexistent/tokens.u16");
+  CHECK(r.code == 2);
+  CHECK(has(r.out, "/nonexistent/tokens.u16"));
+  r = run("--no-such-flag");
+  CHECK(r.code == 2);
+}
+
+TEST_CASE("--help documents every flag", "[cli]") {
+  Run r = run("--help");
+  CHECK(r.code == 0);
+  for (const char* f : {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan"}) CHECK(has(r.out, f));
+}
+
+TEST_CASE("training prints one progress line per log.every steps, then --eval-only reads the checkpoint", "[cli]") {
+  const std::string ck = autosp::testing::scratch_path("cli_ckpt");
+  Run r = run("--set train.steps=4 --set log.every=2 --set checkpoint.every=4 --set checkpoint.dir=" + ck);
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out, "step 2/4 | loss "));
+  CHECK(has(r.out, "step 4/4 | loss "));
+  CHECK(has(r.out, "tok/s"));
+  CHECK(std::filesystem::exists(ck + "/step_00000004/model.safetensors"));
+  Run e = run("--eval-only --resume " + ck);
+  INFO(e.out);
+  REQUIRE(e.code == 0);
+  CHECK(has(e.out, "{\"eval_loss\": "));
+  CHECK(has(e.out, "\"tokens\": 4096}"));  // eval_steps 4 × batch 4 × seq_len 256
+}
+
+TEST_CASE("--plan prints the memory plan and trains nothing", "[cli]") {
+  Run r = run("--plan --set checkpoint.dir=" + autosp::testing::scratch_path("plan_ckpt"));
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "parameters"));
+  CHECK(has(r.out, "activations"));
+  CHECK_FALSE(has(r.out, "| loss "));
+  CHECK_FALSE(std::filesystem::exists(autosp::testing::scratch_dir() / "plan_ckpt"));
+}
+
+TEST_CASE("--dump-ir writes the graph before and after each pass", "[cli]") {
+  const std::string dir = autosp::testing::scratch_path("ir");
+  Run r = run("--plan --dump-ir " + dir);
+  REQUIRE(r.code == 0);
+  CHECK(std::filesystem::exists(dir + "/00-input.ir"));
+  std::ifstream f(dir + "/01-autodiff.ir");
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  CHECK(has(text, "graph @llama("));
+  CHECK(has(text, "attention_backward("));
+}
