@@ -12,12 +12,13 @@
 
 #include <cmath>
 #include <functional>
-#include <random>
 #include <vector>
 
 #include "kernels/cpu/activation.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
+using autosp::testing::random_vec;
 
 namespace {
 
@@ -36,14 +37,6 @@ std::vector<float> inputs() {
   for (int i = 0; i <= 1000; ++i) x.push_back(-6.0f + 12.0f * static_cast<float>(i) / 1000.0f);
   for (float v : {0.0f, -30.0f, 30.0f, -100.0f, 100.0f, -1e-6f, 1e-6f}) x.push_back(v);
   return x;
-}
-
-std::vector<float> random_vec(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-2.0f, 2.0f);
-  std::vector<float> v(n);
-  for (float& e : v) e = d(rng);
-  return v;
 }
 
 void require_close(double got, double ref, double tol) {
@@ -66,7 +59,7 @@ TEST_CASE("silu and gelu forward match the double formula, saturating without Na
 TEST_CASE("silu and gelu backward match finite differences of the double formula", "[activation]") {
   const auto x = inputs();
   const int64_t n = static_cast<int64_t>(x.size());
-  const auto dy = random_vec(n, 7);
+  const auto dy = random_vec(n, 7, -2.0f, 2.0f);
   std::vector<float> dx(n);
   silu_backward(x.data(), dy.data(), dx.data(), n);
   for (int64_t i = 0; i < n; ++i) require_close(dx[i], dy[i] * fd(silu_ref, x[i]), 1e-5);
@@ -77,8 +70,8 @@ TEST_CASE("silu and gelu backward match finite differences of the double formula
 TEST_CASE("swiglu is silu(gate)·up, and its backward matches finite differences", "[activation]") {
   const auto gate = inputs();
   const int64_t n = static_cast<int64_t>(gate.size());
-  const auto up = random_vec(n, 8);
-  const auto dy = random_vec(n, 9);
+  const auto up = random_vec(n, 8, -2.0f, 2.0f);
+  const auto dy = random_vec(n, 9, -2.0f, 2.0f);
   std::vector<float> y(n), dgate(n), dup(n);
   swiglu_forward(gate.data(), up.data(), y.data(), n);
   swiglu_backward(gate.data(), up.data(), dy.data(), dgate.data(), dup.data(), n);
@@ -92,7 +85,7 @@ TEST_CASE("swiglu is silu(gate)·up, and its backward matches finite differences
 
 TEST_CASE("activations stay correct on inputs past the threading threshold", "[activation]") {
   const int64_t n = 50001;
-  const auto x = random_vec(n, 10);
+  const auto x = random_vec(n, 10, -2.0f, 2.0f);
   std::vector<float> y(n);
   gelu_forward(x.data(), y.data(), n);
   for (int64_t i = 0; i < n; ++i) require_close(y[i], gelu_ref(x[i]), 2e-6);

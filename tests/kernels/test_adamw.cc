@@ -7,22 +7,15 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "kernels/cpu/adamw.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
+using autosp::testing::random_vec;
 
 namespace {
-
-std::vector<float> random_vec(int64_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 struct Hyper {
   float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f, grad_scale = 0.5f;

@@ -20,8 +20,8 @@
 #include <cblas.h>
 #include <omp.h>
 
-#include "core/rng.h"
 #include "kernels/cpu/attention.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
 
@@ -45,12 +45,7 @@ struct Case {
   }
 };
 
-std::vector<float> normal(int64_t n, uint64_t stream) {
-  autosp::Rng rng(1234, stream);
-  std::vector<float> x(n);
-  for (int64_t i = 0; i < n; ++i) x[i] = rng.normal(i);
-  return x;
-}
+std::vector<float> normal(int64_t n, uint64_t stream) { return autosp::testing::normal_vec(n, 1234, stream); }
 
 Case make_case(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t Hkv, int64_t D, bool causal) {
   Case c;

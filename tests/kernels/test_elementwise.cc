@@ -5,22 +5,15 @@
 // 2·24+2 bits), so the kernel's single IEEE op must equal float(double op) bit for bit.
 #include <catch2/catch.hpp>
 
-#include <random>
 #include <vector>
 
 #include "kernels/cpu/elementwise.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
+using autosp::testing::random_vec;
 
 namespace {
-
-std::vector<float> random_vec(int64_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 double apply(BinaryOp op, double a, double b) {
   switch (op) {

@@ -4,32 +4,18 @@
 // order, so the comparison is bit-exact, for any thread count.
 #include <catch2/catch.hpp>
 
-#include <omp.h>
-
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "kernels/cpu/embedding.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
+using autosp::testing::OmpThreads;
+using autosp::testing::random_vec;
 
 namespace {
-
-// Sets the OpenMP team size for one scope; restores it even when a REQUIRE throws.
-struct OmpThreads {
-  int saved = omp_get_max_threads();
-  explicit OmpThreads(int n) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved); }
-};
-
-std::vector<float> random_vec(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 // Skewed ids (id 0 about a third of the time), and never id vocab-1, so that row must be 0.
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {

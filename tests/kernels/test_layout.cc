@@ -2,25 +2,18 @@
 // size-1 axes, and a large case with 3 threads. Data movement only, so results are exact.
 #include <catch2/catch.hpp>
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <numeric>
 #include <vector>
 
 #include "kernels/cpu/layout.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
+using autosp::testing::OmpThreads;
 
 namespace {
-
-// Sets the OpenMP team size for one scope; restores it even when a REQUIRE throws.
-struct OmpThreads {
-  int saved = omp_get_max_threads();
-  explicit OmpThreads(int n) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved); }
-};
 
 // out[j] where j walks the permuted shape = x[i] with i from the same coordinates.
 template <class T>

@@ -11,19 +11,14 @@
 #include <cmath>
 #include <vector>
 
-#include "core/rng.h"
 #include "kernels/cpu/matmul.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
 
 namespace {
 
-std::vector<float> normal(int64_t n, uint64_t stream) {
-  autosp::Rng rng(7, stream);
-  std::vector<float> x(n);
-  for (int64_t i = 0; i < n; ++i) x[i] = rng.normal(i);
-  return x;
-}
+std::vector<float> normal(int64_t n, uint64_t stream) { return autosp::testing::normal_vec(n, 7, stream); }
 
 // Runs matmul() and compares every element with the double reference under the bound above.
 void expect_matches_reference(int64_t batch, int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool bcast,

@@ -11,35 +11,20 @@
 // ulp: dg sums `rows` terms, dx cancels two terms of size ~|dy g|; observed < 1e-6).
 #include <catch2/catch.hpp>
 
-#include <omp.h>
-
 #include <cmath>
 #include <functional>
-#include <random>
 #include <vector>
 
 #include "kernels/cpu/norm.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
+using autosp::testing::OmpThreads;
+using autosp::testing::random_vec;
 
 namespace {
 
-// Sets the OpenMP team size for one scope; restores it even when a REQUIRE throws.
-struct OmpThreads {
-  int saved = omp_get_max_threads();
-  explicit OmpThreads(int n) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved); }
-};
-
 using Vec = std::vector<double>;
-
-std::vector<float> random_vec(int64_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 Vec to_double(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
 

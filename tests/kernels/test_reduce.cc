@@ -7,32 +7,17 @@
 // broadcast is one fp32 multiply per element: exact.
 #include <catch2/catch.hpp>
 
-#include <omp.h>
-
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "kernels/cpu/reduce.h"
+#include "tests/kernels/kernel_test_util.h"
 
 using namespace autosp::kernels::cpu;
+using autosp::testing::OmpThreads;
+using autosp::testing::random_vec;
 
 namespace {
-
-// Sets the OpenMP team size for one scope; restores it even when a REQUIRE throws.
-struct OmpThreads {
-  int saved = omp_get_max_threads();
-  explicit OmpThreads(int n) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved); }
-};
-
-std::vector<float> random_vec(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
 
 int64_t numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;

@@ -2,12 +2,11 @@
 // fails like a full disk at every point of the save.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cstring>
 #include <filesystem>
 
 #include "runtime/checkpoint.h"
+#include "tests/test_util.h"
 
 using namespace autosp;
 using namespace autosp::runtime;
@@ -15,22 +14,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// This process's scratch directory under /tmp, removed when the test binary exits.
-const std::filesystem::path& scratch_dir() {
-  static struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("autosp_test_ckpt_" + std::to_string(::getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } s;
-  return s.path;
-}
-
 fs::path fresh_dir(const std::string& name) {
-  auto d = scratch_dir() / name;
-  fs::remove_all(d);
+  fs::path d = testing::scratch_path(name);
   fs::create_directories(d);
   return d;
 }

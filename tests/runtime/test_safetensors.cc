@@ -9,30 +9,13 @@
 #include <fstream>
 
 #include "runtime/safetensors.h"
+#include "tests/test_util.h"
 
 using namespace autosp;
 using namespace autosp::runtime;
+using autosp::testing::scratch_path;
 
 namespace {
-
-// This process's scratch directory under /tmp, removed when the test binary exits.
-const std::filesystem::path& scratch_dir() {
-  static struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("autosp_test_st_" + std::to_string(::getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } s;
-  return s.path;
-}
-
-std::string temp_path(const std::string& name) {
-  auto dir = scratch_dir();
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
 
 std::vector<uint8_t> read_all(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
@@ -49,7 +32,7 @@ std::string hand_file(const std::string& name, const std::string& header, const 
   for (int i = 0; i < 8; ++i) b.push_back(uint8_t(uint64_t(header.size()) >> (8 * i)));
   b.insert(b.end(), header.begin(), header.end());
   b.insert(b.end(), data.begin(), data.end());
-  auto p = temp_path(name);
+  auto p = scratch_path(name);
   write_all(p, b);
   return p;
 }
@@ -77,7 +60,7 @@ TEST_CASE("every dtype round-trips bit-exactly with names, shapes and metadata")
                      {"count.i64", filled<int64_t>(DType::i64, {2, 1, 2}, int64_t(1) << 40)},
                      {"scalar", filled<float>(DType::f32, {}, 42.0f)},
                      {"empty", Tensor::zeros(DType::f32, {0, 4})}};
-  auto p = temp_path("round.safetensors");
+  auto p = scratch_path("round.safetensors");
   REQUIRE(save_safetensors(p, in, {{"format", "pt"}, {"note", "hello"}}).ok());
   auto out = read_safetensors(p);
   REQUIRE(out.ok());
@@ -122,7 +105,7 @@ TEST_CASE("a hand-built file with known bytes parses") {
 
 TEST_CASE("our writer produces the exact bytes of the format") {
   NamedTensors in = {{"w", filled<float>(DType::f32, {2}, 1.0f)}};
-  auto p = temp_path("exact.safetensors");
+  auto p = scratch_path("exact.safetensors");
   REQUIRE(save_safetensors(p, in).ok());
   std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   header.append((8 - header.size() % 8) % 8, ' ');
@@ -135,11 +118,11 @@ TEST_CASE("our writer produces the exact bytes of the format") {
 
 TEST_CASE("corrupt files are rejected with errors naming the problem") {
   const std::vector<uint8_t> eight(8, 0);
-  auto tiny = temp_path("tiny.safetensors");
+  auto tiny = scratch_path("tiny.safetensors");
   write_all(tiny, {1, 2, 3});
   CHECK_THAT(load_error(tiny), Catch::Contains("3 bytes") && Catch::Contains("too short"));
 
-  auto huge = temp_path("huge.safetensors");
+  auto huge = scratch_path("huge.safetensors");
   write_all(huge, {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'});
   CHECK_THAT(load_error(huge), Catch::Contains("header length 65535") && Catch::Contains("exceeds"));
 
@@ -169,20 +152,20 @@ TEST_CASE("corrupt files are rejected with errors naming the problem") {
              Catch::Contains("non-negative"));
   CHECK_THAT(load_error(hand_file("meta.safetensors", R"({"__metadata__":{"k":1}})", {})),
              Catch::Contains("__metadata__.k must be a string"));
-  auto missing = load_safetensors(temp_path("does-not-exist.safetensors"));
+  auto missing = load_safetensors(scratch_path("does-not-exist.safetensors"));
   REQUIRE(!missing.ok());
   CHECK(missing.status().code() == StatusCode::not_found);
 }
 
 TEST_CASE("duplicate or reserved tensor names are refused on save") {
   NamedTensors dup = {{"a", Tensor::zeros(DType::f32, {1})}, {"a", Tensor::zeros(DType::f32, {1})}};
-  CHECK(!save_safetensors(temp_path("dup.safetensors"), dup).ok());
+  CHECK(!save_safetensors(scratch_path("dup.safetensors"), dup).ok());
   NamedTensors reserved = {{"__metadata__", Tensor::zeros(DType::f32, {1})}};
-  CHECK(!save_safetensors(temp_path("res.safetensors"), reserved).ok());
+  CHECK(!save_safetensors(scratch_path("res.safetensors"), reserved).ok());
 }
 
 TEST_CASE("a failed write keeps the previous file and leaves no temporary") {
-  auto p = temp_path("atomic.safetensors");
+  auto p = scratch_path("atomic.safetensors");
   NamedTensors v1 = {{"w", filled<float>(DType::f32, {16}, 1.0f)}};
   NamedTensors v2 = {{"w", filled<float>(DType::f32, {16}, 100.0f)}};
   REQUIRE(save_safetensors(p, v1).ok());

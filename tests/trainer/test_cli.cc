@@ -54,7 +54,7 @@ TEST_CASE("config mistakes stop before any work with exit code 2 and name the ke
   CHECK(r.code == 2);
 }
 
-TEST_CASE("--help documents every flag", "[cli]") {
+TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);
   for (const char* f : {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan"}) CHECK(has(r.out, f));
@@ -76,7 +76,7 @@ TEST_CASE("training prints one progress line per log.every steps, then --eval-on
   CHECK(has(e.out, "\"tokens\": 4096}"));  // eval_steps 4 × batch 4 × seq_len 256
 }
 
-TEST_CASE("--plan prints the memory plan and trains nothing", "[cli]") {
+TEST_CASE("the plan flag prints the memory plan and trains nothing", "[cli]") {
   Run r = run("--plan --set checkpoint.dir=" + autosp::testing::scratch_path("plan_ckpt"));
   INFO(r.out);
   CHECK(r.code == 0);
@@ -86,7 +86,7 @@ TEST_CASE("--plan prints the memory plan and trains nothing", "[cli]") {
   CHECK_FALSE(std::filesystem::exists(autosp::testing::scratch_dir() / "plan_ckpt"));
 }
 
-TEST_CASE("--dump-ir writes the graph before and after each pass", "[cli]") {
+TEST_CASE("the dump-ir flag writes the graph before and after each pass", "[cli]") {
   const std::string dir = autosp::testing::scratch_path("ir");
   Run r = run("--plan --dump-ir " + dir);
   REQUIRE(r.code == 0);

@@ -4,8 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
+#include "tests/test_util.h"
 #include "trainer/config.h"
 
 using namespace autosp;
@@ -14,23 +14,8 @@ using nlohmann::json;
 
 namespace {
 
-// This process's scratch directory under /tmp, removed when the test binary exits.
-const std::filesystem::path& scratch_dir() {
-  static struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("autosp_test_config_" + std::to_string(::getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } s;
-  return s.path;
-}
-
 std::string temp_config(const std::string& name, const std::string& text) {
-  auto dir = scratch_dir();
-  std::filesystem::create_directories(dir);
-  auto path = (dir / name).string();
+  auto path = testing::scratch_path(name);
   std::ofstream(path) << text;
   return path;
 }

@@ -2,13 +2,12 @@
 // the expected values come from the test, not from the reader under test.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
+#include "tests/test_util.h"
 #include "trainer/data.h"
 
 using namespace autosp;
@@ -16,26 +15,11 @@ using namespace autosp::trainer;
 
 namespace {
 
-// This process's scratch directory under /tmp, removed when the test binary exits.
-const std::filesystem::path& scratch_dir() {
-  static struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("autosp_test_data_" + std::to_string(::getpid()));
-    ~Scratch() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } s;
-  return s.path;
-}
-
+// A fresh scratch path with no stale .mask companion beside it.
 std::string temp_path(const std::string& name) {
-  auto dir = scratch_dir();
-  std::filesystem::create_directories(dir);
-  auto p = dir / name;
-  std::filesystem::remove(p);
-  std::filesystem::remove(p.string() + ".mask");
-  return p.string();
+  auto p = testing::scratch_path(name);
+  std::filesystem::remove(p + ".mask");
+  return p;
 }
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {

@@ -1,14 +1,13 @@
 // Progress lines and the metrics JSON Lines file.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/test_util.h"
 #include "trainer/progress.h"
 
 using namespace autosp::trainer;
@@ -36,13 +35,8 @@ TEST_CASE("the progress line shows every number on one aligned line") {
 }
 
 TEST_CASE("the metrics writer creates directories and writes one JSON object per line") {
-  auto dir = std::filesystem::temp_directory_path() / ("autosp_test_progress_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  const std::filesystem::path dir = autosp::testing::scratch_path("progress");
   const std::string path = (dir / "a" / "b" / "m.jsonl").string();
-  struct Cleanup {
-    std::filesystem::path d;
-    ~Cleanup() { std::filesystem::remove_all(d); }
-  } cleanup{dir};
   {
     auto w = MetricsWriter::open(path, false);
     REQUIRE(w.ok());
