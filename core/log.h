@@ -26,9 +26,14 @@ class LogLine {
   int level_;
   std::ostringstream os_;
 };
+// Lets AUTOSP_LOG be an expression, safe inside an unbraced if/else.
+struct LogVoidify {
+  void operator&(const LogLine&) {}
+};
 }  // namespace detail
 
 }  // namespace autosp
 
-#define AUTOSP_LOG(level) \
-  if ((level) > ::autosp::log_verbosity()) {} else ::autosp::detail::LogLine(level)
+#define AUTOSP_LOG(level)                                     \
+  (level) > ::autosp::log_verbosity() ? (void)0                \
+                                      : ::autosp::detail::LogVoidify() & ::autosp::detail::LogLine(level)

@@ -1,13 +1,22 @@
 // Typed attribute structs, one per op family. Each exposes its fields through
 // `fields(f)`, calling f(name, member) in a fixed order; the printer, parser and verifier are
 // written once against that instead of per op. Field types: bool, int64_t, float,
-// std::vector<int64_t>.
+// std::vector<int64_t>, MeshGroup.
 #pragma once
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <variant>
 #include <vector>
 
 namespace autosp::ir {
+
+// The communicator a collective runs on. world = dp × sp ranks; sp groups are consecutive
+// ranks; in a hybrid layout sp_inner is the Ulysses sub-group (consecutive ranks) and
+// sp_outer the ring across sub-groups; dp links the ranks holding the same sequence shard.
+enum class MeshGroup : uint8_t { world, sp, sp_inner, sp_outer, dp };
+std::string_view group_name(MeshGroup g);
+std::optional<MeshGroup> group_from_name(std::string_view name);
 
 struct NoAttrs {
   template <class F> void fields(F&&) {}
@@ -40,11 +49,14 @@ struct PermuteAttrs {
   std::vector<int64_t> perm;  // output axis i is input axis perm[i]
   template <class F> void fields(F&& f) { f("perm", perm); }
 };
-// attention and attention_backward. A fourth input, when present, is the segment ids.
+// attention and attention_backward. Optional trailing inputs: segment ids [B, T] (documents),
+// then, when `indexed`, the global index [B, T] of each token: causality compares indices
+// instead of row numbers (a sequence-parallel layout such as zigzag is not in sequence order).
 struct AttentionAttrs {
   bool causal = true;
   float scale = 0.0f;  // softmax scale; 0 means 1/sqrt(head_dim)
-  template <class F> void fields(F&& f) { f("causal", causal); f("scale", scale); }
+  bool indexed = false;
+  template <class F> void fields(F&& f) { f("causal", causal); f("scale", scale); f("indexed", indexed); }
 };
 struct CrossEntropyAttrs {
   int64_t ignore_index = -1;
@@ -68,8 +80,43 @@ struct EmbeddingBackwardAttrs {
   template <class F> void fields(F&& f) { f("vocab", vocab); }
 };
 
+// Collectives. `size` is the group's rank count, fixed at compile time (shape inference
+// needs it). all_to_all cuts axis `split` into size pieces (piece j to rank j) and
+// concatenates what it receives along `concat`; all_gather concatenates along `axis`;
+// reduce_scatter sums and keeps this rank's piece of `axis`; send_recv sends to rank+shift
+// and receives from rank-shift.
+struct AllToAllAttrs {
+  MeshGroup group = MeshGroup::sp;
+  int64_t size = 1, split = 0, concat = 0;
+  template <class F> void fields(F&& f) { f("group", group); f("size", size); f("split", split); f("concat", concat); }
+};
+struct AxisCollectiveAttrs {
+  MeshGroup group = MeshGroup::sp;
+  int64_t size = 1, axis = 0;
+  template <class F> void fields(F&& f) { f("group", group); f("size", size); f("axis", axis); }
+};
+struct GroupAttrs {
+  MeshGroup group = MeshGroup::world;
+  int64_t size = 1;
+  template <class F> void fields(F&& f) { f("group", group); f("size", size); }
+};
+struct SendRecvAttrs {
+  MeshGroup group = MeshGroup::sp;
+  int64_t size = 1, shift = 1;
+  template <class F> void fields(F&& f) { f("group", group); f("size", size); f("shift", shift); }
+};
+// ring_attention(q, k, v, idx [, segments]) over `group`: K/V blocks travel the ring.
+struct RingAttentionAttrs {
+  MeshGroup group = MeshGroup::sp;
+  int64_t size = 1;
+  bool causal = true;
+  float scale = 0.0f;
+  template <class F> void fields(F&& f) { f("group", group); f("size", size); f("causal", causal); f("scale", scale); }
+};
+
 using Attrs = std::variant<NoAttrs, MatmulAttrs, ScaleAttrs, NormAttrs, RopeAttrs, ShapeAttrs, PermuteAttrs,
                            AttentionAttrs, CrossEntropyAttrs, ReduceAttrs, BroadcastAttrs,
-                           EmbeddingBackwardAttrs>;
+                           EmbeddingBackwardAttrs, AllToAllAttrs, AxisCollectiveAttrs, GroupAttrs, SendRecvAttrs,
+                           RingAttentionAttrs>;
 
 }  // namespace autosp::ir

@@ -13,7 +13,10 @@
   X(cross_entropy) X(sum) X(mean) X(broadcast)                                         \
   /* backward ops emitted by VJP rules */                                              \
   X(embedding_backward) X(rms_norm_backward) X(layer_norm_backward) X(silu_backward)   \
-  X(gelu_backward) X(swiglu_backward) X(attention_backward) X(cross_entropy_backward)
+  X(gelu_backward) X(swiglu_backward) X(attention_backward) X(cross_entropy_backward)  \
+  /* collectives over a mesh group, inserted by the SP compiler */                     \
+  X(all_to_all) X(all_gather) X(reduce_scatter) X(all_reduce) X(send_recv)             \
+  X(ring_attention) X(ring_attention_backward)
 
 namespace autosp::ir {
 

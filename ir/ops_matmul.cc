@@ -46,8 +46,8 @@ Status vjp_matmul(Builder& b, const Node& n, const std::vector<ValueId>& og, con
   if (needs[1]) {
     const bool shared_b = b.shape(B).rank() == 2 && b.shape(A).rank() > 2;
     if (shared_b) {  // ta is false here (inference enforces it)
-      const Shape& sa = b.shape(A);
-      const Shape& sc = b.shape(dC);
+      const Shape sa = b.shape(A);
+      const Shape sc = b.shape(dC);
       A = b.reshape(A, {sa.numel() / sa[-1], sa[-1]});
       dC = b.reshape(dC, {sc.numel() / sc[-1], sc[-1]});
     }

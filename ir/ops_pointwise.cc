@@ -35,7 +35,7 @@ Status infer_same_as_first(const Graph& g, const Node& n, std::vector<TensorType
 }  // namespace
 
 ValueId reduce_to(Builder& b, ValueId g, const Shape& target) {
-  const Shape& s = b.shape(g);
+  const Shape s = b.shape(g);
   if (s == target) return g;
   std::vector<int64_t> axes;
   for (int i = 0; i < s.rank() - target.rank(); ++i) axes.push_back(i);

@@ -85,15 +85,15 @@ static std::vector<int64_t> reduced_axes(const Node& n, int rank) {
 
 Status vjp_sum(Builder& b, const Node& n, const std::vector<ValueId>& og, const std::vector<bool>&,
                std::vector<ValueId>& ig) {
-  const Shape& s = b.shape(n.inputs[0]);
+  const Shape s = b.shape(n.inputs[0]);
   ig[0] = b.broadcast(og[0], s, reduced_axes(n, s.rank()));
   return Status::Ok();
 }
 
 Status vjp_mean(Builder& b, const Node& n, const std::vector<ValueId>& og, const std::vector<bool>&,
                 std::vector<ValueId>& ig) {
-  const Shape& s = b.shape(n.inputs[0]);
-  const Shape& o = b.shape(n.outputs[0]);
+  const Shape s = b.shape(n.inputs[0]);
+  const Shape o = b.shape(n.outputs[0]);
   ig[0] = b.broadcast(og[0], s, reduced_axes(n, s.rank()), float(double(o.numel()) / double(s.numel())));
   return Status::Ok();
 }

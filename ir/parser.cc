@@ -274,6 +274,15 @@ class Parser {
     ASSIGN_OR_RETURN(f, number<float>("a number for " + key));
     return Status::Ok();
   }
+  Status attr_value(const std::string& key, MeshGroup& g) {
+    skip();
+    std::string_view w = word_at(pos_);
+    auto parsed = group_from_name(w);
+    if (!parsed) return expected(pos_, "a mesh group (world, sp, sp_inner, sp_outer, dp) for " + key);
+    g = *parsed;
+    pos_ += w.size();
+    return Status::Ok();
+  }
   Status attr_value(const std::string& key, std::vector<int64_t>& v) {
     if (!accept('[')) return expected(pos_, "a list like [0,2] for " + key);
     v.clear();

@@ -31,7 +31,7 @@ const std::array<OpInfo, kNumOps> kOps = {{
     R(swiglu, 2, 2, 1, NoAttrs{}, vjp_swiglu),
     R(reshape, 1, 1, 1, ShapeAttrs{}, vjp_reshape),
     R(permute, 1, 1, 1, PermuteAttrs{}, vjp_permute),
-    R2(attention, 3, 4, 2, 0b10u, AttentionAttrs{}, vjp_attention),
+    R2(attention, 3, 5, 2, 0b10u, AttentionAttrs{}, vjp_attention),
     R2(cross_entropy, 3, 3, 3, 0b110u, CrossEntropyAttrs{}, vjp_cross_entropy),
     R(sum, 1, 1, 1, ReduceAttrs{}, vjp_sum),
     R(mean, 1, 1, 1, ReduceAttrs{}, vjp_mean),
@@ -42,8 +42,15 @@ const std::array<OpInfo, kNumOps> kOps = {{
     R(silu_backward, 2, 2, 1, NoAttrs{}, nullptr),
     R(gelu_backward, 2, 2, 1, NoAttrs{}, nullptr),
     R(swiglu_backward, 3, 3, 2, NoAttrs{}, nullptr),
-    R(attention_backward, 6, 7, 3, AttentionAttrs{}, nullptr),
+    R(attention_backward, 6, 8, 3, AttentionAttrs{}, nullptr),
     R(cross_entropy_backward, 5, 5, 2, CrossEntropyAttrs{}, nullptr),
+    R(all_to_all, 1, 1, 1, AllToAllAttrs{}, vjp_all_to_all),
+    R(all_gather, 1, 1, 1, AxisCollectiveAttrs{}, vjp_all_gather),
+    R(reduce_scatter, 1, 1, 1, AxisCollectiveAttrs{}, vjp_reduce_scatter),
+    R(all_reduce, 1, 1, 1, GroupAttrs{}, vjp_all_reduce),
+    R(send_recv, 1, 1, 1, SendRecvAttrs{}, vjp_send_recv),
+    R2(ring_attention, 4, 5, 2, 0b10u, RingAttentionAttrs{}, vjp_ring_attention),
+    R(ring_attention_backward, 7, 8, 3, RingAttentionAttrs{}, nullptr),
 }};
 #undef R
 #undef R2

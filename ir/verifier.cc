@@ -13,7 +13,9 @@ namespace {
 // The alternatives of Attrs, in order, for "wrong attribute struct" messages.
 constexpr const char* kAttrsNames[] = {"NoAttrs",     "MatmulAttrs",    "ScaleAttrs",      "NormAttrs",
                                        "RopeAttrs",   "ShapeAttrs",     "PermuteAttrs",    "AttentionAttrs",
-                                       "CrossEntropyAttrs", "ReduceAttrs", "BroadcastAttrs", "EmbeddingBackwardAttrs"};
+                                       "CrossEntropyAttrs", "ReduceAttrs", "BroadcastAttrs", "EmbeddingBackwardAttrs",
+                                       "AllToAllAttrs", "AxisCollectiveAttrs", "GroupAttrs", "SendRecvAttrs",
+                                       "RingAttentionAttrs"};
 static_assert(std::size(kAttrsNames) == std::variant_size_v<Attrs>, "name every Attrs alternative");
 
 constexpr int kUndefined = -2, kByArg = -1;  // else: index of the defining node

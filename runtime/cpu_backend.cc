@@ -33,7 +33,8 @@ std::vector<bool> axis_mask(const std::vector<int64_t>& axes, int rank) {
   return m;
 }
 
-k::AttentionArgs attention_args(const ir::Instr& ins, std::span<const Tensor> in, bool has_seg, int seg_index) {
+// Attention inputs after the first `fixed` tensors are [segments] [index] (ir/ops_attention.cc).
+k::AttentionArgs attention_args(const ir::Instr& ins, std::span<const Tensor> in, size_t fixed) {
   const auto& a = std::get<ir::AttentionAttrs>(ins.attrs);
   const Shape& q = in[0].shape();
   const Shape& kv = in[1].shape();
@@ -46,7 +47,8 @@ k::AttentionArgs attention_args(const ir::Instr& ins, std::span<const Tensor> in
   r.D = q[3];
   r.causal = a.causal;
   r.scale = a.scale != 0.0f ? a.scale : float(1.0 / std::sqrt(double(r.D)));
-  if (has_seg) r.q_seg = r.k_seg = I(in[seg_index]);
+  if (in.size() - fixed - size_t(a.indexed) == 1) r.q_seg = r.k_seg = I(in[fixed]);
+  if (a.indexed) r.q_pos = r.k_pos = I(in[in.size() - 1]);
   return r;
 }
 
@@ -130,11 +132,11 @@ class CpuBackend final : public Backend {
         return;
       }
       case Op::attention:
-        k::attention_forward(attention_args(ins, in, in.size() == 4, 3), F(in[0]), F(in[1]), F(in[2]), F(out[0]),
+        k::attention_forward(attention_args(ins, in, 3), F(in[0]), F(in[1]), F(in[2]), F(out[0]),
                              F(out[1]));
         return;
       case Op::attention_backward:
-        k::attention_backward(attention_args(ins, in, in.size() == 7, 6), F(in[0]), F(in[1]), F(in[2]), F(in[3]),
+        k::attention_backward(attention_args(ins, in, 6), F(in[0]), F(in[1]), F(in[2]), F(in[3]),
                               F(in[4]), F(in[5]), F(out[0]), F(out[1]), F(out[2]));
         return;
       case Op::cross_entropy:
@@ -152,6 +154,14 @@ class CpuBackend final : public Backend {
         k::reduce_sum(F(in[0]), F(out[0]), s.dims(), mask, sc);
         return;
       }
+      case Op::all_to_all:
+      case Op::all_gather:
+      case Op::reduce_scatter:
+      case Op::all_reduce:
+      case Op::send_recv:
+      case Op::ring_attention:
+      case Op::ring_attention_backward:
+        break;  // communication: the executor runs these with its communicators
       case Op::broadcast: {
         const auto& a = std::get<ir::BroadcastAttrs>(ins.attrs);
         k::broadcast(F(in[0]), F(out[0]), a.shape, axis_mask(a.axes, int(a.shape.size())), a.scale);

@@ -1,11 +1,15 @@
 #include "runtime/executor.h"
 
+#include "runtime/collective_exec.h"
+
 namespace autosp::runtime {
 
 using ir::Slot;
 
-Executor::Executor(ir::Program program, Backend& backend)
-    : program_(std::move(program)), backend_(backend), external_(program_.slots.size()) {
+Executor::Executor(ir::Program program, Backend& backend, const Mesh* mesh)
+    : program_(std::move(program)), backend_(backend), mesh_(mesh), external_(program_.slots.size()) {
+  for (const ir::Instr& ins : program_.instrs)
+    AUTOSP_CHECK(mesh_ || !is_communication(ins.op)) << "a program with " << ir::op_name(ins.op) << " needs a mesh";
   arena_ = backend_.allocate(size_t(program_.arena_bytes));
 }
 
@@ -55,7 +59,10 @@ Status Executor::run() {
     out.clear();
     for (int s : ins.in) in.push_back(view(s));
     for (int s : ins.out) out.push_back(view(s));
-    backend_.launch(ins, in, out);
+    if (is_communication(ins.op))
+      run_communication(*mesh_, ins, in, out);
+    else
+      backend_.launch(ins, in, out);
   }
   return Status::Ok();
 }

@@ -10,12 +10,14 @@
 #include "core/tensor.h"
 #include "ir/program.h"
 #include "runtime/backend.h"
+#include "runtime/mesh.h"
 
 namespace autosp::runtime {
 
 class Executor {
  public:
-  Executor(ir::Program program, Backend& backend);
+  // mesh: the communicators for the program's collectives (null for a single-rank program).
+  Executor(ir::Program program, Backend& backend, const Mesh* mesh = nullptr);
 
   // Binds an argument or output slot; the tensor's dtype and shape must match the slot.
   Status bind(const std::string& name, Tensor t);
@@ -34,6 +36,7 @@ class Executor {
 
   ir::Program program_;
   Backend& backend_;
+  const Mesh* mesh_;
   std::shared_ptr<Storage> arena_;
   std::vector<Tensor> external_;  // by slot index; undefined for arena/alias slots
 };

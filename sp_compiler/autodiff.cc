@@ -13,6 +13,7 @@ using ir::kNoValue;
 
 class Autodiff final : public Pass {
  public:
+  explicit Autodiff(int world) : world_(world) {}
   std::string_view name() const override { return "autodiff"; }
 
   Status run(ir::Graph& g, const PassContext&) override {
@@ -81,16 +82,24 @@ class Autodiff final : public Pass {
       const std::string& pname = g.values[a.value].name;
       if (grad[a.value] == kNoValue)
         return InvalidArgument("parameter " + pname + " does not affect the loss, so it can never be trained");
-      g.add_output(kGradPrefix + pname, grad[a.value]);
+      ValueId gv = grad[a.value];
+      if (world_ > 1 && g.values[a.value].sharding.kind == ir::ShardKind::replicate) {
+        gv = b.op1(ir::Op::all_reduce, {gv}, ir::GroupAttrs{ir::MeshGroup::world, world_});
+        g.values[gv].sharding = {ir::ShardKind::replicate, -1};
+      }
+      g.add_output(kGradPrefix + pname, gv);
     }
     AUTOSP_LOG(1) << "autodiff: " << n_forward << " forward nodes, " << g.nodes.size() - n_forward
                   << " backward nodes";
     return Status::Ok();
   }
+
+ private:
+  int world_;
 };
 
 }  // namespace
 
-std::unique_ptr<Pass> make_autodiff_pass() { return std::make_unique<Autodiff>(); }
+std::unique_ptr<Pass> make_autodiff_pass(int world_size) { return std::make_unique<Autodiff>(world_size); }
 
 }  // namespace autosp::sp

@@ -196,14 +196,16 @@ int64_t DataLoader::window(int64_t step, int64_t row) const {
   return (*order(idx / n_windows_))[size_t(idx % n_windows_)];
 }
 
-Batch DataLoader::get(int64_t step, int64_t t_begin, int64_t t_end) const {
+Batch DataLoader::get(int64_t step, int64_t t_begin, int64_t t_end, int64_t row_begin, int64_t row_end) const {
   AUTOSP_CHECK(0 <= t_begin && t_begin <= t_end && t_end <= seq_len_)
       << "shard [" << t_begin << ", " << t_end << ") of seq_len " << seq_len_;
-  const int64_t B = batch_size_, L = t_end - t_begin;
+  AUTOSP_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= batch_size_)
+      << "rows [" << row_begin << ", " << row_end << ") of batch " << batch_size_;
+  const int64_t B = row_end - row_begin, L = t_end - t_begin;
   Batch b{Tensor::zeros(DType::i32, {B, L}), Tensor::zeros(DType::i32, {B, L}), Tensor::zeros(DType::i32, {B, L}),
           Tensor::zeros(DType::i32, {B, L})};
   for (int64_t r = 0; r < B; ++r) {
-    const int64_t start = window(step, r) * seq_len_;
+    const int64_t start = window(step, row_begin + r) * seq_len_;
     // Segment and position at t_begin depend on the eod tokens before the shard: count them
     // from the window start (a shard reads its prefix, not the whole row).
     int32_t segment = 0;

@@ -68,8 +68,10 @@ class DataLoader {
   // Batch rows of `step`, tokens [t_begin, t_end) of each row (a sequence-parallel rank
   // passes its shard; 0 ≤ t_begin ≤ t_end ≤ seq_len). Row b is window
   // order_e[(step·B + b) mod n_windows] with epoch e = (step·B + b) / n_windows.
-  Batch get(int64_t step, int64_t t_begin, int64_t t_end) const;
+  Batch get(int64_t step, int64_t t_begin, int64_t t_end) const { return get(step, t_begin, t_end, 0, batch_size_); }
   Batch get(int64_t step) const { return get(step, 0, seq_len_); }
+  // Only rows [row_begin, row_end) of the step (a data-parallel replica's share).
+  Batch get(int64_t step, int64_t t_begin, int64_t t_end, int64_t row_begin, int64_t row_end) const;
 
   // Window index of row `row` of `step` (exposed for tests and logging).
   int64_t window(int64_t step, int64_t row) const;

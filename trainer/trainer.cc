@@ -7,6 +7,7 @@
 #include "runtime/checkpoint.h"
 #include "sp_compiler/autodiff.h"
 #include "sp_compiler/lower.h"
+#include "sp_compiler/shard_sequence.h"
 #include "trainer/schedule.h"
 
 namespace autosp::trainer {
@@ -15,9 +16,10 @@ namespace {
 
 int64_t bytes_of(const runtime::ParamStore& ps) { return ps.num_elements() * int64_t(sizeof(float)); }
 
-StatusOr<DataLoader> open_loader(const std::string& path, const Options& o, uint64_t seed) {
+// Loaders read whole global batches' windows: dp replicas × batch_size rows per step.
+StatusOr<DataLoader> open_loader(const std::string& path, const Options& o, int dp, uint64_t seed) {
   ASSIGN_OR_RETURN(TokenFile f, TokenFile::open(path, o.data.format, o.model.vocab_size));
-  return DataLoader::create(std::move(f), o.train.seq_len, o.train.batch_size, seed, o.data.documents,
+  return DataLoader::create(std::move(f), o.train.seq_len, o.train.batch_size * dp, seed, o.data.documents,
                             int32_t(o.data.eod_token));
 }
 
@@ -25,65 +27,81 @@ double scalar(runtime::Executor& ex, const char* name) { return ex.tensor(name).
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const std::string& dump_ir_dir) {
+StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const std::string& dump_ir_dir,
+                                                   runtime::Communicator* world) {
   std::unique_ptr<Trainer> t(new Trainer(opts));
+  t->world_ = world;
   if (opts.train.dtype != "f32")
     return InvalidArgument("train.dtype: \"" + opts.train.dtype + "\" needs the CUDA backend; the CPU backend runs f32");
+  const int world_size = t->world_size();
+  const sp::SpOptions spo{world_size / int(opts.parallel.sp), int(opts.parallel.sp), opts.parallel.sp_strategy};
+  if (spo.dp * spo.sp != world_size)
+    return InvalidArgument("parallel.sp = " + std::to_string(opts.parallel.sp) + " does not divide the world size " +
+                           std::to_string(world_size));
   const models::StepShape shape{opts.train.batch_size, opts.train.seq_len, opts.data.documents};
   ASSIGN_OR_RETURN(ir::Graph forward, models::build(opts.model, shape));
+  if (world_size > 1) {
+    ASSIGN_OR_RETURN(t->plan_, sp::plan_sequence_parallel(forward, spo));
+  } else {
+    t->plan_.layout = {opts.train.seq_len, opts.train.seq_len, 1, 1, false};
+  }
+
+  // Only rank 0 dumps: every rank's graph is the same program.
+  const sp::PassContext ctx{t->rank() == 0 ? dump_ir_dir : ""};
   ir::Graph train_graph = forward;
-  sp::Pipeline pipeline;
-  pipeline.add(sp::make_autodiff_pass());
-  RETURN_IF_ERROR(pipeline.run(train_graph, {dump_ir_dir}));
+  sp::Pipeline train_pipeline;
+  train_pipeline.add(sp::make_shard_sequence_pass(spo)).add(sp::make_autodiff_pass(world_size));
+  RETURN_IF_ERROR(train_pipeline.run(train_graph, ctx));
+  ir::Graph eval_graph = forward;
+  sp::Pipeline eval_pipeline;
+  eval_pipeline.add(sp::make_shard_sequence_pass(spo));
+  RETURN_IF_ERROR(eval_pipeline.run(eval_graph, {}));
   ASSIGN_OR_RETURN(ir::Program train_prog, sp::lower(train_graph));
-  ASSIGN_OR_RETURN(ir::Program eval_prog, sp::lower(forward));
+  ASSIGN_OR_RETURN(ir::Program eval_prog, sp::lower(eval_graph));
+
+  if (world_size > 1) t->mesh_ = runtime::Mesh::create(*world, {spo.dp, spo.sp, t->plan_.layout.inner});
+  const int sp_rank = t->mesh_ ? t->mesh_->sp_rank() : 0, dp_rank = t->mesh_ ? t->mesh_->dp_rank() : 0;
+  t->shard_.row_begin = int64_t(dp_rank) * opts.train.batch_size;
+  t->shard_.row_end = t->shard_.row_begin + opts.train.batch_size;
+  t->shard_.positions = t->plan_.layout.positions(sp_rank);
+  t->shard_.seq_len = opts.train.seq_len;
 
   t->backend_ = runtime::make_cpu_backend();
   t->params_ = std::make_unique<runtime::ParamStore>(runtime::param_specs(forward));
   t->params_->initialize(uint64_t(opts.train.seed));
-  t->plan_.num_params = t->params_->num_elements();
-  t->plan_.params = t->plan_.grads = bytes_of(*t->params_);
-  t->plan_.optimizer = 2 * bytes_of(*t->params_);
-  t->plan_.train_arena = train_prog.arena_bytes;
-  t->plan_.eval_arena = eval_prog.arena_bytes;
-  t->train_ = std::make_unique<runtime::Executor>(std::move(train_prog), *t->backend_);
-  t->eval_ = std::make_unique<runtime::Executor>(std::move(eval_prog), *t->backend_);
+  t->record_memory_plan(train_prog, eval_prog);
+  t->train_ = std::make_unique<runtime::Executor>(std::move(train_prog), *t->backend_, t->mesh_.get());
+  t->eval_ = std::make_unique<runtime::Executor>(std::move(eval_prog), *t->backend_, t->mesh_.get());
   RETURN_IF_ERROR(t->params_->bind(*t->train_));
   RETURN_IF_ERROR(t->params_->bind(*t->eval_));
-  Tensor seed = Tensor::zeros(DType::f32, {});
-  seed.data<float>()[0] = 1.0f;  // d(loss)/d(loss): no loss scaling in fp32
-  RETURN_IF_ERROR(t->train_->bind(sp::kLossSeedInput, seed));
+  // Every rank holds the same loss and backpropagates partial sums, so the seeds add to 1.
+  t->train_->tensor(sp::kLossSeedInput).data<float>()[0] = 1.0f / float(world_size);
 
-  ASSIGN_OR_RETURN(DataLoader train_data, open_loader(opts.data.train, opts, uint64_t(opts.train.seed)));
+  ASSIGN_OR_RETURN(DataLoader train_data, open_loader(opts.data.train, opts, spo.dp, uint64_t(opts.train.seed)));
   t->train_data_ = std::move(train_data);
   if (!opts.data.val.empty() && opts.train.eval_steps > 0) {
-    ASSIGN_OR_RETURN(DataLoader val, open_loader(opts.data.val, opts, uint64_t(opts.train.seed) + 1));
+    ASSIGN_OR_RETURN(DataLoader val, open_loader(opts.data.val, opts, spo.dp, uint64_t(opts.train.seed) + 1));
     t->val_ = std::move(val);
   }
   return t;
 }
 
-void Trainer::bind_batch(runtime::Executor& ex, const Batch& b) {
-  // Copy into the executor's own input tensors so the loader's buffers stay free to reuse.
-  auto copy = [&](const char* name, const Tensor& src) {
-    if (!ex.has(name)) return;
-    Tensor& dst = ex.tensor(name);
-    std::memcpy(dst.raw(), src.raw(), src.nbytes());
-  };
-  copy("tokens", b.tokens);
-  copy("targets", b.targets);
-  copy("positions", b.positions);
-  copy("segments", b.segment_ids);
+void Trainer::record_memory_plan(const ir::Program& train, const ir::Program& eval) {
+  plan_mem_.num_params = params_->num_elements();
+  plan_mem_.params = plan_mem_.grads = bytes_of(*params_);
+  plan_mem_.optimizer = 2 * bytes_of(*params_);
+  plan_mem_.train_arena = train.arena_bytes;
+  plan_mem_.eval_arena = eval.arena_bytes;
 }
 
 StatusOr<StepResult> Trainer::train_step() {
   const TrainOptions& to = opts_.train;
-  bind_batch(*train_, train_data_->get(step_));
+  feed_shard(*train_data_, step_, shard_, *train_);
   RETURN_IF_ERROR(train_->run());
   StepResult r;
   r.loss = scalar(*train_, "loss");
   r.tokens = int64_t(scalar(*train_, "count"));
-  r.grad_norm = params_->grad_norm();
+  r.grad_norm = params_->grad_norm();  // gradients are all-reduced: the same on every rank
   r.lr = learning_rate(step_, to);
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
     return FailedPrecondition("non-finite " + std::string(std::isfinite(r.loss) ? "gradient norm" : "loss") +
@@ -100,25 +118,30 @@ StatusOr<EvalResult> Trainer::evaluate() {
   if (!val_) return FailedPrecondition("no validation data (data.val is empty or train.eval_steps is 0)");
   double loss_sum = 0, count = 0;
   for (int64_t i = 0; i < opts_.train.eval_steps; ++i) {
-    bind_batch(*eval_, val_->get(i));
+    feed_shard(*val_, i, shard_, *eval_);
     RETURN_IF_ERROR(eval_->run());
-    loss_sum += scalar(*eval_, "loss_sum");
+    loss_sum += scalar(*eval_, "loss_sum");  // all-reduced over the world by shard_sequence
     count += scalar(*eval_, "count");
   }
   return EvalResult{count > 0 ? loss_sum / count : 0.0, int64_t(count)};
 }
 
 Status Trainer::save_checkpoint() const {
-  runtime::Checkpoint ck;
-  for (const runtime::Param& p : params_->params()) {
-    ck.model.push_back({p.spec.name, p.value});
-    ck.optimizer.push_back({p.spec.name + ".exp_avg", p.exp_avg});
-    ck.optimizer.push_back({p.spec.name + ".exp_avg_sq", p.exp_avg_sq});
+  Status st;
+  if (rank() == 0) {
+    runtime::Checkpoint ck;
+    for (const runtime::Param& p : params_->params()) {
+      ck.model.push_back({p.spec.name, p.value});
+      ck.optimizer.push_back({p.spec.name + ".exp_avg", p.exp_avg});
+      ck.optimizer.push_back({p.spec.name + ".exp_avg_sq", p.exp_avg_sq});
+    }
+    // The data position is a pure function of the step (DataLoader::get), and nothing else
+    // is random after initialisation, so step + seed + weights + moments resume exactly.
+    ck.state = {{"data_step", step_}, {"seed", opts_.train.seed}, {"config", to_json(opts_)}};
+    st = runtime::save_checkpoint(opts_.checkpoint.dir, step_, ck, int(opts_.checkpoint.keep));
   }
-  // The data position is a pure function of the step (DataLoader::get), and nothing else is
-  // random after initialisation, so step + seed + weights + moments resume exactly.
-  ck.state = {{"data_step", step_}, {"seed", opts_.train.seed}, {"config", to_json(opts_)}};
-  return runtime::save_checkpoint(opts_.checkpoint.dir, step_, ck, int(opts_.checkpoint.keep));
+  if (world_) world_->barrier();  // nobody resumes or moves on before the files exist
+  return st;
 }
 
 Status Trainer::resume(const std::string& path) {

@@ -7,10 +7,14 @@
 #include <string>
 
 #include "core/status.h"
+#include "runtime/comm.h"
 #include "runtime/executor.h"
+#include "runtime/mesh.h"
 #include "runtime/params.h"
+#include "sp_compiler/sp_plan.h"
 #include "trainer/config.h"
 #include "trainer/data.h"
+#include "trainer/shard_feed.h"
 
 namespace autosp::trainer {
 
@@ -36,7 +40,10 @@ struct MemoryPlan {
 class Trainer {
  public:
   // dump_ir_dir: when set, the graph is written there before and after each pass.
-  static StatusOr<std::unique_ptr<Trainer>> create(const Options& opts, const std::string& dump_ir_dir = "");
+  // world: every rank of the run (MPI or local); null = one process. Collective: every rank
+  // of `world` calls create, and later each step, together.
+  static StatusOr<std::unique_ptr<Trainer>> create(const Options& opts, const std::string& dump_ir_dir = "",
+                                                   runtime::Communicator* world = nullptr);
 
   // Loads parameters, optimizer moments and the step from a checkpoint (a step directory or
   // a checkpoint root); the model in it must match this config.
@@ -46,25 +53,33 @@ class Trainer {
   StatusOr<StepResult> train_step();
   // Loss over train.eval_steps batches of data.val.
   StatusOr<EvalResult> evaluate();
-  // Writes a checkpoint of the current step under checkpoint.dir.
+  // Writes a checkpoint of the current step under checkpoint.dir (rank 0 writes: parameters
+  // and optimizer state are replicated; the others wait for it).
   Status save_checkpoint() const;
 
   int64_t step() const { return step_; }
   const Options& options() const { return opts_; }
   runtime::ParamStore& params() { return *params_; }
-  const MemoryPlan& memory_plan() const { return plan_; }
+  const MemoryPlan& memory_plan() const { return plan_mem_; }
   bool has_val() const { return val_.has_value(); }
+  // The sequence-parallel plan (empty attention list when the world is one rank).
+  const sp::SpPlan& sp_plan() const { return plan_; }
+  int rank() const { return world_ ? world_->rank() : 0; }
+  int world_size() const { return world_ ? world_->size() : 1; }
 
  private:
   explicit Trainer(const Options& o) : opts_(o) {}
-  void bind_batch(runtime::Executor& ex, const Batch& b);
-
+  void record_memory_plan(const ir::Program& train, const ir::Program& eval);
   Options opts_;
+  runtime::Communicator* world_ = nullptr;
+  std::unique_ptr<runtime::Mesh> mesh_;
+  sp::SpPlan plan_;
+  ShardSpec shard_;
   std::unique_ptr<runtime::Backend> backend_;
   std::unique_ptr<runtime::ParamStore> params_;
   std::unique_ptr<runtime::Executor> train_, eval_;
   std::optional<DataLoader> train_data_, val_;
-  MemoryPlan plan_;
+  MemoryPlan plan_mem_;
   int64_t step_ = 0;
 };
 

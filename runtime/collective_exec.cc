@@ -1,0 +1,105 @@
+#include "runtime/collective_exec.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "runtime/ring_attention.h"
+#include "runtime/sp_collectives.h"
+
+namespace autosp::runtime {
+
+bool is_communication(ir::Op op) {
+  switch (op) {
+    case ir::Op::all_to_all:
+    case ir::Op::all_gather:
+    case ir::Op::reduce_scatter:
+    case ir::Op::all_reduce:
+    case ir::Op::send_recv:
+    case ir::Op::ring_attention:
+    case ir::Op::ring_attention_backward: return true;
+    default: return false;
+  }
+}
+
+namespace {
+
+Communicator& comm_for(const Mesh& mesh, ir::MeshGroup g, int64_t size) {
+  Communicator& c = mesh.group(g);
+  AUTOSP_CHECK(c.size() == size) << "program compiled for a " << ir::group_name(g) << " group of " << size
+                                 << " ranks, but the mesh has " << c.size();
+  return c;
+}
+
+RingAttentionArgs ring_args(const ir::RingAttentionAttrs& a, std::span<const Tensor> in, size_t idx_at) {
+  const Shape& q = in[0].shape();
+  RingAttentionArgs r;
+  r.B = q[0];
+  r.T = q[1];
+  r.H = q[2];
+  r.Hkv = in[1].shape()[2];
+  r.D = q[3];
+  r.causal = a.causal;
+  r.scale = a.scale != 0.0f ? a.scale : float(1.0 / std::sqrt(double(r.D)));
+  r.idx = in[idx_at].data<int32_t>();
+  r.seg = in.size() > idx_at + 1 ? in[idx_at + 1].data<int32_t>() : nullptr;
+  return r;
+}
+
+}  // namespace
+
+void run_communication(const Mesh& mesh, const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out) {
+  const auto esize = int64_t(dtype_size(in[0].dtype()));
+  switch (ins.op) {
+    case ir::Op::all_to_all: {
+      const auto& a = std::get<ir::AllToAllAttrs>(ins.attrs);
+      all_to_all_tensor(comm_for(mesh, a.group, a.size), in[0].raw(), out[0].raw(), in[0].shape().dims(),
+                        int(a.split), int(a.concat), esize);
+      return;
+    }
+    case ir::Op::all_gather: {
+      const auto& a = std::get<ir::AxisCollectiveAttrs>(ins.attrs);
+      all_gather_tensor(comm_for(mesh, a.group, a.size), in[0].raw(), out[0].raw(), in[0].shape().dims(),
+                        int(a.axis), esize);
+      return;
+    }
+    case ir::Op::reduce_scatter: {
+      const auto& a = std::get<ir::AxisCollectiveAttrs>(ins.attrs);
+      reduce_scatter_tensor(comm_for(mesh, a.group, a.size), in[0].data<float>(), out[0].data<float>(),
+                            in[0].shape().dims(), int(a.axis));
+      return;
+    }
+    case ir::Op::all_reduce: {
+      const auto& a = std::get<ir::GroupAttrs>(ins.attrs);
+      if (out[0].raw() != in[0].raw()) std::memcpy(out[0].raw(), in[0].raw(), in[0].nbytes());
+      comm_for(mesh, a.group, a.size).all_reduce_sum(out[0].data<float>(), out[0].numel());
+      return;
+    }
+    case ir::Op::send_recv: {
+      const auto& a = std::get<ir::SendRecvAttrs>(ins.attrs);
+      Communicator& c = comm_for(mesh, a.group, a.size);
+      const int p = c.size(), r = c.rank();
+      const int shift = int(((a.shift % p) + p) % p);
+      c.send_recv(in[0].raw(), int64_t(in[0].nbytes()), (r + shift) % p, out[0].raw(), int64_t(out[0].nbytes()),
+                  (r - shift + p) % p);
+      return;
+    }
+    case ir::Op::ring_attention: {
+      const auto& a = std::get<ir::RingAttentionAttrs>(ins.attrs);
+      ring_attention_forward(comm_for(mesh, a.group, a.size), ring_args(a, in, 3), in[0].data<float>(),
+                             in[1].data<float>(), in[2].data<float>(), out[0].data<float>(), out[1].data<float>());
+      return;
+    }
+    case ir::Op::ring_attention_backward: {
+      const auto& a = std::get<ir::RingAttentionAttrs>(ins.attrs);
+      ring_attention_backward(comm_for(mesh, a.group, a.size), ring_args(a, in, 6), in[0].data<float>(),
+                              in[1].data<float>(), in[2].data<float>(), in[3].data<float>(), in[4].data<float>(),
+                              in[5].data<float>(), out[0].data<float>(), out[1].data<float>(),
+                              out[2].data<float>());
+      return;
+    }
+    default: break;
+  }
+  AUTOSP_CHECK(false) << ir::op_name(ins.op) << " is not a communication op";
+}
+
+}  // namespace autosp::runtime
