@@ -170,7 +170,7 @@ TEST_CASE("multi-result nodes print every result and type") {
   auto a = b.attention(q, q, q, std::nullopt, true, 0.125f);
   b.output("o", a.o);
   CHECK(print_node(g, g.nodes[0]) ==
-        "%0, %1 = attention(%q, %q, %q) {causal=true, scale=0.125} : f32[2,64,4,16], f32[2,4,64]");
+        "%0, %1 = attention(%q, %q, %q) {causal=true, scale=0.125, indexed=false} : f32[2,64,4,16], f32[2,4,64]");
 }
 
 TEST_CASE("a Llama-style block round-trips exactly") { check_round_trip(llama_block()); }
@@ -263,7 +263,7 @@ graph @hand(%x: f32[1,4,2,8]{S:shard(1)} input,
   CHECK(print(q.value()) ==
         "graph @hand(%x: f32[1,4,2,8]{S:shard(1)} input, %p: i32[1,4] input) {\n"
         "  %0 = rope(%x, %p) {theta=10000, inverse=true} : f32[1,4,2,8]\n"
-        "  %1, %2 = attention(%0, %x, %x) {causal=true, scale=0} : f32[1,4,2,8], f32[1,2,4]\n"
+        "  %1, %2 = attention(%0, %x, %x) {causal=true, scale=0, indexed=false} : f32[1,4,2,8], f32[1,2,4]\n"
         "  return out=%1\n"
         "}\n");
 }

@@ -95,7 +95,7 @@ TEST_CASE("add_node rejects wrong arity, missing operands and the wrong attribut
   G t;
   ValueId x = t.f32({2, 4});
   CHECK(t.error(Op::silu, {x, x}) == "silu: got 2 operands, expected 1");
-  CHECK(t.error(Op::attention, {x, x}, AttentionAttrs{}) == "attention: got 2 operands, expected 3-4");
+  CHECK(t.error(Op::attention, {x, x}, AttentionAttrs{}) == "attention: got 2 operands, expected 3-5");
   CHECK(t.error(Op::silu, {17}) == "silu: operand %17 does not exist");
   CHECK(t.error(Op::matmul, {x, x}, NormAttrs{}) == "matmul: wrong attribute struct");
 }

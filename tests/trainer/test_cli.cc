@@ -91,7 +91,8 @@ TEST_CASE("the dump-ir flag writes the graph before and after each pass", "[cli]
   Run r = run("--plan --dump-ir " + dir);
   REQUIRE(r.code == 0);
   CHECK(std::filesystem::exists(dir + "/00-input.ir"));
-  std::ifstream f(dir + "/01-autodiff.ir");
+  CHECK(std::filesystem::exists(dir + "/01-shard_sequence.ir"));
+  std::ifstream f(dir + "/02-autodiff.ir");
   std::string text((std::istreambuf_iterator<char>(f)), {});
   CHECK(has(text, "graph @llama("));
   CHECK(has(text, "attention_backward("));
