@@ -38,7 +38,8 @@ ir::Graph gpt2(const ModelConfig& c, const StepShape& s) {
 
   ir::ValueId wte = b.param("transformer.wte.weight", {c.vocab_size, D}, normal);
   ir::ValueId wpe = b.param("transformer.wpe.weight", {c.max_seq_len, D}, normal);
-  ir::ValueId x = b.add(b.embedding(tokens, wte), b.embedding(positions, wpe));
+  ir::ValueId tok_emb = b.embedding(tokens, wte);
+  ir::ValueId x = b.add(tok_emb, b.embedding(positions, wpe));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     ir::ValueId h = layer_norm(x, p + "ln_1");

@@ -46,7 +46,9 @@ ir::Graph llama(const ModelConfig& c, const StepShape& s) {
     x = b.add(x, b.linear(b.reshape(o, {B, T, H * Dh}), wo));
 
     h = b.rms_norm(x, ln2, c.norm_eps);
-    x = b.add(x, b.linear(b.swiglu(b.linear(h, wg), b.linear(h, wu)), wd));
+    ir::ValueId gate = b.linear(h, wg);  // named steps: C++ leaves argument order unspecified,
+    ir::ValueId up = b.linear(h, wu);    // and the graph (and its text) should not depend on it
+    x = b.add(x, b.linear(b.swiglu(gate, up), wd));
   }
   ir::ValueId norm = b.param("model.norm.weight", {D}, ones);
   x = b.rms_norm(x, norm, c.norm_eps);

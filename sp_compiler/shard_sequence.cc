@@ -226,7 +226,10 @@ class Rewriter {
       if (seg) a.push_back(*seg);
       o = b_.op(Op::ring_attention, a, ir::RingAttentionAttrs{rg, d.outer, attrs.causal, attrs.scale})[0];
     }
-    if (ulysses_part) o = b_.op1(Op::all_to_all, {o}, ir::AllToAllAttrs{ug, d.inner, 1, 2});
+    if (ulysses_part) {  // heads -> sequence
+      sh(o) = shard(2);
+      o = b_.op1(Op::all_to_all, {o}, ir::AllToAllAttrs{ug, d.inner, 1, 2});
+    }
     map_[n.outputs[0]] = set(o, shard(1));
     // The lse of the model's attention has no consumer in any model (only the backward reads
     // it, and autodiff runs after this pass); keep the mapping honest anyway.

@@ -11,6 +11,8 @@
 #include <iostream>
 
 #include "core/log.h"
+#include "runtime/comm.h"
+#include "trainer/plan_report.h"
 #include "trainer/progress.h"
 #include "trainer/trainer.h"
 
@@ -33,77 +35,98 @@ int64_t peak_rss_bytes() {
   return int64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
-// Ranks launched by mpirun; multi-rank execution arrives with the sequence-parallel runtime.
-int world_size_from_env() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
-    if (const char* s = std::getenv(v)) return std::atoi(s);
-  return 1;
-}
-
 std::string default_config() {
   const std::string rel = "configs/tiny-cpu.json";
   if (std::filesystem::exists(rel)) return rel;
   return std::string(AUTOSP_SOURCE_DIR) + "/" + rel;
 }
 
+// The run's communicator, once it exists (so a failing rank can stop the others).
+runtime::Communicator* g_world = nullptr;
+
+// Bad input (code 2) is found identically by every rank before any collective, so each
+// returns. A failure while training (code 1) may hit one rank only: it aborts the world so
+// the others do not wait for it forever.
 int fail(int code, const Status& s) {
-  std::fprintf(stderr, "autosp-train: error: %s\n", s.message().c_str());
+  if (g_world)
+    std::fprintf(stderr, "autosp-train: rank %d: error: %s\n", g_world->rank(), s.message().c_str());
+  else
+    std::fprintf(stderr, "autosp-train: error: %s\n", s.message().c_str());
+  if (g_world && code == 1) g_world->abort(s.message());
   return code;
 }
 
-void print_plan(const Trainer& t) {
-  const Options& o = t.options();
-  const MemoryPlan& p = t.memory_plan();
-  std::printf("plan: %s, %lld layers, %s parameters; seq_len %lld x batch %lld; sp %lld, zero %lld\n",
-              o.model.arch.c_str(), (long long)o.model.n_layers, human_count(double(p.num_params)).c_str(),
-              (long long)o.train.seq_len, (long long)o.train.batch_size, (long long)o.parallel.sp,
-              (long long)o.parallel.zero_stage);
-  std::printf("  parameters   %12s  (fp32)\n", human_bytes(double(p.params)).c_str());
-  std::printf("  gradients    %12s  (fp32)\n", human_bytes(double(p.grads)).c_str());
-  std::printf("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq)\n", human_bytes(double(p.optimizer)).c_str());
-  std::printf("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",
-              human_bytes(double(p.train_arena)).c_str(), human_bytes(double(p.eval_arena)).c_str());
-  std::printf("  total        %12s  per rank\n", human_bytes(double(p.total())).c_str());
+// Every rank must run the same config: compare hashes before any work.
+Status agree_on_config(runtime::Communicator& world, const Options& opts) {
+  const uint64_t mine = options_hash(opts);
+  uint64_t root = mine;
+  world.broadcast(&root, sizeof root, 0);
+  float differ = root != mine ? 1.0f : 0.0f;
+  world.all_reduce_sum(&differ, 1);
+  if (differ > 0)
+    return InvalidArgument(std::to_string(int(differ)) + " rank(s) read a different config than rank 0; every rank "
+                           "must get the same --config file contents and --set flags");
+  return Status::Ok();
 }
 
 int run(const Flags& f) {
   auto opts_or = load_options(f.config, f.sets);
   if (!opts_or.ok()) return fail(2, opts_or.status());
   Options opts = opts_or.value();
-  const int world = world_size_from_env();
-  if (Status s = validate(opts, world, f.config); !s.ok()) return fail(2, s);
-  if (world != 1)
-    return fail(2, InvalidArgument("launched with " + std::to_string(world) +
-                                   " ranks, but this build runs one process; use world size 1"));
+  std::unique_ptr<runtime::Communicator> world;
+  if (runtime::launched_by_mpi()) {
+    world = runtime::mpi_world();
+    g_world = world.get();
+    set_log_rank(world->rank());
+  }
+  const int world_size = world ? world->size() : 1, rank = world ? world->rank() : 0;
+  // --plan outside mpirun plans for the mesh the config asks for (dp 1 x parallel.sp).
+  const int plan_world = f.plan && !world ? int(std::max<int64_t>(1, opts.parallel.sp)) : world_size;
+  if (Status s = validate(opts, plan_world, "config " + f.config); !s.ok()) return fail(2, s);
+  if (world)
+    if (Status s = agree_on_config(*world, opts); !s.ok()) return fail(2, s);
 
-  auto trainer_or = Trainer::create(opts, f.dump_ir);
-  if (!trainer_or.ok()) return fail(2, trainer_or.status());
-  Trainer& t = *trainer_or.value();
   if (f.plan) {
-    print_plan(t);
+    auto c = compile(opts, plan_world, f.dump_ir);
+    if (!c.ok()) return fail(2, c.status());
+    if (rank == 0) std::printf("%s", format_plan(opts, c.value()).c_str());
     return 0;
   }
+  auto trainer_or = Trainer::create(opts, f.dump_ir, world.get());
+  if (!trainer_or.ok()) return fail(2, trainer_or.status());
+  Trainer& t = *trainer_or.value();
   if (!f.resume.empty())
     if (Status s = t.resume(f.resume); !s.ok()) return fail(2, s);
 
   if (f.eval_only) {
     auto ev = t.evaluate();
     if (!ev.ok()) return fail(2, ev.status());
-    std::printf("{\"eval_loss\": %.6f, \"tokens\": %lld}\n", ev->loss, (long long)ev->tokens);
+    if (rank == 0) std::printf("{\"eval_loss\": %.6f, \"tokens\": %lld}\n", ev->loss, (long long)ev->tokens);
     return 0;
   }
+  const int dp = world_size / int(opts.parallel.sp);
 
   std::optional<MetricsWriter> metrics;
-  if (!opts.log.metrics_file.empty()) {
+  if (!opts.log.metrics_file.empty() && rank == 0) {
     auto m = MetricsWriter::open(opts.log.metrics_file, /*append=*/!f.resume.empty());
     if (!m.ok()) return fail(2, m.status());
     metrics = std::move(m.value());
   }
   const TrainOptions& to = opts.train;
-  std::printf("autosp-train: %s, %s parameters, %lld steps of %lld x %lld tokens, from step %lld\n",
-              opts.model.arch.c_str(), human_count(double(t.memory_plan().num_params)).c_str(),
-              (long long)to.steps, (long long)to.batch_size, (long long)to.seq_len, (long long)t.step());
-  std::fflush(stdout);
+  if (rank == 0) {
+    std::printf("autosp-train: %s, %s parameters, %lld steps of %lld x %lld tokens, from step %lld", opts.model.arch.c_str(),
+                human_count(double(t.memory_plan().num_params)).c_str(), (long long)to.steps,
+                (long long)(to.batch_size * dp), (long long)to.seq_len, (long long)t.step());
+    if (world_size > 1) {
+      std::printf("; %d ranks = dp %d x sp %d", world_size, dp, int(opts.parallel.sp));
+      for (const auto& d : t.sp_plan().attention) {
+        std::printf(", attention %s", sp::strategy_name(d.strategy));
+        break;  // every layer has the same shape, so the same strategy; --plan lists each
+      }
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
 
   using clock = std::chrono::steady_clock;
   auto window_start = clock::now();
@@ -126,7 +149,7 @@ int run(const Flags& f) {
       s.loss = loss_acc / double(window_steps);
       s.lr = r->lr;
       s.grad_norm = r->grad_norm;
-      s.tokens_per_s = double(window_steps * to.batch_size * to.seq_len) / secs;
+      s.tokens_per_s = double(window_steps * to.batch_size * dp * to.seq_len) / secs;
       s.step_ms = 1000.0 * secs / double(window_steps);
       s.mem_bytes = peak_rss_bytes();
       s.eta_s = all_secs / double(step - first_step) * double(to.steps - step);

@@ -3,18 +3,14 @@
 #include <cmath>
 #include <cstring>
 
-#include "models/model.h"
 #include "runtime/checkpoint.h"
 #include "sp_compiler/autodiff.h"
-#include "sp_compiler/lower.h"
-#include "sp_compiler/shard_sequence.h"
+#include "trainer/compile.h"
 #include "trainer/schedule.h"
 
 namespace autosp::trainer {
 
 namespace {
-
-int64_t bytes_of(const runtime::ParamStore& ps) { return ps.num_elements() * int64_t(sizeof(float)); }
 
 // Loaders read whole global batches' windows: dp replicas × batch_size rows per step.
 StatusOr<DataLoader> open_loader(const std::string& path, const Options& o, int dp, uint64_t seed) {
@@ -34,30 +30,10 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   if (opts.train.dtype != "f32")
     return InvalidArgument("train.dtype: \"" + opts.train.dtype + "\" needs the CUDA backend; the CPU backend runs f32");
   const int world_size = t->world_size();
-  const sp::SpOptions spo{world_size / int(opts.parallel.sp), int(opts.parallel.sp), opts.parallel.sp_strategy};
-  if (spo.dp * spo.sp != world_size)
-    return InvalidArgument("parallel.sp = " + std::to_string(opts.parallel.sp) + " does not divide the world size " +
-                           std::to_string(world_size));
-  const models::StepShape shape{opts.train.batch_size, opts.train.seq_len, opts.data.documents};
-  ASSIGN_OR_RETURN(ir::Graph forward, models::build(opts.model, shape));
-  if (world_size > 1) {
-    ASSIGN_OR_RETURN(t->plan_, sp::plan_sequence_parallel(forward, spo));
-  } else {
-    t->plan_.layout = {opts.train.seq_len, opts.train.seq_len, 1, 1, false};
-  }
-
   // Only rank 0 dumps: every rank's graph is the same program.
-  const sp::PassContext ctx{t->rank() == 0 ? dump_ir_dir : ""};
-  ir::Graph train_graph = forward;
-  sp::Pipeline train_pipeline;
-  train_pipeline.add(sp::make_shard_sequence_pass(spo)).add(sp::make_autodiff_pass(world_size));
-  RETURN_IF_ERROR(train_pipeline.run(train_graph, ctx));
-  ir::Graph eval_graph = forward;
-  sp::Pipeline eval_pipeline;
-  eval_pipeline.add(sp::make_shard_sequence_pass(spo));
-  RETURN_IF_ERROR(eval_pipeline.run(eval_graph, {}));
-  ASSIGN_OR_RETURN(ir::Program train_prog, sp::lower(train_graph));
-  ASSIGN_OR_RETURN(ir::Program eval_prog, sp::lower(eval_graph));
+  ASSIGN_OR_RETURN(Compiled c, compile(opts, world_size, t->rank() == 0 ? dump_ir_dir : ""));
+  const sp::SpOptions spo = c.mesh;
+  t->plan_ = c.plan;
 
   if (world_size > 1) t->mesh_ = runtime::Mesh::create(*world, {spo.dp, spo.sp, t->plan_.layout.inner});
   const int sp_rank = t->mesh_ ? t->mesh_->sp_rank() : 0, dp_rank = t->mesh_ ? t->mesh_->dp_rank() : 0;
@@ -67,11 +43,11 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   t->shard_.seq_len = opts.train.seq_len;
 
   t->backend_ = runtime::make_cpu_backend();
-  t->params_ = std::make_unique<runtime::ParamStore>(runtime::param_specs(forward));
+  t->params_ = std::make_unique<runtime::ParamStore>(runtime::param_specs(c.forward));
   t->params_->initialize(uint64_t(opts.train.seed));
-  t->record_memory_plan(train_prog, eval_prog);
-  t->train_ = std::make_unique<runtime::Executor>(std::move(train_prog), *t->backend_, t->mesh_.get());
-  t->eval_ = std::make_unique<runtime::Executor>(std::move(eval_prog), *t->backend_, t->mesh_.get());
+  t->plan_mem_ = trainer::memory_plan(c);
+  t->train_ = std::make_unique<runtime::Executor>(std::move(c.train), *t->backend_, t->mesh_.get());
+  t->eval_ = std::make_unique<runtime::Executor>(std::move(c.eval), *t->backend_, t->mesh_.get());
   RETURN_IF_ERROR(t->params_->bind(*t->train_));
   RETURN_IF_ERROR(t->params_->bind(*t->eval_));
   // Every rank holds the same loss and backpropagates partial sums, so the seeds add to 1.
@@ -84,14 +60,6 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
     t->val_ = std::move(val);
   }
   return t;
-}
-
-void Trainer::record_memory_plan(const ir::Program& train, const ir::Program& eval) {
-  plan_mem_.num_params = params_->num_elements();
-  plan_mem_.params = plan_mem_.grads = bytes_of(*params_);
-  plan_mem_.optimizer = 2 * bytes_of(*params_);
-  plan_mem_.train_arena = train.arena_bytes;
-  plan_mem_.eval_arena = eval.arena_bytes;
 }
 
 StatusOr<StepResult> Trainer::train_step() {

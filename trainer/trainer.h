@@ -12,6 +12,8 @@
 #include "runtime/mesh.h"
 #include "runtime/params.h"
 #include "sp_compiler/sp_plan.h"
+#include "trainer/compile.h"
+#include "trainer/plan_report.h"
 #include "trainer/config.h"
 #include "trainer/data.h"
 #include "trainer/shard_feed.h"
@@ -27,14 +29,6 @@ struct StepResult {
 struct EvalResult {
   double loss = 0;     // mean over scored tokens of all eval batches
   int64_t tokens = 0;  // scored tokens
-};
-
-// Bytes per rank, known before anything runs.
-struct MemoryPlan {
-  int64_t params = 0, grads = 0, optimizer = 0;
-  int64_t train_arena = 0, eval_arena = 0;
-  int64_t num_params = 0;
-  int64_t total() const { return params + grads + optimizer + std::max(train_arena, eval_arena); }
 };
 
 class Trainer {
@@ -69,7 +63,6 @@ class Trainer {
 
  private:
   explicit Trainer(const Options& o) : opts_(o) {}
-  void record_memory_plan(const ir::Program& train, const ir::Program& eval);
   Options opts_;
   runtime::Communicator* world_ = nullptr;
   std::unique_ptr<runtime::Mesh> mesh_;

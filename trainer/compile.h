@@ -1,0 +1,26 @@
+// Compiles a config into the programs every rank runs: the model's forward graph, the SP
+// plan, then shard_sequence → autodiff → lower for the training step and shard_sequence →
+// lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "ir/graph.h"
+#include "ir/program.h"
+#include "sp_compiler/sp_plan.h"
+#include "trainer/config.h"
+
+namespace autosp::trainer {
+
+struct Compiled {
+  sp::SpOptions mesh;
+  ir::Graph forward;  // the single-device model, as written
+  sp::SpPlan plan;    // strategies and token layout (trivial for one rank)
+  ir::Program train, eval;
+};
+
+// dump_ir_dir: when set, the training graph is written there before and after each pass.
+StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir = "");
+
+}  // namespace autosp::trainer

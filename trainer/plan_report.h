@@ -1,0 +1,32 @@
+// What a compiled config will cost before it runs: memory per rank and communication per
+// step, and the --plan report that prints them with the SP decisions.
+#pragma once
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "trainer/compile.h"
+
+namespace autosp::trainer {
+
+// Bytes per rank, known before anything runs.
+struct MemoryPlan {
+  int64_t params = 0, grads = 0, optimizer = 0;
+  int64_t train_arena = 0, eval_arena = 0;
+  int64_t num_params = 0;
+  int64_t total() const { return params + grads + optimizer + std::max(train_arena, eval_arena); }
+};
+MemoryPlan memory_plan(const Compiled& c);
+
+// What one training step sends per rank, by collective kind.
+struct CommVolume {
+  std::string kind;  // op name, with its group: "all_to_all (sp)"
+  int64_t calls = 0, bytes = 0;
+};
+std::vector<CommVolume> communication_per_step(const ir::Program& p);
+
+// The --plan report: mesh, layout, strategy per attention op with its reason, communication
+// per step, and memory per rank.
+std::string format_plan(const Options& opts, const Compiled& c);
+
+}  // namespace autosp::trainer
