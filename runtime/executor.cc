@@ -1,5 +1,7 @@
 #include "runtime/executor.h"
 
+#include <chrono>
+
 #include "runtime/collective_exec.h"
 
 namespace autosp::runtime {
@@ -59,10 +61,12 @@ Status Executor::run() {
     out.clear();
     for (int s : ins.in) in.push_back(view(s));
     for (int s : ins.out) out.push_back(view(s));
+    const auto t0 = std::chrono::steady_clock::now();
     if (is_communication(ins.op))
       run_communication(*mesh_, ins, in, out);
     else
       backend_.launch(ins, in, out);
+    op_seconds_[size_t(ins.op)] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return Status::Ok();
 }

@@ -2,6 +2,7 @@
 // arguments and outputs are bound by name to tensors the caller owns (parameters, gradient
 // buffers, batch inputs). Outputs left unbound are allocated on first run and kept.
 #pragma once
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,8 @@ class Executor {
   Status run();
 
   const ir::Program& program() const { return program_; }
+  // Wall time spent in each op kind over all runs so far (the --profile table).
+  const std::array<double, ir::kNumOps>& op_seconds() const { return op_seconds_; }
   int64_t arena_bytes() const { return program_.arena_bytes; }
 
  private:
@@ -39,6 +42,7 @@ class Executor {
   const Mesh* mesh_;
   std::shared_ptr<Storage> arena_;
   std::vector<Tensor> external_;  // by slot index; undefined for arena/alias slots
+  std::array<double, ir::kNumOps> op_seconds_{};
 };
 
 }  // namespace autosp::runtime

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <iostream>
 
 #include "core/log.h"
+#include "runtime/collective_exec.h"
 #include "runtime/comm.h"
 #include "trainer/plan_report.h"
 #include "trainer/progress.h"
@@ -25,7 +27,7 @@ struct Flags {
   std::string config;
   std::vector<std::string> sets;
   std::string resume, dump_ir;
-  bool eval_only = false, plan = false;
+  bool eval_only = false, plan = false, profile = false;
   int verbose = 0;
 };
 
@@ -54,6 +56,30 @@ int fail(int code, const Status& s) {
     std::fprintf(stderr, "autosp-train: error: %s\n", s.message().c_str());
   if (g_world && code == 1) g_world->abort(s.message());
   return code;
+}
+
+// Per-step milliseconds by op kind, largest first, and the communication share. Ring attention
+// is attention compute with its K/V exchange overlapped inside, so it is listed apart.
+void print_profile(const runtime::Executor& ex, int64_t steps) {
+  std::vector<std::pair<double, ir::Op>> rows;
+  double total = 0, comm = 0;
+  for (int i = 0; i < ir::kNumOps; ++i) {
+    const double s = ex.op_seconds()[i];
+    if (s <= 0) continue;
+    rows.push_back({s, ir::Op(i)});
+    total += s;
+    if (runtime::is_communication(ir::Op(i)) && ir::Op(i) != ir::Op::ring_attention &&
+        ir::Op(i) != ir::Op::ring_attention_backward)
+      comm += s;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("profile (rank 0, ms per step):\n");
+  for (const auto& [s, op] : rows)
+    std::printf("  %-26s %10.2f  %5.1f%%\n", std::string(ir::op_name(op)).c_str(), 1000.0 * s / double(steps),
+                100.0 * s / total);
+  std::printf("  %-26s %10.2f\n", "total", 1000.0 * total / double(steps));
+  std::printf("communication: %.2f ms/step, %.1f%% of step time (collectives outside ring attention)\n",
+              1000.0 * comm / double(steps), 100.0 * comm / total);
 }
 
 // Every rank must run the same config: compare hashes before any work.
@@ -159,11 +185,13 @@ int run(const Flags& f) {
         if (!e.ok()) return fail(1, e.status());
         ev = e.value();
       }
-      std::printf("%s\n", format_progress_line(s).c_str());
-      if (ev) std::printf("%s\n", format_eval_line(step, to.steps, ev->loss, ev->tokens).c_str());
+      if (rank == 0) {
+        std::printf("%s\n", format_progress_line(s).c_str());
+        if (ev) std::printf("%s\n", format_eval_line(step, to.steps, ev->loss, ev->tokens).c_str());
+        std::fflush(stdout);
+      }
       std::optional<double> eval_loss;
       if (ev) eval_loss = ev->loss;
-      std::fflush(stdout);
       if (metrics)
         if (Status st = metrics->write(s, eval_loss); !st.ok()) return fail(1, st);
       loss_acc = 0;
@@ -173,6 +201,7 @@ int run(const Flags& f) {
     if (opts.checkpoint.every > 0 && (step % opts.checkpoint.every == 0 || step == to.steps))
       if (Status st = t.save_checkpoint(); !st.ok()) return fail(1, st);
   }
+  if (f.profile && rank == 0 && t.step() > first_step) print_profile(t.train_executor(), t.step() - first_step);
   return 0;
 }
 
@@ -189,6 +218,8 @@ int main(int argc, char** argv) {
                "Print {\"eval_loss\", \"tokens\"} over train.eval_steps batches of data.val and exit");
   app.add_option("--dump-ir", f.dump_ir, "Write the graph before and after each compiler pass into this directory");
   app.add_flag("--plan", f.plan, "Print the per-rank memory plan and stop before training");
+  app.add_flag("--profile", f.profile,
+               "After training, print time per op kind per step on rank 0, and the share spent in communication");
   app.add_flag("-v,--verbose", f.verbose, "Log compiler decisions (repeat for more detail)");
   try {
     app.parse(argc, argv);

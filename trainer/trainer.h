@@ -59,6 +59,8 @@ class Trainer {
   // The sequence-parallel plan (empty attention list when the world is one rank).
   const sp::SpPlan& sp_plan() const { return plan_; }
   int rank() const { return world_ ? world_->rank() : 0; }
+  // The training step's executor (its per-op timings feed --profile).
+  const runtime::Executor& train_executor() const { return *train_; }
   int world_size() const { return world_ ? world_->size() : 1; }
 
  private:

@@ -54,6 +54,26 @@ TEST_CASE("config mistakes stop before any work with exit code 2 and name the ke
   CHECK(r.code == 2);
 }
 
+TEST_CASE("under mpirun, ranks that read different configs stop with an error on every rank", "[cli][mpi]") {
+  // MPMD launch: rank 0 and rank 1 get different --set flags.
+  const std::string data = std::string(AUTOSP_BINARY_DIR) + "/data/";
+  const std::string exe = std::string(AUTOSP_BINARY_DIR) + "/autosp-train --config " + AUTOSP_SOURCE_DIR +
+                          "/configs/tiny-cpu.json --set data.train=" + data + "corpus_train.u16 --set data.val=" + data +
+                          "corpus_val.u16 --set log.metrics_file= --set parallel.sp=2";
+  const std::string cmd = "OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 1 " + exe +
+                          " --set train.lr=1e-3 : -np 1 " + exe + " --set train.lr=2e-3 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int st = pclose(p);
+  INFO(out);
+  CHECK((WIFEXITED(st) && WEXITSTATUS(st) != 0));
+  CHECK(has(out, "rank 0: error: 1 rank(s) read a different config than rank 0"));
+  CHECK(has(out, "rank 1: error: 1 rank(s) read a different config than rank 0"));
+}
+
 TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);

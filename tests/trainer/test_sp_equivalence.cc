@@ -1,112 +1,44 @@
 // The headline invariant: a model trained under sequence parallelism (ranks as threads over
 // the local communicator) gives the same loss and every parameter gradient as one process,
 // for each strategy, head layout, packed documents, uneven sequence lengths and dp × sp.
-//
-// Tolerance: both runs do the same fp32 arithmetic except for summation order — attention's
-// online softmax merges key blocks in a different order, and each parameter gradient is a
-// sum over ranks of partial sums instead of one sum. For the O(10^3)-term sums here that
-// moves results by ~1e-6 relative; we allow 2e-5 of the tensor's largest magnitude
-// (+1e-7 absolute). A real SP bug — a token's target dropped, a rank's gradient missing or
-// counted twice, a mask crossing documents — changes gradients by O(1/P) ≥ 25%.
+// Tolerances: see sp_equivalence.h.
 #include <catch2/catch.hpp>
-#include <cmath>
 #include <mutex>
 
 #include "runtime/comm.h"
-#include "trainer/trainer.h"
+#include "sp_equivalence.h"
 
 using namespace autosp;
-using namespace autosp::trainer;
+using namespace autosp::testing;
+using autosp::trainer::Options;
+using autosp::trainer::Trainer;
 
 namespace {
-
-const std::string kData = std::string(AUTOSP_BINARY_DIR) + "/data/";
-
-Options options(const std::vector<std::string>& extra) {
-  std::vector<std::string> sets = {"data.train=" + kData + "corpus_train.u16", "data.val=",
-                                   "train.eval_every=0", "log.metrics_file=", "checkpoint.every=0",
-                                   "model.d_model=48", "model.n_heads=4", "model.n_kv_heads=4", "model.ffn_hidden=64",
-                                   "train.seq_len=64", "train.batch_size=2"};
-  sets.insert(sets.end(), extra.begin(), extra.end());
-  auto o = load_options(std::string(AUTOSP_SOURCE_DIR) + "/configs/tiny-cpu.json", sets);
-  INFO(o.status().message());
-  REQUIRE(o.ok());
-  return o.value();
-}
-
-struct StepRecord {
-  std::vector<double> losses;
-  std::vector<std::vector<float>> grads;  // after the last step, per parameter
-  std::vector<std::string> strategies;
-};
-
-StepRecord record(Trainer& t, int steps) {
-  StepRecord r;
-  for (int i = 0; i < steps; ++i) {
-    auto s = t.train_step();
-    REQUIRE(s.ok());
-    r.losses.push_back(s->loss);
-    if (i == 0)  // gradients of the first step, before any update makes runs drift apart
-      for (const auto& p : t.params().params())
-        r.grads.emplace_back(p.grad.data<float>(), p.grad.data<float>() + p.grad.numel());
-  }
-  for (const auto& d : t.sp_plan().attention) r.strategies.push_back(sp::strategy_name(d.strategy));
-  return r;
-}
 
 StepRecord single(const Options& o, int steps) {
   auto t = Trainer::create(o);
   REQUIRE(t.ok());
-  return record(*t.value(), steps);
+  std::string error;
+  StepRecord r = record_steps(*t.value(), steps, error);
+  REQUIRE(error.empty());
+  return r;
 }
 
 // Runs `world` ranks as threads; returns rank 0's record after checking all ranks agree.
 StepRecord parallel(const Options& o, int world, int steps) {
   std::vector<StepRecord> per_rank(world);
-  std::mutex m;
-  std::string error;
   runtime::run_local(world, [&](runtime::Communicator& c) {
     auto t = Trainer::create(o, "", &c);
-    if (!t.ok()) {
-      std::lock_guard<std::mutex> l(m);
-      error = t.status().message();
-      throw std::runtime_error(error);
-    }
-    StepRecord r;
-    for (int i = 0; i < steps; ++i) {
-      auto s = t.value()->train_step();
-      if (!s.ok()) throw std::runtime_error(s.status().message());
-      r.losses.push_back(s->loss);
-      if (i == 0)
-        for (const auto& p : t.value()->params().params())
-          r.grads.emplace_back(p.grad.data<float>(), p.grad.data<float>() + p.grad.numel());
-    }
-    for (const auto& d : t.value()->sp_plan().attention) r.strategies.push_back(sp::strategy_name(d.strategy));
-    per_rank[c.rank()] = std::move(r);
+    if (!t.ok()) throw std::runtime_error(t.status().message());
+    std::string error;
+    per_rank[c.rank()] = record_steps(*t.value(), steps, error);
+    if (!error.empty()) throw std::runtime_error(error);
   });
   for (int r = 1; r < world; ++r) {
     REQUIRE(per_rank[r].losses == per_rank[0].losses);  // replicated: bit-identical on every rank
     REQUIRE(per_rank[r].grads == per_rank[0].grads);
   }
   return per_rank[0];
-}
-
-void compare(const StepRecord& ref, const StepRecord& got, double loss_rtol = 2e-6) {
-  REQUIRE(got.losses.size() == ref.losses.size());
-  for (size_t i = 0; i < ref.losses.size(); ++i) {
-    INFO("step " << i + 1 << ": sp=1 loss " << ref.losses[i] << ", parallel " << got.losses[i]);
-    CHECK(std::abs(got.losses[i] - ref.losses[i]) <= loss_rtol * std::abs(ref.losses[i]) * (i + 1));
-  }
-  REQUIRE(got.grads.size() == ref.grads.size());
-  for (size_t k = 0; k < ref.grads.size(); ++k) {
-    float scale = 0;
-    for (float x : ref.grads[k]) scale = std::max(scale, std::abs(x));
-    double worst = 0;
-    for (size_t i = 0; i < ref.grads[k].size(); ++i)
-      worst = std::max(worst, double(std::abs(got.grads[k][i] - ref.grads[k][i])));
-    INFO("parameter " << k << ": max |diff| " << worst << " vs max |grad| " << scale);
-    CHECK(worst <= 2e-5 * scale + 1e-7);
-  }
 }
 
 struct Case {
@@ -142,28 +74,20 @@ TEST_CASE("sequence-parallel training equals sp=1: loss and every parameter grad
   };
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.name) {
-      const Options o = options(c.sets);
-      // The single-process reference sees the same global batch: dp replicas × batch rows.
-      const int dp = c.world / int(o.parallel.sp);
-      Options ref_opts = o;
-      ref_opts.parallel.sp = 1;
-      ref_opts.train.batch_size = o.train.batch_size * dp;
-      const StepRecord ref = single(ref_opts, 1);
+      const Options o = sp_test_options(c.sets);
+      const StepRecord ref = single(reference_options(o, c.world), 1);
       const StepRecord got = parallel(o, c.world, 1);
       if (c.expect_strategy)
         for (const std::string& s : got.strategies) CHECK(s == c.expect_strategy);
-      compare(ref, got);
+      CHECK(compare_records(ref, got) == "");
     }
   }
 }
 
 TEST_CASE("30 steps at sp=2 follow the sp=1 loss curve", "[sp][equivalence][train]") {
-  const Options o = options({"parallel.sp=2", "train.steps=30"});
-  Options ref_opts = o;
-  ref_opts.parallel.sp = 1;
-  const StepRecord ref = single(ref_opts, 30);
+  const Options o = sp_test_options({"parallel.sp=2", "train.steps=30"});
+  const StepRecord ref = single(reference_options(o, 2), 30);
   const StepRecord got = parallel(o, 2, 30);
-  // Round-off differences grow through Adam's updates, so the bound scales with the step.
-  compare(ref, got, 1e-5);
+  CHECK(compare_records(ref, got, 1e-5) == "");
   CHECK(got.losses.back() < got.losses.front() - 1.0);
 }

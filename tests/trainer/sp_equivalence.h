@@ -1,0 +1,86 @@
+// Shared by the SP equivalence tests: the local-communicator Catch tests
+// (test_sp_equivalence.cc) and the mpirun programs (tests/mpi_trainer/).
+//
+// Tolerance: the sequence-parallel run does the same fp32 arithmetic as the one-process run
+// except for summation order — attention's online softmax merges key blocks in a different
+// order, and each parameter gradient is a sum over ranks of partial sums instead of one sum.
+// For the O(10^3)-term sums here that moves results by ~1e-6 relative; we allow 2e-5 of each
+// tensor's largest magnitude (+1e-7 absolute). A real SP bug — a target dropped at a shard
+// boundary, a rank's gradient missing or counted twice, a mask crossing documents — changes
+// gradients by O(1/P) ≥ 25%.
+#pragma once
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "trainer/trainer.h"
+
+namespace autosp::testing {
+
+inline trainer::Options sp_test_options(const std::vector<std::string>& extra) {
+  const std::string data = std::string(AUTOSP_BINARY_DIR) + "/data/";
+  std::vector<std::string> sets = {"data.train=" + data + "corpus_train.u16", "data.val=", "train.eval_every=0",
+                                   "log.metrics_file=", "checkpoint.every=0", "model.d_model=48", "model.n_heads=4",
+                                   "model.n_kv_heads=4", "model.ffn_hidden=64", "train.seq_len=64",
+                                   "train.batch_size=2"};
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  auto o = trainer::load_options(std::string(AUTOSP_SOURCE_DIR) + "/configs/tiny-cpu.json", sets);
+  AUTOSP_CHECK(o.ok()) << o.status().message();
+  return o.value();
+}
+
+// The one-process run that sees the same global batch: dp replicas × batch rows.
+inline trainer::Options reference_options(const trainer::Options& o, int world) {
+  trainer::Options r = o;
+  r.parallel.sp = 1;
+  r.train.batch_size = o.train.batch_size * (world / o.parallel.sp);
+  return r;
+}
+
+struct StepRecord {
+  std::vector<double> losses;
+  std::vector<std::vector<float>> grads;  // of the first step, per parameter
+  std::vector<std::string> strategies;
+};
+
+// Runs `steps` steps; the error (if any) is returned in `error`.
+inline StepRecord record_steps(trainer::Trainer& t, int steps, std::string& error) {
+  StepRecord r;
+  for (int i = 0; i < steps; ++i) {
+    auto s = t.train_step();
+    if (!s.ok()) {
+      error = s.status().message();
+      return r;
+    }
+    r.losses.push_back(s->loss);
+    if (i == 0)  // before any update makes the runs drift apart
+      for (const auto& p : t.params().params())
+        r.grads.emplace_back(p.grad.data<float>(), p.grad.data<float>() + p.grad.numel());
+  }
+  for (const auto& d : t.sp_plan().attention) r.strategies.push_back(sp::strategy_name(d.strategy));
+  return r;
+}
+
+// "" when `got` matches `ref`; otherwise what differs. The loss bound grows with the step
+// because round-off differences pass through Adam's updates.
+inline std::string compare_records(const StepRecord& ref, const StepRecord& got, double loss_rtol = 2e-6) {
+  std::ostringstream err;
+  if (got.losses.size() != ref.losses.size()) return "different number of steps";
+  for (size_t i = 0; i < ref.losses.size(); ++i)
+    if (!(std::abs(got.losses[i] - ref.losses[i]) <= loss_rtol * std::abs(ref.losses[i]) * double(i + 1)))
+      err << "step " << i + 1 << ": loss " << got.losses[i] << " vs sp=1 " << ref.losses[i] << "; ";
+  if (got.grads.size() != ref.grads.size()) return err.str() + "different parameter count";
+  for (size_t k = 0; k < ref.grads.size(); ++k) {
+    float scale = 0;
+    for (float x : ref.grads[k]) scale = std::max(scale, std::abs(x));
+    double worst = 0;
+    for (size_t i = 0; i < ref.grads[k].size(); ++i)
+      worst = std::max(worst, double(std::abs(got.grads[k][i] - ref.grads[k][i])));
+    if (!(worst <= 2e-5 * scale + 1e-7))
+      err << "parameter " << k << ": max |diff| " << worst << " vs max |grad| " << scale << "; ";
+  }
+  return err.str();
+}
+
+}  // namespace autosp::testing
