@@ -29,6 +29,10 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   t->world_ = world;
   if (opts.train.dtype != "f32")
     return InvalidArgument("train.dtype: \"" + opts.train.dtype + "\" needs the CUDA backend; the CPU backend runs f32");
+  if (opts.parallel.zero_stage != 0)
+    return InvalidArgument("parallel.zero_stage = " + std::to_string(opts.parallel.zero_stage) +
+                           ": ZeRO sharding is not built yet; use 0 (parameters, gradients and optimizer state "
+                           "are replicated on every rank)");
   const int world_size = t->world_size();
   // Only rank 0 dumps: every rank's graph is the same program.
   ASSIGN_OR_RETURN(Compiled c, compile(opts, world_size, t->rank() == 0 ? dump_ir_dir : ""));

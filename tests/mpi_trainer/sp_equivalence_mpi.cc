@@ -16,6 +16,7 @@ struct Case {
   std::string name;
   std::vector<std::string> sets;
   int steps = 1;
+  bool full_size = false;  // configs/tiny-cpu.json as it is
 };
 
 std::vector<Case> cases_for(int world) {
@@ -25,7 +26,7 @@ std::vector<Case> cases_for(int world) {
             {"ring sp=2 seq_len 62", {"parallel.sp=2", "parallel.sp_strategy=ring", "train.seq_len=62"}},
             {"ulysses sp=2 without documents", {"parallel.sp=2", "data.documents=false"}},
             {"dp=2 x sp=1", {"parallel.sp=1"}},
-            {"30 steps sp=2 follow the sp=1 curve", {"parallel.sp=2", "train.steps=30"}, 30}};
+            {"tiny-cpu.json: 30 steps at sp=2 follow the sp=1 curve", {"parallel.sp=2", "train.steps=30"}, 30, true}};
   return {{"ulysses sp=4", {"parallel.sp=4", "parallel.sp_strategy=ulysses"}},
           {"ring sp=4", {"parallel.sp=4", "parallel.sp_strategy=ring"}},
           {"hybrid 2x2", {"parallel.sp=4", "parallel.sp_strategy=hybrid"}},
@@ -42,7 +43,7 @@ int main() {
   const int rank = world->rank(), size = world->size();
   int passed = 0, failed = 0;
   for (const Case& c : cases_for(size)) {
-    const trainer::Options o = sp_test_options(c.sets);
+    const trainer::Options o = sp_test_options(c.sets, c.full_size);
     std::string error;
     auto ref_t = trainer::Trainer::create(reference_options(o, size));
     AUTOSP_CHECK(ref_t.ok()) << ref_t.status().message();

@@ -18,12 +18,14 @@
 
 namespace autosp::testing {
 
-inline trainer::Options sp_test_options(const std::vector<std::string>& extra) {
+// A smaller model than configs/tiny-cpu.json (fast), or the tiny config itself (full_size).
+inline trainer::Options sp_test_options(const std::vector<std::string>& extra, bool full_size = false) {
   const std::string data = std::string(AUTOSP_BINARY_DIR) + "/data/";
   std::vector<std::string> sets = {"data.train=" + data + "corpus_train.u16", "data.val=", "train.eval_every=0",
-                                   "log.metrics_file=", "checkpoint.every=0", "model.d_model=48", "model.n_heads=4",
-                                   "model.n_kv_heads=4", "model.ffn_hidden=64", "train.seq_len=64",
-                                   "train.batch_size=2"};
+                                   "log.metrics_file=", "checkpoint.every=0"};
+  if (!full_size)
+    sets.insert(sets.end(), {"model.d_model=48", "model.n_heads=4", "model.n_kv_heads=4", "model.ffn_hidden=64",
+                             "train.seq_len=64", "train.batch_size=2"});
   sets.insert(sets.end(), extra.begin(), extra.end());
   auto o = trainer::load_options(std::string(AUTOSP_SOURCE_DIR) + "/configs/tiny-cpu.json", sets);
   AUTOSP_CHECK(o.ok()) << o.status().message();

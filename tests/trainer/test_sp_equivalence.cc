@@ -84,8 +84,8 @@ TEST_CASE("sequence-parallel training equals sp=1: loss and every parameter grad
   }
 }
 
-TEST_CASE("30 steps at sp=2 follow the sp=1 loss curve", "[sp][equivalence][train]") {
-  const Options o = sp_test_options({"parallel.sp=2", "train.steps=30"});
+TEST_CASE("the tiny config: 30 steps at sp=2 follow the sp=1 loss curve", "[sp][equivalence][train]") {
+  const Options o = sp_test_options({"parallel.sp=2", "train.steps=30"}, /*full_size=*/true);
   const StepRecord ref = single(reference_options(o, 2), 30);
   const StepRecord got = parallel(o, 2, 30);
   CHECK(compare_records(ref, got, 1e-5) == "");
