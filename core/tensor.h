@@ -62,6 +62,10 @@ class Tensor {
     AUTOSP_CHECK_EQ(s.numel(), numel());
     return Tensor(storage_, offset_, dtype_, std::move(s));
   }
+  // A view of part of the same storage, byte_offset past this tensor's start.
+  Tensor view(size_t byte_offset, DType dt, Shape s) const {
+    return Tensor(storage_, offset_ + byte_offset, dt, std::move(s));
+  }
   Tensor clone() const;
 
  private:

@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include "core/shape.h"
+
 namespace autosp::ir {
 
 // The communicator a collective runs on. world = dp × sp ranks; sp groups are consecutive
@@ -114,9 +116,25 @@ struct RingAttentionAttrs {
   template <class F> void fields(F&& f) { f("group", group); f("size", size); f("causal", causal); f("scale", scale); }
 };
 
+// pack(x1, ..., xn) concatenates its inputs, flattened, into one [padded] buffer (zeros
+// after the last); unpack(flat) is the inverse: one output per shape, encoded as
+// [rank, dims..., rank, dims..., ...]. ZeRO buckets use them (sp_compiler/zero_shard.cc).
+struct PackAttrs {
+  int64_t padded = 0;
+  template <class F> void fields(F&& f) { f("padded", padded); }
+};
+struct UnpackAttrs {
+  std::vector<int64_t> shapes;
+  template <class F> void fields(F&& f) { f("shapes", shapes); }
+};
+
 using Attrs = std::variant<NoAttrs, MatmulAttrs, ScaleAttrs, NormAttrs, RopeAttrs, ShapeAttrs, PermuteAttrs,
                            AttentionAttrs, CrossEntropyAttrs, ReduceAttrs, BroadcastAttrs,
                            EmbeddingBackwardAttrs, AllToAllAttrs, AxisCollectiveAttrs, GroupAttrs, SendRecvAttrs,
-                           RingAttentionAttrs>;
+                           RingAttentionAttrs, PackAttrs, UnpackAttrs>;
+
+// unpack's shape list encoding (ir/ops_bucket.cc).
+std::vector<int64_t> encode_shapes(const std::vector<Shape>& shapes);
+std::vector<Shape> decode_shapes(const std::vector<int64_t>& encoded);
 
 }  // namespace autosp::ir

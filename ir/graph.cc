@@ -31,7 +31,7 @@ StatusOr<std::vector<ValueId>> Graph::add_node(Op op, std::vector<ValueId> input
   Node n{op, std::move(inputs), {}, std::move(attrs)};
   std::vector<TensorType> out;
   RETURN_IF_ERROR(info.infer(*this, n, out));
-  AUTOSP_CHECK_EQ(int(out.size()), info.num_outputs);
+  AUTOSP_CHECK(info.num_outputs == kVariadicOutputs || int(out.size()) == info.num_outputs) << info.name;
   for (auto& t : out) n.outputs.push_back(add_value(std::move(t)));
   nodes.push_back(std::move(n));
   return nodes.back().outputs;

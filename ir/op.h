@@ -16,7 +16,9 @@
   X(gelu_backward) X(swiglu_backward) X(attention_backward) X(cross_entropy_backward)  \
   /* collectives over a mesh group, inserted by the SP compiler */                     \
   X(all_to_all) X(all_gather) X(reduce_scatter) X(all_reduce) X(send_recv)             \
-  X(ring_attention) X(ring_attention_backward)
+  X(ring_attention) X(ring_attention_backward)                                          \
+  /* flat parameter buckets (ZeRO) */                                                  \
+  X(pack) X(unpack)
 
 namespace autosp::ir {
 

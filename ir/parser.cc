@@ -366,7 +366,7 @@ class Parser {
     } while (accept(','));
 
     const std::string op_str(op_name(*op));
-    if (int(results.size()) != info.num_outputs)
+    if (info.num_outputs != kVariadicOutputs && int(results.size()) != info.num_outputs)
       return fail(results[0].second, "expected " + std::to_string(info.num_outputs) + " result(s) for " + op_str +
                                          ", got " + std::to_string(results.size()));
     if (types.size() != results.size())
@@ -374,6 +374,9 @@ class Parser {
                                   std::to_string(types.size()));
     auto out = g_.add_node(*op, std::move(inputs), std::move(attrs));
     if (!out.ok()) return fail(op_at, out.status().message());
+    if (out.value().size() != results.size())
+      return fail(results[0].second, "expected " + std::to_string(out.value().size()) + " result(s) for " + op_str +
+                                         ", got " + std::to_string(results.size()));
     for (size_t i = 0; i < results.size(); ++i) {
       const ValueId v = out.value()[i];
       if (g_.type(v) != types[i].first)

@@ -2,7 +2,7 @@
 // instructions over slots; each slot is a tensor that lives either at a fixed offset in one
 // arena (planned by liveness, so dead activations' bytes are reused), or outside it
 // (arguments and outputs, bound by name by the runtime), or as a view of another slot
-// (reshape needs no copy).
+// (reshape and unpack need no copy).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -16,8 +16,9 @@ struct Slot {
   enum class Kind : uint8_t { arena, external, alias } kind = Kind::arena;
   TensorType type;
   int64_t offset = 0;   // arena: byte offset
-  int alias_of = -1;    // alias: the slot whose bytes this views
+  int alias_of = -1;    // alias: the slot whose bytes this views (never itself an alias)
   std::string name;     // external: the argument or output name it is bound to
+  int64_t alias_offset = 0;  // alias: byte offset into that slot (unpack's parts)
 };
 
 struct Instr {

@@ -51,6 +51,8 @@ const std::array<OpInfo, kNumOps> kOps = {{
     R(send_recv, 1, 1, 1, SendRecvAttrs{}, vjp_send_recv),
     R2(ring_attention, 4, 5, 2, 0b10u, RingAttentionAttrs{}, vjp_ring_attention),
     R(ring_attention_backward, 7, 8, 3, RingAttentionAttrs{}, nullptr),
+    R(pack, 1, 1 << 20, 1, PackAttrs{}, vjp_pack),
+    R(unpack, 1, 1, kVariadicOutputs, UnpackAttrs{}, vjp_unpack),
 }};
 #undef R
 #undef R2

@@ -20,11 +20,13 @@ using InferFn = Status (*)(const Graph& g, const Node& n, std::vector<TensorType
 using VjpFn = Status (*)(Builder& b, const Node& n, const std::vector<ValueId>& out_grads,
                          const std::vector<bool>& needs, std::vector<ValueId>& in_grads);
 
+inline constexpr int kVariadicOutputs = -1;
+
 struct OpInfo {
   Op op;
   const char* name;
   int min_inputs, max_inputs;
-  int num_outputs;
+  int num_outputs;  // kVariadicOutputs: decided by the attributes (unpack)
   // Bit i set: output i carries no gradient (attention's lse; cross_entropy's count and lse).
   // Autodiff treats such outputs as constants.
   uint32_t nondiff_outputs;

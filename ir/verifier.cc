@@ -15,7 +15,7 @@ constexpr const char* kAttrsNames[] = {"NoAttrs",     "MatmulAttrs",    "ScaleAt
                                        "RopeAttrs",   "ShapeAttrs",     "PermuteAttrs",    "AttentionAttrs",
                                        "CrossEntropyAttrs", "ReduceAttrs", "BroadcastAttrs", "EmbeddingBackwardAttrs",
                                        "AllToAllAttrs", "AxisCollectiveAttrs", "GroupAttrs", "SendRecvAttrs",
-                                       "RingAttentionAttrs"};
+                                       "RingAttentionAttrs", "PackAttrs", "UnpackAttrs"};
 static_assert(std::size(kAttrsNames) == std::variant_size_v<Attrs>, "name every Attrs alternative");
 
 constexpr int kUndefined = -2, kByArg = -1;  // else: index of the defining node
@@ -92,7 +92,7 @@ class Verifier {
       if (!exists(v)) return node_fail(n, operand + " does not exist");
       return node_fail(n, operand + (later_[v] ? " is used before it is defined" : " is not defined"));
     }
-    if (int(n.outputs.size()) != info.num_outputs)
+    if (info.num_outputs != kVariadicOutputs && int(n.outputs.size()) != info.num_outputs)
       return node_fail(n, "has " + std::to_string(n.outputs.size()) + " results, but " + info.name + " produces " +
                               std::to_string(info.num_outputs));
     for (size_t i = 0; i < n.outputs.size(); ++i) {
@@ -105,7 +105,9 @@ class Verifier {
     }
     std::vector<TensorType> inferred;
     if (Status st = info.infer(g_, n, inferred); !st.ok()) return node_fail(n, st.message());
-    AUTOSP_CHECK_EQ(int(inferred.size()), info.num_outputs);
+    if (inferred.size() != n.outputs.size())
+      return node_fail(n, "has " + std::to_string(n.outputs.size()) + " results, but its attributes give " +
+                              std::to_string(inferred.size()));
     for (size_t i = 0; i < n.outputs.size(); ++i)
       if (inferred[i] != g_.type(n.outputs[i]))
         return node_fail(n, "result " + std::to_string(i) + " has type " + g_.type(n.outputs[i]).str() + ", but " +

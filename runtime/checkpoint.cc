@@ -28,10 +28,13 @@ int64_t parse_step_dir(const std::string& name) {
   return step;
 }
 
+// Step directories only ever appear by renaming a finished temporary directory, so the
+// presence of each format's files is enough (load_train_state validates the shards).
 bool is_complete(const fs::path& dir) {
   std::error_code ec;
-  return fs::is_regular_file(dir / kStateFile, ec) && fs::is_regular_file(dir / kModelFile, ec) &&
-         fs::is_regular_file(dir / kOptimizerFile, ec);
+  if (!fs::is_regular_file(dir / kStateFile, ec)) return false;
+  return (fs::is_regular_file(dir / kModelFile, ec) && fs::is_regular_file(dir / kOptimizerFile, ec)) ||
+         fs::is_regular_file(dir / kZeroIndexFile, ec);
 }
 
 // Complete step directories under root, oldest first.
@@ -91,27 +94,36 @@ Status save_checkpoint(const std::string& dir, int64_t step, const Checkpoint& c
     return IoError(where + ": cannot create " + tmp.string() + ": " + (ec ? ec.message() : "exists"));
 
   Status st = write_checkpoint_files(tmp, step, ckpt);
-  if (st.ok()) {
-    // rename(2) cannot replace a non-empty directory: move an existing one aside first.
-    fs::path old = root / (".tmp-delete-" + name + pid_suffix());
-    bool had_old = fs::exists(final_dir, ec);
-    if (had_old) {
-      fs::remove_all(old, ec);
-      fs::rename(final_dir, old, ec);
-    }
-    if (!ec) fs::rename(tmp, final_dir, ec);
-    if (ec) st = IoError(where + ": rename from " + tmp.string() + " failed: " + ec.message());
-    if (st.ok()) st = fsync_dir(root.string());
-    if (had_old) fs::remove_all(old, ec);
-  }
+  if (st.ok()) st = install_checkpoint_dir(tmp.string(), root.string(), name);
   if (!st.ok()) {
     fs::remove_all(tmp, ec);
     return st.with_context("saving checkpoint step " + std::to_string(step));
   }
+  return prune_checkpoints(root.string(), keep);
+}
 
+Status install_checkpoint_dir(const std::string& tmp, const std::string& root, const std::string& name) {
+  const fs::path final_dir = fs::path(root) / name;
+  std::error_code ec;
+  // rename(2) cannot replace a non-empty directory: move an existing one aside first.
+  fs::path old = fs::path(root) / (".tmp-delete-" + name + pid_suffix());
+  bool had_old = fs::exists(final_dir, ec);
+  if (had_old) {
+    fs::remove_all(old, ec);
+    fs::rename(final_dir, old, ec);
+  }
+  if (!ec) fs::rename(tmp, final_dir, ec);
+  Status st;
+  if (ec) st = IoError("checkpoint " + final_dir.string() + ": rename from " + tmp + " failed: " + ec.message());
+  if (st.ok()) st = fsync_dir(root);
+  if (had_old) fs::remove_all(old, ec);
+  return st;
+}
+
+Status prune_checkpoints(const std::string& root, int keep) {
   auto all = list_checkpoints(root);
-  for (size_t i = 0; i + size_t(keep) < all.size(); ++i) remove_step_dir(all[i].second);
-  return fsync_dir(root.string());
+  for (size_t i = 0; i + size_t(std::max(keep, 0)) < all.size(); ++i) remove_step_dir(all[i].second);
+  return fsync_dir(root);
 }
 
 StatusOr<std::string> latest_checkpoint(const std::string& root) {
@@ -129,6 +141,9 @@ StatusOr<Checkpoint> load_checkpoint(const std::string& path) {
     ASSIGN_OR_RETURN(std::string latest, latest_checkpoint(path));
     dir = latest;
   }
+  if (fs::exists(dir / kZeroIndexFile, ec))
+    return InvalidArgument("checkpoint " + dir.string() + " is sharded (" + kZeroIndexFile +
+                           "): read it with load_train_state (runtime/zero_checkpoint.h)");
   Checkpoint c;
   c.path = dir.string();
   const std::string state_path = (dir / kStateFile).string();

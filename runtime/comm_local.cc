@@ -118,14 +118,16 @@ struct Half {
 
 struct Group {
   std::shared_ptr<Universe> u;
-  std::vector<int> world;  // group rank -> world rank
+  std::vector<int> world;                           // group rank -> world rank
   std::map<uint64_t, std::shared_ptr<CollOp>> ops;  // collectives not all ranks have joined
   // Unmatched sends and receives, by src * size + dst; FIFO, so messages between a pair
   // arrive in the order they were started (MPI's non-overtaking rule).
   std::vector<std::deque<std::shared_ptr<Half>>> sends, recvs;
 
   Group(std::shared_ptr<Universe> universe, std::vector<int> world_ranks)
-      : u(std::move(universe)), world(std::move(world_ranks)), sends(world.size() * world.size()),
+      : u(std::move(universe)),
+        world(std::move(world_ranks)),
+        sends(world.size() * world.size()),
         recvs(world.size() * world.size()) {}
   int size() const { return static_cast<int>(world.size()); }
 };
@@ -179,8 +181,7 @@ void perform(Group& g, CollOp& op) {
       if (bytes == 0) break;
       for (int i = 0; i < p; ++i)
         for (int j = 0; j < p; ++j)
-          std::memcpy(static_cast<char*>(a[i].out) + j * bytes, static_cast<const char*>(a[j].in) + i * bytes,
-                      bytes);
+          std::memcpy(static_cast<char*>(a[i].out) + j * bytes, static_cast<const char*>(a[j].in) + i * bytes, bytes);
       break;
     }
     case Kind::broadcast: {
@@ -189,8 +190,7 @@ void perform(Group& g, CollOp& op) {
         if (r != root && a[0].n > 0) std::memcpy(a[r].out, a[root].in, a[0].n);
       break;
     }
-    case Kind::barrier:
-      break;
+    case Kind::barrier: break;
     case Kind::split: {
       std::vector<int> order(p);
       std::iota(order.begin(), order.end(), 0);
@@ -222,11 +222,10 @@ void perform(Group& g, CollOp& op) {
 // The error, if any, of rank r joining op with args x (mismatched calls between ranks).
 std::string mismatch(const Group& g, const CollOp& op, Kind kind, int r, const Args& x) {
   const std::string head = "collective #" + std::to_string(op.seq) + ": rank " + std::to_string(r);
-  if (op.kind != kind)
-    return head + " called " + kind_name(kind) + " while another rank called " + kind_name(op.kind);
+  if (op.kind != kind) return head + " called " + kind_name(kind) + " while another rank called " + kind_name(op.kind);
   if (kind == Kind::broadcast && (x.root < 0 || x.root >= g.size()))
-    return head + " called broadcast with root " + std::to_string(x.root) + " outside [0, " +
-           std::to_string(g.size()) + ")";
+    return head + " called broadcast with root " + std::to_string(x.root) + " outside [0, " + std::to_string(g.size()) +
+           ")";
   for (int j = 0; j < g.size(); ++j) {
     if (!op.joined[j]) continue;
     const Args& y = op.args[j];
@@ -450,7 +449,8 @@ class P2PPending final : public Pending {
     if (waited_) return;
     std::unique_lock lk(g_->u->mu);
     if (send_->state == State::collecting || recv_->state == State::collecting)
-      fail_locked(*g_->u, "rank " + std::to_string(rank_) + " dropped a pending send_recv without wait() (did it throw?)");
+      fail_locked(*g_->u,
+                  "rank " + std::to_string(rank_) + " dropped a pending send_recv without wait() (did it throw?)");
     g_->u->cv.wait(lk, [&] { return send_->state != State::running && recv_->state != State::running; });
   }
 

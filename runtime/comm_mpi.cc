@@ -264,8 +264,8 @@ class MpiComm final : public Communicator {
     MPI_Count got = 0;
     MPI_CHECK(MPI_Get_elements_x(&status, rt.type, &got));
     if (got != recv_bytes)
-      throw_comm("send_recv: rank " + std::to_string(rank_) + " received " + std::to_string(got) +
-                 " bytes from rank " + std::to_string(src) + ", expected " + std::to_string(recv_bytes));
+      throw_comm("send_recv: rank " + std::to_string(rank_) + " received " + std::to_string(got) + " bytes from rank " +
+                 std::to_string(src) + ", expected " + std::to_string(recv_bytes));
   }
 
   void broadcast(void* data, int64_t bytes, int root) override {
@@ -310,8 +310,8 @@ class MpiComm final : public Communicator {
     auto p = std::make_unique<MpiPending>("all_reduce_sum", rank_);
     for (int64_t off = 0; off < n; off += INT_MAX) {
       p->requests.push_back(MPI_REQUEST_NULL);
-      MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off, piece(n, off), MPI_FLOAT, MPI_SUM, comm_,
-                               &p->requests.back()));
+      MPI_CHECK(
+          MPI_Iallreduce(MPI_IN_PLACE, data + off, piece(n, off), MPI_FLOAT, MPI_SUM, comm_, &p->requests.back()));
     }
     return p;
   }
@@ -367,8 +367,7 @@ bool launched_by_mpi() {
   // plain single-process run depend on a working MPI installation).
   if (env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"}) > 1) return true;
   // PMIx (srun --mpi=pmix) publishes the rank, not the size; the step's task count is Slurm's.
-  if (std::getenv("PMIX_RANK") || std::getenv("PMI_RANK"))
-    return env_int({"SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"}) > 1;
+  if (std::getenv("PMIX_RANK") || std::getenv("PMI_RANK")) return env_int({"SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"}) > 1;
   return false;
 }
 

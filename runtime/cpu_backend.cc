@@ -162,6 +162,23 @@ class CpuBackend final : public Backend {
       case Op::ring_attention:
       case Op::ring_attention_backward:
         break;  // communication: the executor runs these with its communicators
+      case Op::pack: {  // concatenate, then zero the padding
+        char* dst = static_cast<char*>(out[0].raw());
+        for (const Tensor& t : in) {
+          std::memcpy(dst, t.raw(), t.nbytes());
+          dst += t.nbytes();
+        }
+        std::memset(dst, 0, size_t(static_cast<char*>(out[0].raw()) + out[0].nbytes() - dst));
+        return;
+      }
+      case Op::unpack: {  // only reaches here when a part must be a copy (see lower)
+        const char* src = static_cast<const char*>(in[0].raw());
+        for (Tensor& t : out) {
+          std::memcpy(t.raw(), src, t.nbytes());
+          src += t.nbytes();
+        }
+        return;
+      }
       case Op::broadcast: {
         const auto& a = std::get<ir::BroadcastAttrs>(ins.attrs);
         k::broadcast(F(in[0]), F(out[0]), a.shape, axis_mask(a.axes, int(a.shape.size())), a.scale);

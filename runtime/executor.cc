@@ -45,7 +45,7 @@ Tensor Executor::view(int s) {
   switch (slot.kind) {
     case Slot::Kind::external: return external(s);
     case Slot::Kind::arena: return Tensor(arena_, size_t(slot.offset), slot.type.dtype, slot.type.shape);
-    case Slot::Kind::alias: return view(slot.alias_of).reshape(slot.type.shape);
+    case Slot::Kind::alias: return view(slot.alias_of).view(size_t(slot.alias_offset), slot.type.dtype, slot.type.shape);
   }
   return {};
 }

@@ -31,18 +31,22 @@ ParamStore::ParamStore(const std::vector<ParamSpec>& specs) {
   }
 }
 
+void init_elements(const std::string& name, const ir::Init& init, uint64_t seed, int64_t begin, int64_t end,
+                   float* out) {
+  const Rng rng(seed, fnv1a(name));
+  for (int64_t i = begin; i < end; ++i) {
+    switch (init.kind) {
+      case ir::Init::Kind::zeros: out[i - begin] = 0.0f; break;
+      case ir::Init::Kind::ones: out[i - begin] = 1.0f; break;
+      case ir::Init::Kind::normal: out[i - begin] = init.std * rng.normal(uint64_t(i)); break;
+    }
+  }
+}
+
 void ParamStore::initialize(uint64_t seed) {
   for (Param& p : params_) {
-    float* w = p.value.data<float>();
     const int64_t n = p.value.numel();
-    const Rng rng(seed, fnv1a(p.spec.name));
-    switch (p.spec.init.kind) {
-      case ir::Init::Kind::zeros: std::fill(w, w + n, 0.0f); break;
-      case ir::Init::Kind::ones: std::fill(w, w + n, 1.0f); break;
-      case ir::Init::Kind::normal:
-        for (int64_t i = 0; i < n; ++i) w[i] = p.spec.init.std * rng.normal(uint64_t(i));
-        break;
-    }
+    init_elements(p.spec.name, p.spec.init, seed, 0, n, p.value.data<float>());
     std::fill(p.exp_avg.data<float>(), p.exp_avg.data<float>() + n, 0.0f);
     std::fill(p.exp_avg_sq.data<float>(), p.exp_avg_sq.data<float>() + n, 0.0f);
   }

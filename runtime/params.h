@@ -18,6 +18,11 @@ struct ParamSpec {
   ir::Init init;
 };
 
+// Elements [begin, end) of parameter `name` under `init` (a shard initialises only its part,
+// with the same values a whole-parameter initialisation gives there).
+void init_elements(const std::string& name, const ir::Init& init, uint64_t seed, int64_t begin, int64_t end,
+                   float* out);
+
 // The parameter arguments of a graph, in argument order.
 std::vector<ParamSpec> param_specs(const ir::Graph& g);
 

@@ -81,11 +81,21 @@ StatusOr<ir::Program> lower(const ir::Graph& g) {
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (!keep[i]) continue;
     const ir::Node& n = g.nodes[i];
-    // A reshape is a view of its input unless its result must land in an output buffer.
-    if (n.op == ir::Op::reshape && !output_name.count(n.outputs[0])) {
-      int src = slot_of[n.inputs[0]];
-      int root = p.slots[src].kind == Slot::Kind::alias ? p.slots[src].alias_of : src;
-      slot_of[n.outputs[0]] = new_slot({Slot::Kind::alias, g.type(n.outputs[0]), 0, root, ""});
+    // reshape and unpack are views of their input unless a result must land in an output
+    // buffer of its own.
+    bool any_output = false;
+    for (ValueId v : n.outputs) any_output = any_output || output_name.count(v);
+    if ((n.op == ir::Op::reshape || n.op == ir::Op::unpack) && !any_output) {
+      const int src = slot_of[n.inputs[0]];
+      const bool src_alias = p.slots[src].kind == Slot::Kind::alias;
+      const int root = src_alias ? p.slots[src].alias_of : src;
+      int64_t offset = src_alias ? p.slots[src].alias_offset : 0;
+      for (ValueId v : n.outputs) {
+        Slot view{Slot::Kind::alias, g.type(v), 0, root, ""};
+        view.alias_offset = offset;
+        slot_of[v] = new_slot(std::move(view));
+        offset += g.type(v).shape.numel() * int64_t(dtype_size(g.type(v).dtype));
+      }
       continue;
     }
     ir::Instr ins{n.op, n.attrs, {}, {}};

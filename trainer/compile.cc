@@ -4,6 +4,7 @@
 #include "sp_compiler/autodiff.h"
 #include "sp_compiler/lower.h"
 #include "sp_compiler/shard_sequence.h"
+#include "sp_compiler/zero_shard.h"
 
 namespace autosp::trainer {
 
@@ -22,13 +23,20 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
     c.plan.layout = {opts.train.seq_len, opts.train.seq_len, 1, 1, false};
   }
 
+  // ZeRO over one rank would shard nothing: that is stage 0.
+  const sp::ZeroOptions zero{world_size > 1 ? int(opts.parallel.zero_stage) : 0, world_size,
+                             int64_t(opts.parallel.bucket_mb * 1024 * 1024)};
+  c.buckets = sp::plan_buckets(c.forward, zero);
+
   ir::Graph train_graph = c.forward;
   sp::Pipeline train_pipeline;
-  train_pipeline.add(sp::make_shard_sequence_pass(c.mesh)).add(sp::make_autodiff_pass(world_size));
+  train_pipeline.add(sp::make_shard_sequence_pass(c.mesh))
+      .add(sp::make_autodiff_pass(world_size))
+      .add(sp::make_zero_shard_pass(zero));
   RETURN_IF_ERROR(train_pipeline.run(train_graph, {dump_ir_dir}));
   ir::Graph eval_graph = c.forward;
   sp::Pipeline eval_pipeline;
-  eval_pipeline.add(sp::make_shard_sequence_pass(c.mesh));
+  eval_pipeline.add(sp::make_shard_sequence_pass(c.mesh)).add(sp::make_zero_shard_pass(zero));
   RETURN_IF_ERROR(eval_pipeline.run(eval_graph, {}));
   ASSIGN_OR_RETURN(c.train, sp::lower(train_graph));
   ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph));

@@ -1,11 +1,12 @@
 // Compiles a config into the programs every rank runs: the model's forward graph, the SP
-// plan, then shard_sequence → autodiff → lower for the training step and shard_sequence →
-// lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
+// plan, then shard_sequence → autodiff → zero_shard → lower for the training step and
+// shard_sequence → zero_shard → lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "core/status.h"
+#include "ir/buckets.h"
 #include "ir/graph.h"
 #include "ir/program.h"
 #include "sp_compiler/sp_plan.h"
@@ -17,6 +18,7 @@ struct Compiled {
   sp::SpOptions mesh;
   ir::Graph forward;  // the single-device model, as written
   sp::SpPlan plan;    // strategies and token layout (trivial for one rank)
+  ir::BucketPlan buckets;  // ZeRO buckets (stage 0: unused)
   ir::Program train, eval;
 };
 

@@ -57,6 +57,7 @@ void for_each_field(O& o, F&& f) {
   f("parallel", "sp", p.sp);
   f("parallel", "sp_strategy", p.sp_strategy);
   f("parallel", "zero_stage", p.zero_stage);
+  f("parallel", "bucket_mb", p.bucket_mb);
   f("parallel", "overlap", p.overlap);
   auto& c = o.checkpoint;
   f("checkpoint", "dir", c.dir);
@@ -308,6 +309,7 @@ Status validate(const Options& o, int world_size, const std::string& source_name
   if (!one_of(p.sp_strategy, {"auto", "ulysses", "ring", "hybrid"}))
     return bad("parallel.sp_strategy", p.sp_strategy, "\"auto\", \"ulysses\", \"ring\" or \"hybrid\"");
   if (p.zero_stage < 0 || p.zero_stage > 3) return bad("parallel.zero_stage", p.zero_stage, "0, 1, 2 or 3");
+  if (!(p.bucket_mb > 0)) return bad("parallel.bucket_mb", p.bucket_mb, "> 0");
 
   const auto& c = o.checkpoint;
   if (c.every < 0) return bad("checkpoint.every", c.every, "≥ 0 (0 = no checkpoints)");

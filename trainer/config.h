@@ -49,6 +49,7 @@ struct ParallelOptions {
   int64_t sp = 1;                    // sequence-parallel degree; divides the world size
   std::string sp_strategy = "auto";  // "auto" | "ulysses" | "ring" | "hybrid"
   int64_t zero_stage = 0;            // 0-3: none, optimizer state, + gradients, + parameters
+  double bucket_mb = 64;             // ZeRO: cap on one flat parameter bucket (MiB); buckets also break per layer
   bool overlap = true;               // overlap collectives with compute
 };
 

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "runtime/collective_exec.h"
 #include "runtime/comm.h"
+#include "runtime/zero_checkpoint.h"
 #include "trainer/plan_report.h"
 #include "trainer/progress.h"
 #include "trainer/trainer.h"
@@ -26,7 +27,7 @@ namespace {
 struct Flags {
   std::string config;
   std::vector<std::string> sets;
-  std::string resume, dump_ir;
+  std::string resume, dump_ir, export_file;
   bool eval_only = false, plan = false, profile = false;
   int verbose = 0;
 };
@@ -95,7 +96,23 @@ Status agree_on_config(runtime::Communicator& world, const Options& opts) {
   return Status::Ok();
 }
 
+// `s` on this rank, or an error when another rank failed (collective when world is set).
+Status agree_on_success(runtime::Communicator* world, Status s) {
+  if (!world) return s;
+  float failed = s.ok() ? 0.0f : 1.0f;
+  world->all_reduce_sum(&failed, 1);
+  if (s.ok() && failed > 0)
+    return FailedPrecondition(std::to_string(int(failed)) + " other rank(s) failed; see their messages");
+  return s;
+}
+
 int run(const Flags& f) {
+  if (!f.export_file.empty()) {
+    if (f.resume.empty()) return fail(2, InvalidArgument("--export needs --resume CHECKPOINT"));
+    if (Status s = runtime::export_consolidated(f.resume, f.export_file); !s.ok()) return fail(2, s);
+    std::printf("wrote %s\n", f.export_file.c_str());
+    return 0;
+  }
   auto opts_or = load_options(f.config, f.sets);
   if (!opts_or.ok()) return fail(2, opts_or.status());
   Options opts = opts_or.value();
@@ -108,9 +125,10 @@ int run(const Flags& f) {
   const int world_size = world ? world->size() : 1, rank = world ? world->rank() : 0;
   // --plan outside mpirun plans for the mesh the config asks for (dp 1 x parallel.sp).
   const int plan_world = f.plan && !world ? int(std::max<int64_t>(1, opts.parallel.sp)) : world_size;
-  if (Status s = validate(opts, plan_world, "config " + f.config); !s.ok()) return fail(2, s);
+  // Agree first: validation then fails on every rank or on none, so all return together.
   if (world)
     if (Status s = agree_on_config(*world, opts); !s.ok()) return fail(2, s);
+  if (Status s = validate(opts, plan_world, "config " + f.config); !s.ok()) return fail(2, s);
 
   if (f.plan) {
     auto c = compile(opts, plan_world, f.dump_ir);
@@ -118,11 +136,13 @@ int run(const Flags& f) {
     if (rank == 0) std::printf("%s", format_plan(opts, c.value()).c_str());
     return 0;
   }
+  // Opening data and reading checkpoints can fail on one rank only (a file missing on one
+  // host): every rank learns it and returns, instead of the others waiting in a collective.
   auto trainer_or = Trainer::create(opts, f.dump_ir, world.get());
-  if (!trainer_or.ok()) return fail(2, trainer_or.status());
+  if (Status s = agree_on_success(world.get(), trainer_or.status()); !s.ok()) return fail(2, s);
   Trainer& t = *trainer_or.value();
   if (!f.resume.empty())
-    if (Status s = t.resume(f.resume); !s.ok()) return fail(2, s);
+    if (Status s = agree_on_success(world.get(), t.resume(f.resume)); !s.ok()) return fail(2, s);
 
   if (f.eval_only) {
     auto ev = t.evaluate();
@@ -133,11 +153,15 @@ int run(const Flags& f) {
   const int dp = world_size / int(opts.parallel.sp);
 
   std::optional<MetricsWriter> metrics;
+  Status metrics_status;
   if (!opts.log.metrics_file.empty() && rank == 0) {
     auto m = MetricsWriter::open(opts.log.metrics_file, /*append=*/!f.resume.empty());
-    if (!m.ok()) return fail(2, m.status());
-    metrics = std::move(m.value());
+    if (m.ok())
+      metrics = std::move(m.value());
+    else
+      metrics_status = m.status();
   }
+  if (Status s = agree_on_success(world.get(), metrics_status); !s.ok()) return fail(2, s);
   const TrainOptions& to = opts.train;
   if (rank == 0) {
     std::printf("autosp-train: %s, %s parameters, %lld steps of %lld x %lld tokens, from step %lld", opts.model.arch.c_str(),
@@ -151,6 +175,11 @@ int run(const Flags& f) {
       }
     }
     std::printf("\n");
+    const runtime::PersistentBytes pb = t.params().persistent_bytes();
+    std::printf("persistent memory per rank (zero %lld): parameters %s, gradients %s, optimizer %s, total %s\n",
+                (long long)opts.parallel.zero_stage, human_bytes(double(pb.params)).c_str(),
+                human_bytes(double(pb.grads)).c_str(), human_bytes(double(pb.optimizer)).c_str(),
+                human_bytes(double(pb.total())).c_str());
     std::fflush(stdout);
   }
 
@@ -216,6 +245,9 @@ int main(int argc, char** argv) {
   app.add_option("--resume", f.resume, "Continue from a checkpoint: a step directory or a checkpoint root (newest)");
   app.add_flag("--eval-only", f.eval_only,
                "Print {\"eval_loss\", \"tokens\"} over train.eval_steps batches of data.val and exit");
+  app.add_option("--export", f.export_file,
+                 "With --resume: write the checkpoint's parameters (any ZeRO stage or world size) as one "
+                 "safetensors file with Hugging Face names, then exit");
   app.add_option("--dump-ir", f.dump_ir, "Write the graph before and after each compiler pass into this directory");
   app.add_flag("--plan", f.plan, "Print the per-rank memory plan and stop before training");
   app.add_flag("--profile", f.profile,

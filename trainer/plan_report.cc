@@ -42,6 +42,15 @@ MemoryPlan memory_plan(const Compiled& c) {
   for (const runtime::ParamSpec& p : runtime::param_specs(c.forward)) m.num_params += p.shape.numel();
   m.params = m.grads = 4 * m.num_params;  // fp32
   m.optimizer = 2 * m.params;             // AdamW exp_avg and exp_avg_sq
+  if (c.buckets.stage > 0) {  // ZeRO: what runtime/zero_params.cc allocates
+    m.params = m.grads = m.optimizer = 0;
+    for (const ir::Bucket& b : c.buckets.buckets) {
+      const int64_t shard = c.buckets.shard_numel(b);
+      m.params += 4 * (c.buckets.stage < 3 ? b.padded : shard);
+      m.grads += 4 * (c.buckets.stage == 1 ? b.padded : shard);
+      m.optimizer += 8 * shard;
+    }
+  }
   m.train_arena = c.train.arena_bytes;
   m.eval_arena = c.eval.arena_bytes;
   return m;
@@ -122,9 +131,10 @@ std::string format_plan(const Options& o, const Compiled& c) {
     add("  %-34s %17s\n", "total", human_bytes(double(total)).c_str());
   }
   add("memory per rank:\n");
-  add("  parameters   %12s  (fp32)\n", human_bytes(double(m.params)).c_str());
-  add("  gradients    %12s  (fp32)\n", human_bytes(double(m.grads)).c_str());
-  add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq)\n", human_bytes(double(m.optimizer)).c_str());
+  const char* sharded = c.buckets.stage > 0 ? ", this rank's shard" : "";
+  add("  parameters   %12s  (fp32%s)\n", human_bytes(double(m.params)).c_str(), c.buckets.stage == 3 ? sharded : "");
+  add("  gradients    %12s  (fp32%s)\n", human_bytes(double(m.grads)).c_str(), c.buckets.stage >= 2 ? sharded : "");
+  add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq%s)\n", human_bytes(double(m.optimizer)).c_str(), sharded);
   add("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",
       human_bytes(double(m.train_arena)).c_str(), human_bytes(double(m.eval_arena)).c_str());
   add("  total        %12s\n", human_bytes(double(m.total())).c_str());

@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "runtime/checkpoint.h"
 #include "sp_compiler/autodiff.h"
 #include "trainer/compile.h"
 #include "trainer/schedule.h"
@@ -29,10 +28,6 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   t->world_ = world;
   if (opts.train.dtype != "f32")
     return InvalidArgument("train.dtype: \"" + opts.train.dtype + "\" needs the CUDA backend; the CPU backend runs f32");
-  if (opts.parallel.zero_stage != 0)
-    return InvalidArgument("parallel.zero_stage = " + std::to_string(opts.parallel.zero_stage) +
-                           ": ZeRO sharding is not built yet; use 0 (parameters, gradients and optimizer state "
-                           "are replicated on every rank)");
   const int world_size = t->world_size();
   // Only rank 0 dumps: every rank's graph is the same program.
   ASSIGN_OR_RETURN(Compiled c, compile(opts, world_size, t->rank() == 0 ? dump_ir_dir : ""));
@@ -47,7 +42,10 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   t->shard_.seq_len = opts.train.seq_len;
 
   t->backend_ = runtime::make_cpu_backend();
-  t->params_ = std::make_unique<runtime::ParamStore>(runtime::param_specs(c.forward));
+  if (c.buckets.stage == 0)
+    t->params_ = runtime::make_replicated_state(runtime::param_specs(c.forward));
+  else
+    t->params_ = runtime::make_zero_state(c.buckets, *world);
   t->params_->initialize(uint64_t(opts.train.seed));
   t->plan_mem_ = trainer::memory_plan(c);
   t->train_ = std::make_unique<runtime::Executor>(std::move(c.train), *t->backend_, t->mesh_.get());
@@ -81,7 +79,7 @@ StatusOr<StepResult> Trainer::train_step() {
                               ", grad norm " + std::to_string(r.grad_norm) + "); parameters were not updated");
   const float clip = to.grad_clip > 0 && r.grad_norm > to.grad_clip ? float(to.grad_clip / r.grad_norm) : 1.0f;
   runtime::AdamWConfig cfg{float(to.beta1), float(to.beta2), 1e-8f, float(to.weight_decay)};
-  runtime::adamw_update(*params_, cfg, float(r.lr), step_ + 1, clip);
+  params_->update(cfg, float(r.lr), step_ + 1, clip);
   r.step = ++step_;
   return r;
 }
@@ -99,42 +97,16 @@ StatusOr<EvalResult> Trainer::evaluate() {
 }
 
 Status Trainer::save_checkpoint() const {
-  Status st;
-  if (rank() == 0) {
-    runtime::Checkpoint ck;
-    for (const runtime::Param& p : params_->params()) {
-      ck.model.push_back({p.spec.name, p.value});
-      ck.optimizer.push_back({p.spec.name + ".exp_avg", p.exp_avg});
-      ck.optimizer.push_back({p.spec.name + ".exp_avg_sq", p.exp_avg_sq});
-    }
-    // The data position is a pure function of the step (DataLoader::get), and nothing else
-    // is random after initialisation, so step + seed + weights + moments resume exactly.
-    ck.state = {{"data_step", step_}, {"seed", opts_.train.seed}, {"config", to_json(opts_)}};
-    st = runtime::save_checkpoint(opts_.checkpoint.dir, step_, ck, int(opts_.checkpoint.keep));
-  }
-  if (world_) world_->barrier();  // nobody resumes or moves on before the files exist
-  return st;
+  // The data position is a pure function of the step (DataLoader::get), and nothing else is
+  // random after initialisation, so step + seed + weights + moments resume exactly.
+  const nlohmann::json state = {{"data_step", step_}, {"seed", opts_.train.seed}, {"config", to_json(opts_)}};
+  return params_->save(world_, opts_.checkpoint.dir, step_, state, int(opts_.checkpoint.keep));
 }
 
 Status Trainer::resume(const std::string& path) {
-  ASSIGN_OR_RETURN(runtime::Checkpoint ck, runtime::load_checkpoint(path));
-  auto load = [&](const runtime::NamedTensors& from, const std::string& name, Tensor& dst) -> Status {
-    for (const auto& [n, t] : from) {
-      if (n != name) continue;
-      if (t.dtype() != DType::f32 || t.shape() != dst.shape())
-        return InvalidArgument("checkpoint " + ck.path + ": " + name + " is " + std::string(dtype_name(t.dtype())) +
-                               t.shape().str() + ", this config needs f32" + dst.shape().str());
-      std::memcpy(dst.raw(), t.raw(), t.nbytes());
-      return Status::Ok();
-    }
-    return InvalidArgument("checkpoint " + ck.path + " has no tensor " + name);
-  };
-  for (runtime::Param& p : params_->params()) {
-    RETURN_IF_ERROR(load(ck.model, p.spec.name, p.value));
-    RETURN_IF_ERROR(load(ck.optimizer, p.spec.name + ".exp_avg", p.exp_avg));
-    RETURN_IF_ERROR(load(ck.optimizer, p.spec.name + ".exp_avg_sq", p.exp_avg_sq));
-  }
-  step_ = ck.step;
+  ASSIGN_OR_RETURN(runtime::TrainState s, runtime::load_train_state(path));
+  RETURN_IF_ERROR(params_->load(s));
+  step_ = s.step;
   return Status::Ok();
 }
 

@@ -10,7 +10,7 @@
 #include "runtime/comm.h"
 #include "runtime/executor.h"
 #include "runtime/mesh.h"
-#include "runtime/params.h"
+#include "runtime/param_state.h"
 #include "sp_compiler/sp_plan.h"
 #include "trainer/compile.h"
 #include "trainer/plan_report.h"
@@ -40,7 +40,7 @@ class Trainer {
                                                    runtime::Communicator* world = nullptr);
 
   // Loads parameters, optimizer moments and the step from a checkpoint (a step directory or
-  // a checkpoint root); the model in it must match this config.
+  // a checkpoint root) of any ZeRO stage and world size; the model must match this config.
   Status resume(const std::string& path);
   // One optimizer step on the next batch. Errors on a non-finite loss or gradient norm
   // (naming the step), leaving parameters as they were before the step.
@@ -53,7 +53,7 @@ class Trainer {
 
   int64_t step() const { return step_; }
   const Options& options() const { return opts_; }
-  runtime::ParamStore& params() { return *params_; }
+  runtime::ParameterState& params() { return *params_; }
   const MemoryPlan& memory_plan() const { return plan_mem_; }
   bool has_val() const { return val_.has_value(); }
   // The sequence-parallel plan (empty attention list when the world is one rank).
@@ -71,7 +71,7 @@ class Trainer {
   sp::SpPlan plan_;
   ShardSpec shard_;
   std::unique_ptr<runtime::Backend> backend_;
-  std::unique_ptr<runtime::ParamStore> params_;
+  std::unique_ptr<runtime::ParameterState> params_;
   std::unique_ptr<runtime::Executor> train_, eval_;
   std::optional<DataLoader> train_data_, val_;
   MemoryPlan plan_mem_;

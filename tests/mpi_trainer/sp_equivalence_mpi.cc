@@ -26,6 +26,8 @@ std::vector<Case> cases_for(int world) {
             {"ring sp=2 seq_len 62", {"parallel.sp=2", "parallel.sp_strategy=ring", "train.seq_len=62"}},
             {"ulysses sp=2 without documents", {"parallel.sp=2", "data.documents=false"}},
             {"dp=2 x sp=1", {"parallel.sp=1"}},
+            {"ZeRO-3 ring sp=2, 5 steps", {"parallel.sp=2", "parallel.sp_strategy=ring", "parallel.zero_stage=3",
+                                           "train.steps=5"}, 5},
             {"tiny-cpu.json: 30 steps at sp=2 follow the sp=1 curve", {"parallel.sp=2", "train.steps=30"}, 30, true}};
   return {{"ulysses sp=4", {"parallel.sp=4", "parallel.sp_strategy=ulysses"}},
           {"ring sp=4", {"parallel.sp=4", "parallel.sp_strategy=ring"}},
@@ -33,7 +35,12 @@ std::vector<Case> cases_for(int world) {
           {"ulysses sp=4 GQA kv=2", {"parallel.sp=4", "parallel.sp_strategy=ulysses", "model.n_kv_heads=2"}},
           {"6 heads at sp=4", {"parallel.sp=4", "model.n_heads=6", "model.n_kv_heads=6"}},
           {"ulysses sp=4 seq_len 62", {"parallel.sp=4", "parallel.sp_strategy=ulysses", "train.seq_len=62"}},
-          {"dp=2 x sp=2 ring", {"parallel.sp=2", "parallel.sp_strategy=ring"}}};
+          {"dp=2 x sp=2 ring", {"parallel.sp=2", "parallel.sp_strategy=ring"}},
+          {"ZeRO-1 hybrid 2x2, 5 steps", {"parallel.sp=4", "parallel.sp_strategy=hybrid", "parallel.zero_stage=1",
+                                          "train.steps=5"}, 5},
+          {"ZeRO-2 dp=2 x sp=2, 5 steps", {"parallel.sp=2", "parallel.zero_stage=2", "train.steps=5"}, 5},
+          {"ZeRO-3 ulysses sp=4, 5 steps", {"parallel.sp=4", "parallel.sp_strategy=ulysses", "parallel.zero_stage=3",
+                                            "train.steps=5"}, 5}};
 }
 
 }  // namespace

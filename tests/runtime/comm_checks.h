@@ -45,8 +45,8 @@ inline uint32_t mix(uint32_t x) {
 // Rank r's element i of input stream `salt`: magnitudes spread over 2^-6 .. 2^6, so a sum's
 // round-off depends on the order of addition and a wrong order shows up in the bits.
 inline float value(int salt, int rank, int64_t i) {
-  const uint32_t h = mix(static_cast<uint32_t>(salt) * 0x9e3779b9U ^ mix(static_cast<uint32_t>(rank) * 0x85ebca6bU ^
-                                                                          static_cast<uint32_t>(i)));
+  const uint32_t h = mix(static_cast<uint32_t>(salt) * 0x9e3779b9U ^
+                         mix(static_cast<uint32_t>(rank) * 0x85ebca6bU ^ static_cast<uint32_t>(i)));
   const float mant = static_cast<float>(h & 0xFFFFFF) / 16777216.0f - 0.5f;
   return std::ldexp(mant, static_cast<int>((h >> 24) % 13) - 6);
 }
@@ -88,8 +88,8 @@ inline bool identical_on_all_ranks(Communicator& c, const void* local, int64_t b
   return true;
 }
 
-inline void check_sum(Report& rep, const char* what, const std::vector<float>& got, int salt, int p,
-                      int64_t offset, SumOrder order) {
+inline void check_sum(Report& rep, const char* what, const std::vector<float>& got, int salt, int p, int64_t offset,
+                      SumOrder order) {
   int64_t bad = -1;
   for (int64_t i = 0; i < static_cast<int64_t>(got.size()) && bad < 0; ++i) {
     const float want = rank_order_sum(salt, p, offset + i);
@@ -296,7 +296,8 @@ inline void check_start_ring(Communicator& c, Report& rep) {
   pending[0]->wait();
   for (int round = 0; round < 2; ++round) {
     bool ok = true;
-    for (size_t i = 0; i < recv[round].size(); ++i) ok &= recv[round][i] == byte(10 + round, src, static_cast<int64_t>(i));
+    for (size_t i = 0; i < recv[round].size(); ++i)
+      ok &= recv[round][i] == byte(10 + round, src, static_cast<int64_t>(i));
     rep.expect(ok, "start_send_recv ring round " + std::to_string(round) + ": wrong data");
   }
   // Exchange with the rank opposite: for even p a pairwise swap (dst == src), not a ring.

@@ -74,10 +74,26 @@ TEST_CASE("under mpirun, ranks that read different configs stop with an error on
   CHECK(has(out, "rank 1: error: 1 rank(s) read a different config than rank 0"));
 }
 
+TEST_CASE("a ZeRO-3 run under mpirun writes shards that one process resumes and exports", "[cli][mpi]") {
+  const std::string ck = autosp::testing::scratch_path("zero3_ckpt");
+  Run r = run("--set parallel.sp=2 --set parallel.zero_stage=3 --set train.steps=4 --set log.every=2 "
+              "--set checkpoint.every=4 --set checkpoint.dir=" + ck,
+              "OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 2");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out, "persistent memory per rank (zero 3)"));
+  CHECK(std::filesystem::exists(ck + "/step_00000004/shard_rank1.safetensors"));
+  Run e = run("--eval-only --resume " + ck);  // one process, ZeRO 0
+  INFO(e.out);
+  CHECK(e.code == 0);
+  CHECK(has(e.out, "{\"eval_loss\": "));
+}
+
 TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);
-  for (const char* f : {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan"}) CHECK(has(r.out, f));
+  for (const char* f : {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan", "--export", "--profile"})
+    CHECK(has(r.out, f));
 }
 
 TEST_CASE("training prints one progress line per log.every steps, then --eval-only reads the checkpoint", "[cli]") {
@@ -94,6 +110,11 @@ TEST_CASE("training prints one progress line per log.every steps, then --eval-on
   REQUIRE(e.code == 0);
   CHECK(has(e.out, "{\"eval_loss\": "));
   CHECK(has(e.out, "\"tokens\": 4096}"));  // eval_steps 4 × batch 4 × seq_len 256
+  const std::string out = autosp::testing::scratch_path("export.safetensors");
+  Run x = run("--resume " + ck + " --export " + out);
+  INFO(x.out);
+  CHECK(x.code == 0);
+  CHECK(std::filesystem::file_size(out) > 461000 * 4);  // every parameter, fp32
 }
 
 TEST_CASE("the plan flag prints the memory plan and trains nothing", "[cli]") {

@@ -1,0 +1,55 @@
+// Where parameters, gradients and optimizer state live on a rank, and how they are updated
+// and checkpointed. Two implementations: replicated (ZeRO stage 0: everything whole on every
+// rank; runtime/params.h) and ZeRO stages 1-3 (flat buckets, this rank's shard of the
+// optimizer state, gradients and, at stage 3, parameters; runtime/zero_params.cc).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ir/buckets.h"
+#include "runtime/comm.h"
+#include "runtime/executor.h"
+#include "runtime/params.h"
+#include "runtime/safetensors.h"
+#include "runtime/zero_checkpoint.h"
+
+namespace autosp::runtime {
+
+// Bytes this rank keeps for the whole run (activations are the arena, apart).
+struct PersistentBytes {
+  int64_t params = 0, grads = 0, optimizer = 0;
+  int64_t total() const { return params + grads + optimizer; }
+};
+
+class ParameterState {
+ public:
+  virtual ~ParameterState() = default;
+  virtual void initialize(uint64_t seed) = 0;
+  // Binds the program's parameter arguments and gradient outputs to this state's tensors.
+  virtual Status bind(Executor& ex) = 0;
+  // Global gradient norm, before clipping (collective under ZeRO: an all_reduce of squares).
+  virtual double grad_norm() = 0;
+  // One AdamW step; grad_scale folds in clipping. Under ZeRO 1-2 it ends with the all_gather
+  // of the updated parameter shards.
+  virtual void update(const AdamWConfig& cfg, float lr, int64_t step, float grad_scale) = 0;
+  virtual PersistentBytes persistent_bytes() const = 0;
+  virtual int64_t num_elements() const = 0;
+  // Full parameters by name: views of the live tensors when this rank holds them whole (stages
+  // 0-2; writing to them changes the model), gathered copies at stage 3 (collective).
+  virtual NamedTensors full_parameters() = 0;
+  // Full gradients by name when this rank holds them whole (stages 0 and 1), else empty.
+  virtual NamedTensors full_gradients() = 0;
+  // Checkpoint of the current state (collective when world is set).
+  virtual Status save(Communicator* world, const std::string& dir, int64_t step, const nlohmann::json& state,
+                      int keep) = 0;
+  // Restores from a checkpoint of any stage and world size (see zero_checkpoint.h).
+  virtual Status load(const TrainState& s) = 0;
+};
+
+std::unique_ptr<ParameterState> make_replicated_state(const std::vector<ParamSpec>& specs);
+std::unique_ptr<ParameterState> make_zero_state(const ir::BucketPlan& plan, Communicator& world);
+
+}  // namespace autosp::runtime

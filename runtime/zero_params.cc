@@ -1,0 +1,198 @@
+// ZeRO stages 1-3 (DESIGN.md section 4.3). Every bucket (ir/buckets.h) is a flat, padded
+// buffer; this rank owns elements [rank·S, (rank+1)·S) and keeps AdamW moments only for them.
+//   stage 1: parameters whole (the program reads per-parameter views of the bucket); the
+//            program all-reduces the packed gradients into a whole bucket; we update our shard
+//            and all-gather the bucket.
+//   stage 2: as 1, but the program reduce-scatters the gradients into our shard.
+//   stage 3: parameters exist only as our shard; the program gathers them where used.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/reduce.h"
+#include "runtime/param_state.h"
+
+namespace autosp::runtime {
+
+namespace {
+
+constexpr const char* kGradBucketPrefix = "grad_bucket.";  // as sp_compiler/zero_shard.h
+constexpr const char* kGradShardPrefix = "grad_shard.";
+constexpr const char* kParamShardPrefix = "param_shard.";
+
+class ZeroState final : public ParameterState {
+ public:
+  ZeroState(const ir::BucketPlan& plan, Communicator& world) : plan_(plan), world_(world) {
+    AUTOSP_CHECK(plan.stage >= 1 && plan.stage <= 3 && plan.world == world.size()) << "bucket plan for stage "
+                                                                                     << plan.stage;
+    for (const ir::Bucket& b : plan_.buckets) {
+      const int64_t S = plan_.shard_numel(b);
+      State st;
+      if (plan_.stage < 3) {
+        st.full = Tensor::zeros(DType::f32, {b.padded});
+        st.shard = st.full.view(size_t(rank_begin(b)) * sizeof(float), DType::f32, {S});
+      } else {
+        st.shard = Tensor::zeros(DType::f32, {S});
+      }
+      st.grad = Tensor::zeros(DType::f32, {plan_.stage == 1 ? b.padded : S});
+      st.exp_avg = Tensor::zeros(DType::f32, {S});
+      st.exp_avg_sq = Tensor::zeros(DType::f32, {S});
+      buckets_.push_back(std::move(st));
+    }
+  }
+
+  void initialize(uint64_t seed) override {
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const ir::Bucket& b = plan_.buckets[k];
+      // Stages 1-2 hold the whole bucket, stage 3 only this rank's elements.
+      const int64_t lo = plan_.stage < 3 ? 0 : rank_begin(b), hi = plan_.stage < 3 ? b.padded : rank_begin(b) + S(b);
+      float* dst = (plan_.stage < 3 ? buckets_[k].full : buckets_[k].shard).data<float>();
+      std::fill(dst, dst + (hi - lo), 0.0f);  // padding stays zero
+      for (const ir::BucketEntry& e : b.params) {
+        const int64_t a = std::max(lo, e.offset), z = std::min(hi, e.offset + e.shape.numel());
+        if (a < z) init_elements(e.name, e.init, seed, a - e.offset, z - e.offset, dst + (a - lo));
+      }
+      std::fill(buckets_[k].exp_avg.data<float>(), buckets_[k].exp_avg.data<float>() + S(b), 0.0f);
+      std::fill(buckets_[k].exp_avg_sq.data<float>(), buckets_[k].exp_avg_sq.data<float>() + S(b), 0.0f);
+    }
+  }
+
+  Status bind(Executor& ex) override {
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const ir::Bucket& b = plan_.buckets[k];
+      State& st = buckets_[k];
+      if (plan_.stage < 3) {
+        for (const ir::BucketEntry& e : b.params)
+          RETURN_IF_ERROR(ex.bind(e.name, st.full.view(size_t(e.offset) * sizeof(float), DType::f32, e.shape)));
+      } else {
+        RETURN_IF_ERROR(ex.bind(kParamShardPrefix + b.name, st.shard));
+      }
+      const std::string g = (plan_.stage == 1 ? kGradBucketPrefix : kGradShardPrefix) + b.name;
+      if (ex.has(g)) RETURN_IF_ERROR(ex.bind(g, st.grad));
+    }
+    return Status::Ok();
+  }
+
+  double grad_norm() override {
+    double s = 0;
+    for (size_t k = 0; k < buckets_.size(); ++k) s += kernels::cpu::sum_squares(my_grad(k), S(plan_.buckets[k]));
+    float total = float(s);  // partial sums of squares: each rank's shard, then the world
+    world_.all_reduce_sum(&total, 1);
+    return std::sqrt(double(total));
+  }
+
+  void update(const AdamWConfig& cfg, float lr, int64_t step, float grad_scale) override {
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const ir::Bucket& b = plan_.buckets[k];
+      State& st = buckets_[k];
+      const int64_t lo = rank_begin(b), hi = lo + S(b);
+      // Each parameter's slice of this shard, with its own weight decay (matrices only).
+      for (const ir::BucketEntry& e : b.params) {
+        const int64_t a = std::max(lo, e.offset), z = std::min(hi, e.offset + e.shape.numel());
+        if (a >= z) continue;
+        const int64_t i = a - lo;
+        kernels::cpu::adamw_step(st.shard.data<float>() + i, my_grad(k) + i, st.exp_avg.data<float>() + i,
+                                 st.exp_avg_sq.data<float>() + i, z - a, lr, cfg.beta1, cfg.beta2, cfg.eps,
+                                 e.shape.rank() >= 2 ? cfg.weight_decay : 0.0f, step, grad_scale);
+      }
+      if (plan_.stage < 3) {  // every rank needs the whole updated bucket for the next step
+        std::vector<float> mine(st.shard.data<float>(), st.shard.data<float>() + S(b));
+        world_.all_gather(mine.data(), st.full.raw(), S(b) * int64_t(sizeof(float)));
+      }
+    }
+  }
+
+  PersistentBytes persistent_bytes() const override {
+    PersistentBytes p;
+    for (const ir::Bucket& b : plan_.buckets) {
+      p.params += 4 * (plan_.stage < 3 ? b.padded : S(b));
+      p.grads += 4 * (plan_.stage == 1 ? b.padded : S(b));
+      p.optimizer += 8 * S(b);
+    }
+    return p;
+  }
+
+  int64_t num_elements() const override {
+    int64_t n = 0;
+    for (const ir::Bucket& b : plan_.buckets) n += b.numel;
+    return n;
+  }
+
+  NamedTensors full_parameters() override {
+    NamedTensors out;
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const ir::Bucket& b = plan_.buckets[k];
+      Tensor full = buckets_[k].full;
+      if (plan_.stage == 3) {
+        full = Tensor::zeros(DType::f32, {b.padded});
+        world_.all_gather(buckets_[k].shard.raw(), full.raw(), S(b) * int64_t(sizeof(float)));
+      }
+      for (const ir::BucketEntry& e : b.params)
+        out.push_back({e.name, full.view(size_t(e.offset) * sizeof(float), DType::f32, e.shape)});
+    }
+    return out;
+  }
+
+  NamedTensors full_gradients() override {
+    NamedTensors out;
+    if (plan_.stage != 1) return out;
+    for (size_t k = 0; k < buckets_.size(); ++k)
+      for (const ir::BucketEntry& e : plan_.buckets[k].params)
+        out.push_back({e.name, buckets_[k].grad.view(size_t(e.offset) * sizeof(float), DType::f32, e.shape)});
+    return out;
+  }
+
+  Status save(Communicator* world, const std::string& dir, int64_t step, const nlohmann::json& state,
+              int keep) override {
+    AUTOSP_CHECK(world == &world_) << "ZeRO state saves over its own world";
+    RankShards mine;
+    for (State& st : buckets_) {
+      mine.param.push_back(st.shard);
+      mine.exp_avg.push_back(st.exp_avg);
+      mine.exp_avg_sq.push_back(st.exp_avg_sq);
+    }
+    return save_sharded_checkpoint(world_, dir, step, plan_, mine, state, keep);
+  }
+
+  // From whole per-parameter tensors (any stage, any world size): this rank's shards, and at
+  // stages 1-2 the whole parameter buckets.
+  Status load(const TrainState& s) override {
+    ASSIGN_OR_RETURN(RankShards mine, shard_train_state(s, plan_, world_.rank()));
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      State& st = buckets_[k];
+      const size_t bytes = size_t(S(plan_.buckets[k])) * sizeof(float);
+      std::memcpy(st.shard.raw(), mine.param[k].raw(), bytes);  // a view of `full` below stage 3
+      std::memcpy(st.exp_avg.raw(), mine.exp_avg[k].raw(), bytes);
+      std::memcpy(st.exp_avg_sq.raw(), mine.exp_avg_sq[k].raw(), bytes);
+      if (plan_.stage < 3) world_.all_gather(mine.param[k].raw(), st.full.raw(), int64_t(bytes));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  struct State {
+    Tensor full;   // stages 1-2: the whole bucket (parameters are views of it)
+    Tensor shard;  // this rank's parameter elements (a view of `full` below stage 3)
+    Tensor grad;   // stage 1: whole bucket; stages 2-3: this rank's shard
+    Tensor exp_avg, exp_avg_sq;
+  };
+
+  int64_t S(const ir::Bucket& b) const { return plan_.shard_numel(b); }
+  int64_t rank_begin(const ir::Bucket& b) const { return int64_t(world_.rank()) * S(b); }
+  const float* my_grad(size_t k) const {
+    const Tensor& g = buckets_[k].grad;
+    return g.data<float>() + (plan_.stage == 1 ? rank_begin(plan_.buckets[k]) : 0);
+  }
+
+  ir::BucketPlan plan_;
+  Communicator& world_;
+  std::vector<State> buckets_;
+};
+
+}  // namespace
+
+std::unique_ptr<ParameterState> make_zero_state(const ir::BucketPlan& plan, Communicator& world) {
+  return std::make_unique<ZeroState>(plan, world);
+}
+
+}  // namespace autosp::runtime

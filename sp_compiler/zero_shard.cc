@@ -1,0 +1,180 @@
+#include "sp_compiler/zero_shard.h"
+
+#include <map>
+#include <regex>
+
+#include "core/log.h"
+#include "ir/builder.h"
+#include "sp_compiler/autodiff.h"
+
+namespace autosp::sp {
+
+namespace {
+
+using ir::Op;
+using ir::ValueId;
+
+// "model.layers.3.mlp.up_proj.weight" -> "model.layers.3."; non-layer parameters -> "".
+std::string layer_key(const std::string& name) {
+  static const std::regex re(R"(^(.*?\.(layers|h)\.\d+\.))");
+  std::smatch m;
+  return std::regex_search(name, m, re) ? m[1].str() : "";
+}
+
+}  // namespace
+
+ir::BucketPlan plan_buckets(const ir::Graph& g, const ZeroOptions& opt) {
+  ir::BucketPlan plan;
+  plan.world = opt.world;
+  plan.stage = opt.stage;
+  std::string key;
+  for (const ir::Arg& a : g.args) {
+    if (a.role != ir::ArgRole::param) continue;
+    const ir::Value& v = g.values[a.value];
+    const int64_t n = v.type.shape.numel();
+    const std::string k = layer_key(v.name);
+    const bool start = plan.buckets.empty() || k != key ||
+                       (plan.buckets.back().numel + n) * 4 > opt.bucket_bytes;
+    if (start) plan.buckets.push_back({"bucket." + std::to_string(plan.buckets.size()), {}, 0, 0});
+    key = k;
+    ir::Bucket& b = plan.buckets.back();
+    b.params.push_back({v.name, v.type.shape, a.init, b.numel});
+    b.numel += n;
+  }
+  for (ir::Bucket& b : plan.buckets) b.padded = (b.numel + opt.world - 1) / opt.world * opt.world;
+  return plan;
+}
+
+namespace {
+
+class ZeroShard final : public Pass {
+ public:
+  explicit ZeroShard(ZeroOptions opt) : opt_(opt) {}
+  std::string_view name() const override { return "zero_shard"; }
+
+  Status run(ir::Graph& g, const PassContext&) override {
+    if (opt_.stage == 0) return Status::Ok();
+    if (opt_.stage < 0 || opt_.stage > 3) return InvalidArgument("parallel.zero_stage must be 0-3");
+    // A forward-only graph (eval) has no gradients; at stage 3 it still gathers parameters.
+    const ValueId seed = g.find_arg(kLossSeedInput);
+    const ir::BucketPlan plan = plan_buckets(g, opt_);
+    if (seed == ir::kNoValue) return opt_.stage == 3 ? shard_parameters(g, plan, seed) : Status::Ok();
+    ir::Builder b(g);
+
+    // Gradients: pack each bucket's partial gradients (before autodiff's all_reduce) and
+    // reduce them as one buffer.
+    std::map<std::string, ValueId> grad_of;
+    for (const ir::Output& o : g.outputs)
+      if (o.name.rfind(kGradPrefix, 0) == 0) grad_of[o.name.substr(std::string(kGradPrefix).size())] = o.value;
+    std::vector<ir::Output> outputs;
+    for (const ir::Output& o : g.outputs)
+      if (o.name.rfind(kGradPrefix, 0) != 0) outputs.push_back(o);
+    for (const ir::Bucket& bk : plan.buckets) {
+      std::vector<ValueId> parts;
+      for (const ir::BucketEntry& e : bk.params) parts.push_back(partial(g, grad_of.at(e.name)));
+      ValueId flat = b.op1(Op::pack, parts, ir::PackAttrs{bk.padded});
+      if (opt_.stage == 1)
+        outputs.push_back({kGradBucketPrefix + bk.name,
+                           b.op1(Op::all_reduce, {flat}, ir::GroupAttrs{ir::MeshGroup::world, opt_.world})});
+      else
+        outputs.push_back({kGradShardPrefix + bk.name, b.op1(Op::reduce_scatter, {flat},
+                                                             ir::AxisCollectiveAttrs{ir::MeshGroup::world,
+                                                                                     opt_.world, 0})});
+    }
+    g.outputs = std::move(outputs);
+    remove_dead_all_reduces(g);
+    if (opt_.stage == 3) RETURN_IF_ERROR(shard_parameters(g, plan, seed));
+    AUTOSP_LOG(1) << "zero_shard: stage " << opt_.stage << ", " << plan.buckets.size() << " buckets over "
+                  << opt_.world << " ranks";
+    return Status::Ok();
+  }
+
+ private:
+  // The gradient before autodiff's implicit-broadcast all_reduce.
+  static ValueId partial(const ir::Graph& g, ValueId grad) {
+    for (const ir::Node& n : g.nodes)
+      if (n.outputs[0] == grad && n.op == Op::all_reduce) return n.inputs[0];
+    return grad;
+  }
+
+  // Drop all_reduce nodes whose result nothing reads any more.
+  static void remove_dead_all_reduces(ir::Graph& g) {
+    std::vector<int> uses(g.values.size(), 0);
+    for (const ir::Node& n : g.nodes)
+      for (ValueId v : n.inputs) uses[v]++;
+    for (const ir::Output& o : g.outputs) uses[o.value]++;
+    std::erase_if(g.nodes, [&](const ir::Node& n) { return n.op == Op::all_reduce && uses[n.outputs[0]] == 0; });
+  }
+
+  // Stage 3: each bucket's parameters come from all_gather(param_shard) + unpack, emitted
+  // right before the bucket's first use in forward and again before its first use in
+  // backward (nodes that depend on the loss seed; none in a forward-only graph).
+  Status shard_parameters(ir::Graph& g, const ir::BucketPlan& plan, ValueId seed) {
+    std::vector<bool> backward_value(g.values.size(), false);
+    if (seed != ir::kNoValue) backward_value[seed] = true;
+    std::vector<bool> is_backward(g.nodes.size(), false);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      for (ValueId v : g.nodes[i].inputs) is_backward[i] = is_backward[i] || backward_value[v];
+      for (ValueId v : g.nodes[i].outputs) backward_value[v] = is_backward[i];
+    }
+    std::map<ValueId, std::pair<size_t, size_t>> where;  // param -> (bucket, index in bucket)
+    std::vector<ValueId> shard_args;
+    for (size_t k = 0; k < plan.buckets.size(); ++k) {
+      const ir::Bucket& bk = plan.buckets[k];
+      for (size_t j = 0; j < bk.params.size(); ++j) where[g.find_arg(bk.params[j].name)] = {k, j};
+    }
+    // New shard arguments replace the parameter arguments.
+    std::vector<ir::Arg> args;
+    for (const ir::Arg& a : g.args)
+      if (a.role != ir::ArgRole::param) args.push_back(a);
+    g.args = std::move(args);
+    for (const ir::Bucket& bk : plan.buckets)
+      shard_args.push_back(g.add_arg(kParamShardPrefix + bk.name, {DType::f32, Shape{plan.shard_numel(bk)}},
+                                     ir::ArgRole::param));
+
+    // Rebuild the node list, materialising each bucket once per phase before its first use.
+    std::vector<ir::Node> nodes = std::move(g.nodes);
+    g.nodes.clear();
+    std::vector<ir::Node> out;
+    std::map<std::pair<size_t, bool>, std::vector<ValueId>> gathered;  // (bucket, backward) -> params
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      ir::Node n = nodes[i];
+      for (ValueId& v : n.inputs) {
+        auto it = where.find(v);
+        if (it == where.end()) continue;
+        const auto [k, j] = it->second;
+        auto key = std::make_pair(k, bool(is_backward[i]));
+        if (!gathered.count(key)) gathered[key] = gather(g, plan, k, shard_args[k], out);
+        v = gathered[key][j];
+      }
+      out.push_back(std::move(n));
+    }
+    g.nodes = std::move(out);
+    return Status::Ok();
+  }
+
+  // Emits all_gather + unpack of bucket k into `out`; returns the parameter values.
+  std::vector<ValueId> gather(ir::Graph& g, const ir::BucketPlan& plan, size_t k, ValueId shard,
+                              std::vector<ir::Node>& out) {
+    const ir::Bucket& bk = plan.buckets[k];
+    auto full = g.add_node(Op::all_gather, {shard}, ir::AxisCollectiveAttrs{ir::MeshGroup::world, opt_.world, 0});
+    AUTOSP_CHECK(full.ok()) << full.status().message();
+    out.push_back(std::move(g.nodes.back()));
+    g.nodes.pop_back();
+    std::vector<Shape> shapes;
+    for (const ir::BucketEntry& e : bk.params) shapes.push_back(e.shape);
+    auto parts = g.add_node(Op::unpack, {full.value()[0]}, ir::UnpackAttrs{ir::encode_shapes(shapes)});
+    AUTOSP_CHECK(parts.ok()) << parts.status().message();
+    out.push_back(std::move(g.nodes.back()));
+    g.nodes.pop_back();
+    return parts.value();
+  }
+
+  ZeroOptions opt_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> make_zero_shard_pass(const ZeroOptions& opt) { return std::make_unique<ZeroShard>(opt); }
+
+}  // namespace autosp::sp

@@ -1,0 +1,38 @@
+// zero_shard: ZeRO as a graph rewrite, after autodiff. Parameters are grouped into flat
+// buckets (ir/buckets.h: one per layer, split past a size cap, padded to a multiple of the
+// world size) and:
+//   stage 1: each bucket's gradients are packed and all-reduced as one buffer, output
+//            "grad_bucket.<b>"; the runtime keeps AdamW moments only for its shard and
+//            all-gathers updated parameters;
+//   stage 2: the packed gradients are reduce-scattered, output "grad_shard.<b>" (this rank's
+//            shard only);
+//   stage 3: as 2, and parameters live only as shards: the argument "param_shard.<b>" is
+//            all-gathered and unpacked right before the bucket's first use in forward, and
+//            again before its first use in backward, so the full parameters are alive only
+//            around their uses.
+// The per-parameter all_reduce that autodiff put on each gradient is replaced.
+#pragma once
+#include <memory>
+
+#include "ir/buckets.h"
+#include "sp_compiler/pass.h"
+
+namespace autosp::sp {
+
+inline constexpr const char* kGradBucketPrefix = "grad_bucket.";
+inline constexpr const char* kGradShardPrefix = "grad_shard.";
+inline constexpr const char* kParamShardPrefix = "param_shard.";
+
+struct ZeroOptions {
+  int stage = 0;
+  int world = 1;
+  int64_t bucket_bytes = 64ll << 20;  // cap on a bucket's parameter bytes
+};
+
+// Buckets for the parameter arguments of `g`, in argument order: a new bucket starts at each
+// layer boundary ("...layers.<i>." / "...h.<i>.") or when the cap would be exceeded.
+ir::BucketPlan plan_buckets(const ir::Graph& g, const ZeroOptions& opt);
+
+std::unique_ptr<Pass> make_zero_shard_pass(const ZeroOptions& opt);
+
+}  // namespace autosp::sp

@@ -1,0 +1,107 @@
+// zero_shard on a differentiated two-layer Llama: buckets follow layers, ZeRO-3 gathers each
+// bucket once in forward and once in backward and reduce-scatters it once, and the
+// per-parameter gradient all_reduces are gone.
+#include <catch2/catch.hpp>
+
+#include "ir/printer.h"
+#include "models/model.h"
+#include "sp_compiler/autodiff.h"
+#include "sp_compiler/lower.h"
+#include "sp_compiler/shard_sequence.h"
+#include "sp_compiler/zero_shard.h"
+
+using namespace autosp;
+
+namespace {
+
+ir::Graph two_layers() {
+  models::ModelConfig c;
+  c.vocab_size = 32;
+  c.d_model = 16;
+  c.n_heads = 2;
+  c.n_kv_heads = 2;
+  c.ffn_hidden = 24;
+  c.n_layers = 2;
+  return models::build(c, {1, 8, false}).value();
+}
+
+ir::Graph compiled(int stage, int world) {
+  ir::Graph g = two_layers();
+  REQUIRE(sp::make_shard_sequence_pass({1, world, "ulysses"})->run(g, {}).ok());
+  REQUIRE(sp::make_autodiff_pass(world)->run(g, {}).ok());
+  Status s = sp::make_zero_shard_pass({stage, world, 64ll << 20})->run(g, {});
+  INFO(s.message());
+  REQUIRE(s.ok());
+  return g;
+}
+
+int count(const ir::Graph& g, ir::Op op) {
+  int n = 0;
+  for (const auto& node : g.nodes) n += node.op == op;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("buckets: one per layer, the rest before and after, padded to the world size", "[zero]") {
+  const ir::BucketPlan p = sp::plan_buckets(two_layers(), {3, 4, 64ll << 20});
+  REQUIRE(p.buckets.size() == 4);  // embedding | layer 0 | layer 1 | final norm + lm_head
+  CHECK(p.buckets[0].params.size() == 1);
+  CHECK(p.buckets[1].params.size() == 9);
+  CHECK(p.buckets[3].params.size() == 2);
+  for (const ir::Bucket& b : p.buckets) {
+    CHECK(b.padded % 4 == 0);
+    CHECK(b.padded - b.numel < 4);
+  }
+  // A small cap splits a layer.
+  CHECK(sp::plan_buckets(two_layers(), {3, 4, 2048}).buckets.size() > 4);
+}
+
+TEST_CASE("ZeRO-3: one all_gather per layer bucket in forward and one in backward, one reduce_scatter", "[zero]") {
+  ir::Graph g = compiled(3, 4);
+  const size_t buckets = sp::plan_buckets(two_layers(), {3, 4, 64ll << 20}).buckets.size();
+  int forward_gathers = 0, backward_gathers = 0;
+  bool in_backward = false;
+  const ir::ValueId seed = g.find_arg(sp::kLossSeedInput);
+  std::vector<bool> bwd(g.values.size(), false);
+  bwd[seed] = true;
+  for (const auto& n : g.nodes) {
+    bool b = false;
+    for (ir::ValueId v : n.inputs) b = b || bwd[v];
+    for (ir::ValueId v : n.outputs) bwd[v] = b;
+    in_backward = in_backward || b;
+    if (n.op == ir::Op::all_gather && std::get<ir::AxisCollectiveAttrs>(n.attrs).group == ir::MeshGroup::world)
+      (in_backward ? backward_gathers : forward_gathers)++;
+  }
+  CHECK(forward_gathers == int(buckets));
+  // Every layer bucket again in backward; the embedding's bucket is not, because the
+  // embedding's backward reads only tokens and the incoming gradient, never the table.
+  CHECK(backward_gathers == int(buckets) - 1);
+  CHECK(count(g, ir::Op::reduce_scatter) == int(buckets));
+  // Only the loss's all_reduces remain (sum and count forward, the sum's VJP backward).
+  CHECK(count(g, ir::Op::all_reduce) == 3);
+  for (const auto& a : g.args) CHECK((a.role != ir::ArgRole::param || g.values[a.value].name.rfind("param_shard.", 0) == 0));
+  // The program lowers: unpacked parameters are views of the gathered bucket.
+  REQUIRE(sp::lower(g).ok());
+}
+
+TEST_CASE("ZeRO-1 all-reduces one packed buffer per bucket; ZeRO-2 reduce-scatters it", "[zero]") {
+  const size_t buckets = sp::plan_buckets(two_layers(), {1, 2, 64ll << 20}).buckets.size();
+  ir::Graph one = compiled(1, 2);
+  CHECK(count(one, ir::Op::pack) == int(buckets));
+  CHECK(count(one, ir::Op::all_reduce) == int(buckets) + 3);
+  CHECK(count(one, ir::Op::reduce_scatter) == 0);
+  ir::Graph two = compiled(2, 2);
+  CHECK(count(two, ir::Op::reduce_scatter) == int(buckets));
+  CHECK(count(two, ir::Op::all_reduce) == 3);
+  CHECK(count(two, ir::Op::all_gather) == 0);  // parameters stay whole at stage 2
+  CHECK(two.find_output("grad_shard.bucket.0") != ir::kNoValue);
+}
+
+TEST_CASE("zero_shard at stage 0 leaves the program unchanged", "[zero]") {
+  ir::Graph a = compiled(0, 2);
+  ir::Graph b = two_layers();
+  REQUIRE(sp::make_shard_sequence_pass({1, 2, "ulysses"})->run(b, {}).ok());
+  REQUIRE(sp::make_autodiff_pass(2)->run(b, {}).ok());
+  CHECK(ir::print(a) == ir::print(b));
+}

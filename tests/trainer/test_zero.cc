@@ -1,0 +1,136 @@
+// ZeRO stages 1-3 over the whole dp × sp world (ranks as threads): the same losses as one
+// process, the persistent bytes each stage promises, and checkpoints that resume on another
+// world size or stage. Tolerances: see sp_equivalence.h (the same summation-order argument;
+// ZeRO adds the reduce-scatter/all-gather, which move data without changing sums' terms).
+#include <catch2/catch.hpp>
+#include <array>
+#include <filesystem>
+
+#include "runtime/comm.h"
+#include "sp_equivalence.h"
+#include "tests/test_util.h"
+
+using namespace autosp;
+using namespace autosp::testing;
+using autosp::trainer::Options;
+using autosp::trainer::Trainer;
+
+namespace {
+
+std::vector<double> losses_single(const Options& o, int steps) {
+  auto t = Trainer::create(o);
+  REQUIRE(t.ok());
+  std::string error;
+  auto r = record_steps(*t.value(), steps, error);
+  REQUIRE(error.empty());
+  return r.losses;
+}
+
+// Rank 0's losses; every rank must see the same.
+std::vector<double> losses_parallel(const Options& o, int world, int steps, const std::string& resume = "",
+                                    bool save_at_end = false) {
+  std::vector<std::vector<double>> per_rank(world);
+  runtime::run_local(world, [&](runtime::Communicator& c) {
+    auto t = Trainer::create(o, "", &c);
+    if (!t.ok()) throw std::runtime_error(t.status().message());
+    if (!resume.empty())
+      if (Status s = t.value()->resume(resume); !s.ok()) throw std::runtime_error(s.message());
+    std::string error;
+    per_rank[c.rank()] = record_steps(*t.value(), steps, error).losses;
+    if (!error.empty()) throw std::runtime_error(error);
+    if (save_at_end)
+      if (Status s = t.value()->save_checkpoint(); !s.ok()) throw std::runtime_error(s.message());
+  });
+  for (int r = 1; r < world; ++r) REQUIRE(per_rank[r] == per_rank[0]);
+  return per_rank[0];
+}
+
+void check_close(const std::vector<double>& ref, const std::vector<double>& got) {
+  REQUIRE(got.size() == ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    INFO("step " << i + 1 << ": reference " << ref[i] << ", ZeRO " << got[i]);
+    CHECK(std::abs(got[i] - ref[i]) <= 1e-5 * std::abs(ref[i]) * double(i + 1));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("10 steps give the same losses for ZeRO 0-3 x sp {1,2,4} x dp {1,2}", "[zero]") {
+  for (int sp : {1, 2, 4})
+    for (int dp : {1, 2}) {
+      const int world = sp * dp;
+      const Options base = sp_test_options({"parallel.sp=" + std::to_string(sp), "train.steps=10"});
+      const auto ref = losses_single(reference_options(base, world), 10);
+      for (int stage : {0, 1, 2, 3}) {
+        DYNAMIC_SECTION("zero " << stage << " sp " << sp << " dp " << dp) {
+          Options o = base;
+          o.parallel.zero_stage = stage;
+          check_close(ref, world == 1 ? losses_single(o, 10) : losses_parallel(o, world, 10));
+        }
+      }
+    }
+}
+
+TEST_CASE("persistent bytes per rank follow each stage's formula", "[zero]") {
+  // N parameters over W ranks, fp32 parameters and gradients, two fp32 moments:
+  //   stage 0: 16N   stage 1: 8N + 8N/W   stage 2: 4N + 12N/W   stage 3: 16N/W
+  // plus padding (each bucket rounds up to a multiple of W: at most W-1 elements per bucket).
+  const int W = 4;
+  for (int stage : {0, 1, 2, 3}) {
+    DYNAMIC_SECTION("stage " << stage) {
+      Options o = sp_test_options({"parallel.sp=4"});
+      o.parallel.zero_stage = stage;
+      runtime::PersistentBytes got;
+      int64_t n = 0;
+      runtime::run_local(W, [&](runtime::Communicator& c) {
+        auto t = Trainer::create(o, "", &c);
+        if (!t.ok()) throw std::runtime_error(t.status().message());
+        if (c.rank() == 0) {
+          got = t.value()->params().persistent_bytes();
+          n = t.value()->params().num_elements();
+          CHECK(got.total() == t.value()->memory_plan().params + t.value()->memory_plan().grads +
+                                   t.value()->memory_plan().optimizer);  // --plan predicts it
+        }
+      });
+      REQUIRE(n > 0);
+      const double N = double(n);
+      const double expect[4] = {16 * N, 8 * N + 8 * N / W, 4 * N + 12 * N / W, 16 * N / W};
+      INFO("got " << got.total() << " bytes, formula " << expect[stage]);
+      // Padding: fewer than W elements per bucket per buffer; the tiny model has < 10 buckets.
+      CHECK(std::abs(double(got.total()) - expect[stage]) <= 16.0 * 10 * W);
+    }
+  }
+}
+
+TEST_CASE("a ZeRO-3 checkpoint from 4 ranks resumes on 2 ranks at ZeRO-1 and on 1 rank", "[zero][resume]") {
+  const std::string dir = scratch_path("zero_ckpt");
+  Options o = sp_test_options({"parallel.sp=4", "parallel.sp_strategy=ulysses", "checkpoint.dir=" + dir});
+  o.parallel.zero_stage = 3;
+  // Uninterrupted: 8 steps on 4 ranks.
+  const auto straight = losses_parallel(o, 4, 8);
+  // 5 steps on 4 ranks, checkpoint, then 3 more elsewhere.
+  const auto first = losses_parallel(o, 4, 5, "", /*save_at_end=*/true);
+  REQUIRE(std::filesystem::exists(dir + "/step_00000005"));
+  Options two = o;
+  two.parallel.sp = 2;
+  two.parallel.zero_stage = 1;
+  const auto on_two = losses_parallel(two, 2, 3, dir);
+  Options one = o;
+  one.parallel.sp = 1;
+  one.parallel.zero_stage = 0;
+  std::vector<double> on_one;
+  {
+    auto t = Trainer::create(one);
+    REQUIRE(t.ok());
+    REQUIRE(t.value()->resume(dir).ok());
+    CHECK(t.value()->step() == 5);
+    std::string error;
+    on_one = record_steps(*t.value(), 3, error).losses;
+    REQUIRE(error.empty());
+  }
+  for (const std::vector<double>* tail : std::array<const std::vector<double>*, 2>{&on_two, &on_one}) {
+    std::vector<double> joined = first;
+    joined.insert(joined.end(), tail->begin(), tail->end());
+    check_close(straight, joined);
+  }
+}
