@@ -21,10 +21,17 @@ struct Slot {
   int64_t alias_offset = 0;  // alias: byte offset into that slot (unpack's parts)
 };
 
+enum class Stream : uint8_t { compute, comm };
+
 struct Instr {
   Op op;
   Attrs attrs;
   std::vector<int> in, out;  // slot indices
+  Stream stream = Stream::compute;
+  // comm stream: the instruction before which this one must have finished (its first compute
+  // consumer); instrs.size() means the end of the step. Set by the schedule pass.
+  int wait_before = -1;
+  std::string label = {};  // for traces: the op and the layer it belongs to
 };
 
 struct Program {

@@ -1,5 +1,6 @@
 #include "runtime/executor.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "runtime/collective_exec.h"
@@ -7,12 +8,36 @@
 namespace autosp::runtime {
 
 using ir::Slot;
+using clock_type = std::chrono::steady_clock;
 
 Executor::Executor(ir::Program program, Backend& backend, const Mesh* mesh)
     : program_(std::move(program)), backend_(backend), mesh_(mesh), external_(program_.slots.size()) {
   for (const ir::Instr& ins : program_.instrs)
     AUTOSP_CHECK(mesh_ || !is_communication(ins.op)) << "a program with " << ir::op_name(ins.op) << " needs a mesh";
   arena_ = backend_.allocate(size_t(program_.arena_bytes));
+  // The k-th collective on the communication stream completes k-th (FIFO): an instruction
+  // waits until as many have completed as the latest one it depends on needs.
+  const int n = int(program_.instrs.size());
+  done_before_.assign(size_t(n) + 1, 0);
+  for (int i = 0; i < n; ++i) {
+    const ir::Instr& ins = program_.instrs[i];
+    if (ins.stream != ir::Stream::comm) continue;
+    ++comm_count_;
+    const int w = std::clamp(ins.wait_before, i + 1, n);
+    done_before_[w] = std::max(done_before_[w], comm_count_);
+  }
+  done_before_[n] = comm_count_;
+  if (comm_count_ > 0) comm_thread_ = std::thread([this] { comm_loop(); });
+}
+
+Executor::~Executor() {
+  if (!comm_thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  comm_thread_.join();
 }
 
 Status Executor::bind(const std::string& name, Tensor t) {
@@ -50,24 +75,102 @@ Tensor Executor::view(int s) {
   return {};
 }
 
+void Executor::record(int index, clock_type::time_point t0, clock_type::time_point t1) {
+  const ir::Instr& ins = program_.instrs[index];
+  op_seconds_[size_t(ins.op)] += std::chrono::duration<double>(t1 - t0).count();
+  if (!tracing_) return;
+  std::lock_guard<std::mutex> l(trace_mu_);
+  trace_.push_back({ins.label.empty() ? std::string(ir::op_name(ins.op)) : ins.label, ins.stream,
+                    std::chrono::duration<double, std::micro>(t0 - run_start_).count(),
+                    std::chrono::duration<double, std::micro>(t1 - t0).count()});
+}
+
+void Executor::execute(int index) {
+  const ir::Instr& ins = program_.instrs[index];
+  std::vector<Tensor> in, out;
+  for (int s : ins.in) in.push_back(view(s));
+  for (int s : ins.out) out.push_back(view(s));
+  const auto t0 = clock_type::now();
+  if (is_communication(ins.op))
+    run_communication(*mesh_, ins, in, out);
+  else
+    backend_.launch(ins, in, out);
+  const auto t1 = clock_type::now();
+  record(index, t0, t1);
+  // A collective the calling thread runs itself (no overlap) is exposed communication, except
+  // ring attention, which is attention compute with its exchange overlapped inside.
+  if (ins.stream == ir::Stream::compute && is_communication(ins.op) && ins.op != ir::Op::ring_attention &&
+      ins.op != ir::Op::ring_attention_backward)
+    exposed_comm_s_ += std::chrono::duration<double>(t1 - t0).count();
+}
+
+void Executor::comm_loop() {
+  for (;;) {
+    int index;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      index = queue_.front();
+      queue_.pop_front();
+    }
+    try {
+      execute(index);
+    } catch (...) {
+      std::lock_guard<std::mutex> l(mu_);
+      comm_error_ = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++completed_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Executor::wait_for(int64_t completed) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (completed_ >= completed && !comm_error_) return;
+  const auto t0 = clock_type::now();
+  cv_.wait(l, [&] { return completed_ >= completed || comm_error_; });
+  const auto t1 = clock_type::now();
+  exposed_comm_s_ += std::chrono::duration<double>(t1 - t0).count();
+  if (tracing_) {
+    std::lock_guard<std::mutex> tl(trace_mu_);
+    trace_.push_back({"wait", ir::Stream::compute, std::chrono::duration<double, std::micro>(t0 - run_start_).count(),
+                      std::chrono::duration<double, std::micro>(t1 - t0).count()});
+  }
+  if (comm_error_) std::rethrow_exception(comm_error_);
+}
+
 Status Executor::run() {
   for (int s : program_.inputs)
     if (!external_[s].defined()) return FailedPrecondition("input " + program_.slots[s].name + " is not bound");
   for (int s : program_.params)
     if (!external_[s].defined()) return FailedPrecondition("parameter " + program_.slots[s].name + " is not bound");
-  std::vector<Tensor> in, out;
-  for (const ir::Instr& ins : program_.instrs) {
-    in.clear();
-    out.clear();
-    for (int s : ins.in) in.push_back(view(s));
-    for (int s : ins.out) out.push_back(view(s));
-    const auto t0 = std::chrono::steady_clock::now();
-    if (is_communication(ins.op))
-      run_communication(*mesh_, ins, in, out);
-    else
-      backend_.launch(ins, in, out);
-    op_seconds_[size_t(ins.op)] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Allocate every unbound output now: the communication thread must only read external_.
+  for (int s : program_.outputs) external(s);
+  exposed_comm_s_ = 0;
+  run_start_ = clock_type::now();
+  if (tracing_) trace_.clear();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    completed_ = 0;
   }
+  const int n = int(program_.instrs.size());
+  for (int i = 0; i < n; ++i) {
+    if (done_before_[i] > 0) wait_for(done_before_[i]);
+    if (program_.instrs[i].stream == ir::Stream::comm) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        queue_.push_back(i);
+      }
+      cv_.notify_all();
+    } else {
+      execute(i);
+    }
+  }
+  wait_for(done_before_[n]);
   return Status::Ok();
 }
 

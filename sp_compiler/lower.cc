@@ -51,7 +51,33 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
 
 }  // namespace
 
-StatusOr<ir::Program> lower(const ir::Graph& g) {
+namespace {
+// "model.layers.3.mlp.up_proj.weight" -> "layer 3"; "" for other names.
+std::string layer_of(const std::string& name) {
+  for (const char* key : {".layers.", ".h."}) {
+    const size_t at = name.find(key);
+    if (at == std::string::npos) continue;
+    const size_t b = at + std::string(key).size(), e = name.find('.', b);
+    return "layer " + name.substr(b, e - b);
+  }
+  return "";
+}
+
+// Trace labels: the op, and the layer of the parameter it reads (instructions that read
+// none inherit the layer of the one before them; the model's layers run in order).
+void label(ir::Program& p) {
+  std::string layer;
+  for (ir::Instr& ins : p.instrs) {
+    for (int s : ins.in) {
+      const ir::Slot& slot = p.slots[s];
+      if (slot.kind == ir::Slot::Kind::external && !layer_of(slot.name).empty()) layer = layer_of(slot.name);
+    }
+    ins.label = std::string(ir::op_name(ins.op)) + (layer.empty() ? "" : " (" + layer + ")");
+  }
+}
+}  // namespace
+
+StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_opts) {
   const int n_values = int(g.values.size());
   // Dead-code elimination: keep nodes whose outputs reach a graph output.
   std::vector<bool> live_value(n_values, false);
@@ -122,15 +148,20 @@ StatusOr<ir::Program> lower(const ir::Graph& g) {
     p.outputs.push_back(dst);
   }
 
-  // Liveness of arena slots (views extend their root's lifetime).
+  label(p);
+  schedule(p, schedule_opts);
+
+  // Liveness of arena slots (views extend their root's lifetime; a collective's buffers are
+  // in use until the instruction that waits for it).
   auto root = [&](int s) { return p.slots[s].kind == Slot::Kind::alias ? p.slots[s].alias_of : s; };
   std::vector<int> first(p.slots.size(), -1), last(p.slots.size(), -1);
   for (int i = 0; i < int(p.instrs.size()); ++i) {
+    const int until = p.instrs[i].stream == ir::Stream::comm ? std::max(i, p.instrs[i].wait_before) : i;
     for (int s : p.instrs[i].out) {
       if (first[root(s)] < 0) first[root(s)] = i;
-      last[root(s)] = std::max(last[root(s)], i);
+      last[root(s)] = std::max(last[root(s)], until);
     }
-    for (int s : p.instrs[i].in) last[root(s)] = std::max(last[root(s)], i);
+    for (int s : p.instrs[i].in) last[root(s)] = std::max(last[root(s)], until);
   }
   std::vector<Interval> iv;
   for (int s = 0; s < int(p.slots.size()); ++s)

@@ -6,9 +6,12 @@
 #include "core/status.h"
 #include "ir/graph.h"
 #include "ir/program.h"
+#include "sp_compiler/schedule.h"
 
 namespace autosp::sp {
 
-StatusOr<ir::Program> lower(const ir::Graph& g);
+// The schedule (sp_compiler/schedule.h) runs between building the instruction list and
+// planning memory, so in-flight collective buffers are live until their wait.
+StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_opts = {false});
 
 }  // namespace autosp::sp

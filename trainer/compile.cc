@@ -38,8 +38,9 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
   sp::Pipeline eval_pipeline;
   eval_pipeline.add(sp::make_shard_sequence_pass(c.mesh)).add(sp::make_zero_shard_pass(zero));
   RETURN_IF_ERROR(eval_pipeline.run(eval_graph, {}));
-  ASSIGN_OR_RETURN(c.train, sp::lower(train_graph));
-  ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph));
+  const sp::ScheduleOptions schedule{opts.parallel.overlap};
+  ASSIGN_OR_RETURN(c.train, sp::lower(train_graph, schedule));
+  ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph, schedule));
   return c;
 }
 

@@ -17,6 +17,7 @@
 #include "runtime/zero_checkpoint.h"
 #include "trainer/plan_report.h"
 #include "trainer/progress.h"
+#include "trainer/trace.h"
 #include "trainer/trainer.h"
 
 using namespace autosp;
@@ -27,7 +28,7 @@ namespace {
 struct Flags {
   std::string config;
   std::vector<std::string> sets;
-  std::string resume, dump_ir, export_file;
+  std::string resume, dump_ir, export_file, trace;
   bool eval_only = false, plan = false, profile = false;
   int verbose = 0;
 };
@@ -61,7 +62,7 @@ int fail(int code, const Status& s) {
 
 // Per-step milliseconds by op kind, largest first, and the communication share. Ring attention
 // is attention compute with its K/V exchange overlapped inside, so it is listed apart.
-void print_profile(const runtime::Executor& ex, int64_t steps) {
+void print_profile(runtime::Executor& ex, int64_t steps) {
   std::vector<std::pair<double, ir::Op>> rows;
   double total = 0, comm = 0;
   for (int i = 0; i < ir::kNumOps; ++i) {
@@ -187,12 +188,14 @@ int run(const Flags& f) {
   auto window_start = clock::now();
   const auto run_start = window_start;
   const int64_t first_step = t.step();
-  double loss_acc = 0;
+  double loss_acc = 0, comm_acc = 0;
   int64_t window_steps = 0;
   while (t.step() < to.steps) {
+    if (!f.trace.empty() && t.step() + 1 == to.steps) t.train_executor().set_tracing(true);
     auto r = t.train_step();
     if (!r.ok()) return fail(1, r.status());
     loss_acc += r->loss;
+    comm_acc += r->exposed_comm_ms;
     ++window_steps;
     const int64_t step = r->step;
     if (step % opts.log.every == 0 || step == to.steps) {
@@ -206,6 +209,7 @@ int run(const Flags& f) {
       s.grad_norm = r->grad_norm;
       s.tokens_per_s = double(window_steps * to.batch_size * dp * to.seq_len) / secs;
       s.step_ms = 1000.0 * secs / double(window_steps);
+      s.comm_ms = world_size > 1 ? comm_acc / double(window_steps) : -1.0;
       s.mem_bytes = peak_rss_bytes();
       s.eta_s = all_secs / double(step - first_step) * double(to.steps - step);
       std::optional<EvalResult> ev;
@@ -223,7 +227,7 @@ int run(const Flags& f) {
       if (ev) eval_loss = ev->loss;
       if (metrics)
         if (Status st = metrics->write(s, eval_loss); !st.ok()) return fail(1, st);
-      loss_acc = 0;
+      loss_acc = comm_acc = 0;
       window_steps = 0;
       window_start = clock::now();
     }
@@ -231,6 +235,10 @@ int run(const Flags& f) {
       if (Status st = t.save_checkpoint(); !st.ok()) return fail(1, st);
   }
   if (f.profile && rank == 0 && t.step() > first_step) print_profile(t.train_executor(), t.step() - first_step);
+  if (!f.trace.empty() && t.step() > first_step) {
+    if (Status st = write_trace(f.trace, world.get(), t.train_executor().trace()); !st.ok()) return fail(1, st);
+    if (rank == 0) std::printf("wrote the trace of step %lld to %s\n", (long long)t.step(), f.trace.c_str());
+  }
   return 0;
 }
 
@@ -250,6 +258,9 @@ int main(int argc, char** argv) {
                  "safetensors file with Hugging Face names, then exit");
   app.add_option("--dump-ir", f.dump_ir, "Write the graph before and after each compiler pass into this directory");
   app.add_flag("--plan", f.plan, "Print the per-rank memory plan and stop before training");
+  app.add_option("--trace", f.trace,
+                 "Write the last training step as a Chrome trace (Perfetto / chrome://tracing): a track per "
+                 "stream per rank, every instruction with its op and layer");
   app.add_flag("--profile", f.profile,
                "After training, print time per op kind per step on rank 0, and the share spent in communication");
   app.add_flag("-v,--verbose", f.verbose, "Log compiler decisions (repeat for more detail)");

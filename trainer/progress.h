@@ -22,10 +22,11 @@ struct StepStats {
   double step_ms = 0;        // wall time per step
   int64_t mem_bytes = 0;     // peak memory on this rank
   double eta_s = 0;          // estimated seconds to train.steps
+  double comm_ms = -1;       // exposed communication per step (waited for, not overlapped); < 0: one rank
 };
 
 // "step   40/200 | loss 2.3412 | lr 2.95e-03 | gnorm 0.812 | 48.2k tok/s | 21.3 ms/step |
-//  mem 35.1 MiB | eta 0:00:03" (one line, no newline).
+//  comm 1.2 ms | mem 35.1 MiB | eta 0:00:03" (one line, no newline; comm only with several ranks).
 std::string format_progress_line(const StepStats& s);
 // "eval step   50/200 | val loss 2.1034 | 4.1k tokens"
 std::string format_eval_line(int64_t step, int64_t total_steps, double eval_loss, int64_t tokens);

@@ -71,6 +71,7 @@ StatusOr<StepResult> Trainer::train_step() {
   StepResult r;
   r.loss = scalar(*train_, "loss");
   r.tokens = int64_t(scalar(*train_, "count"));
+  r.exposed_comm_ms = 1000.0 * train_->exposed_comm_seconds();
   r.grad_norm = params_->grad_norm();  // gradients are all-reduced: the same on every rank
   r.lr = learning_rate(step_, to);
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))

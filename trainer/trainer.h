@@ -23,6 +23,7 @@ namespace autosp::trainer {
 struct StepResult {
   int64_t step = 0;  // steps completed after this one
   double loss = 0, grad_norm = 0, lr = 0;
+  double exposed_comm_ms = 0;  // communication the step waited for (not hidden behind compute)
   int64_t tokens = 0;  // scored targets this step
 };
 
@@ -59,8 +60,9 @@ class Trainer {
   // The sequence-parallel plan (empty attention list when the world is one rank).
   const sp::SpPlan& sp_plan() const { return plan_; }
   int rank() const { return world_ ? world_->rank() : 0; }
-  // The training step's executor (its per-op timings feed --profile).
-  const runtime::Executor& train_executor() const { return *train_; }
+  // The training step's executor (per-op timings for --profile, traces for --trace).
+  runtime::Executor& train_executor() { return *train_; }
+  runtime::Communicator* world() const { return world_; }
   int world_size() const { return world_ ? world_->size() : 1; }
 
  private:

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "tests/test_util.h"
 
@@ -89,10 +91,31 @@ TEST_CASE("a ZeRO-3 run under mpirun writes shards that one process resumes and 
   CHECK(has(e.out, "{\"eval_loss\": "));
 }
 
+TEST_CASE("the trace flag writes one step as a Chrome trace: a track per stream per rank", "[cli][mpi]") {
+  const std::string trace = autosp::testing::scratch_path("trace.json");
+  Run r = run("--set parallel.sp=2 --set train.steps=2 --set log.every=1 --set checkpoint.every=0 --trace " + trace,
+              "OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 2");
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out, "| comm "));  // exposed communication on the progress line
+  std::ifstream f(trace);
+  const auto j = nlohmann::json::parse(f);
+  std::set<std::pair<int, int>> tracks;
+  bool labelled = false;
+  for (const auto& e : j.at("traceEvents"))
+    if (e.at("ph") == "X") {
+      tracks.insert({e.at("pid").get<int>(), e.at("tid").get<int>()});
+      labelled = labelled || e.at("name").get<std::string>().find("(layer 1)") != std::string::npos;
+    }
+  CHECK(tracks == std::set<std::pair<int, int>>{{0, 0}, {0, 1}, {1, 0}, {1, 1}});
+  CHECK(labelled);
+}
+
 TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);
-  for (const char* f : {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan", "--export", "--profile"})
+  for (const char* f :
+       {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan", "--export", "--profile", "--trace"})
     CHECK(has(r.out, f));
 }
 

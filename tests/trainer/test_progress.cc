@@ -31,6 +31,8 @@ TEST_CASE("the progress line shows every number on one aligned line") {
         "eta 0:00:03");
   s.step = 200;
   CHECK(format_progress_line(s).rfind("step 200/200 |", 0) == 0);  // same width as step 40
+  s.comm_ms = 1.25;  // several ranks: the exposed communication joins the line
+  CHECK(format_progress_line(s).find("| 21.3 ms/step | comm 1.2 ms | mem ") != std::string::npos);
   CHECK(format_eval_line(50, 200, 2.10344, 4096) == "eval step  50/200 | val loss 2.1034 | 4.1k tokens");
 }
 

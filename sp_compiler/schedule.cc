@@ -1,0 +1,160 @@
+#include "sp_compiler/schedule.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/log.h"
+
+namespace autosp::sp {
+
+bool runs_on_comm_stream(ir::Op op) {
+  switch (op) {
+    case ir::Op::all_to_all:
+    case ir::Op::all_gather:
+    case ir::Op::reduce_scatter:
+    case ir::Op::all_reduce:
+    case ir::Op::send_recv: return true;
+    default: return false;
+  }
+}
+
+namespace {
+
+int64_t out_bytes(const ir::Program& p, const ir::Instr& ins) {
+  int64_t b = 0;
+  for (int s : ins.out) b += p.slots[s].type.shape.numel() * int64_t(dtype_size(p.slots[s].type.dtype));
+  return b;
+}
+
+// Views (reshape/unpack aliases) read their root's bytes: dependencies follow roots.
+int root(const ir::Program& p, int s) {
+  return p.slots[s].kind == ir::Slot::Kind::alias ? p.slots[s].alias_of : s;
+}
+
+}  // namespace
+
+void schedule(ir::Program& p, const ScheduleOptions& opt) {
+  const int n = int(p.instrs.size());
+  std::vector<int> producer(p.slots.size(), -1);  // instruction writing each root slot
+  for (int i = 0; i < n; ++i)
+    for (int s : p.instrs[i].out) producer[root(p, s)] = i;
+  std::vector<std::vector<int>> consumers(n);
+  std::vector<std::vector<int>> deps(n);
+  for (int i = 0; i < n; ++i)
+    for (int s : p.instrs[i].in) {
+      const int d = producer[root(p, s)];
+      if (d >= 0 && d != i) {
+        deps[i].push_back(d);
+        consumers[d].push_back(i);
+      }
+    }
+  std::vector<bool> comm(n, false);
+  for (int i = 0; i < n; ++i) comm[i] = opt.overlap && runs_on_comm_stream(p.instrs[i].op);
+  if (!opt.overlap) {
+    for (ir::Instr& ins : p.instrs) ins.stream = ir::Stream::compute;
+    return;
+  }
+
+  // 1. Compute order: graph order, except that compute whose results only feed collectives
+  //    is hoisted to just after its last producer.
+  //    (One that reads a collective's result stays put: it would have to wait for it.)
+  std::vector<bool> feeder(n, false);
+  for (int i = 0; i < n; ++i) {
+    if (comm[i] || consumers[i].empty()) continue;
+    feeder[i] = std::all_of(consumers[i].begin(), consumers[i].end(), [&](int c) { return comm[c]; }) &&
+                std::none_of(deps[i].begin(), deps[i].end(), [&](int d) { return comm[d]; });
+  }
+  std::vector<int> order;
+  for (int i = 0; i < n; ++i)
+    if (!comm[i] && !feeder[i]) order.push_back(i);
+  for (int i = 0; i < n; ++i) {
+    if (!feeder[i]) continue;
+    int at = 0;  // after the last compute producer already placed
+    for (int d : deps[i]) {
+      auto it = std::find(order.begin(), order.end(), d);
+      if (it != order.end()) at = std::max(at, int(it - order.begin()) + 1);
+    }
+    order.insert(order.begin() + at, i);
+  }
+
+  // 2. Collectives: at each point, every ready one is issued, most urgent (earliest first use)
+  //    first. Ones whose results compute reads inside the step (all-to-alls, ZeRO-3 gathers)
+  //    are held back while the bytes in flight exceed the budget, unless needed right there;
+  //    gradient reductions (read only after the step) go as soon as they are ready, so they
+  //    overlap the rest of the backward. The issue order is the FIFO order of the
+  //    communication thread, and every rank computes the same one.
+  std::vector<int> comm_list;
+  for (int i = 0; i < n; ++i)
+    if (comm[i]) comm_list.push_back(i);
+  std::vector<int> compute_pos(n, -1);
+  for (int k = 0; k < int(order.size()); ++k) compute_pos[order[k]] = k;
+  const int end = int(order.size());
+  // First compute consumer (position in `order`) of each collective, through chains of
+  // collectives feeding collectives.
+  std::vector<int> first_use(n, end);
+  for (int j = int(comm_list.size()) - 1; j >= 0; --j) {
+    const int c = comm_list[j];
+    for (int u : consumers[c])
+      first_use[c] = std::min(first_use[c], comm[u] ? first_use[u] : compute_pos[u]);
+  }
+  std::vector<int> by_urgency = comm_list;
+  std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
+  int64_t budget = opt.inflight_bytes;
+  if (budget <= 0)
+    for (int c : comm_list) budget = std::max(budget, 2 * out_bytes(p, p.instrs[c]));
+  std::vector<std::vector<int>> issue_at(order.size() + 1);  // collectives issued before order[k]
+  std::vector<int> issued_pos(n, -1);
+  std::multimap<int, int64_t> inflight;  // wait position -> bytes (budgeted collectives only)
+  int64_t inflight_bytes = 0;
+  size_t n_issued = 0;
+  for (int k = 0; k <= end && n_issued < comm_list.size(); ++k) {
+    for (auto it = inflight.begin(); it != inflight.end() && it->first <= k;) {
+      inflight_bytes -= it->second;
+      it = inflight.erase(it);
+    }
+    for (bool progress = true; progress;) {  // a collective feeding another can go in the same round
+      progress = false;
+      for (int c : by_urgency) {
+        if (issued_pos[c] >= 0) continue;
+        bool ready = true;
+        for (int d : deps[c]) ready = ready && (comm[d] ? issued_pos[d] >= 0 : compute_pos[d] < k);
+        if (!ready) continue;
+        const bool budgeted = first_use[c] < end;
+        const int64_t bytes = out_bytes(p, p.instrs[c]);
+        if (budgeted && first_use[c] > k && inflight_bytes > 0 && inflight_bytes + bytes > budget) continue;
+        issue_at[k].push_back(c);
+        issued_pos[c] = k;
+        ++n_issued;
+        progress = true;
+        if (budgeted) {
+          inflight.insert({first_use[c], bytes});
+          inflight_bytes += bytes;
+        }
+      }
+    }
+  }
+  AUTOSP_CHECK(n_issued == comm_list.size()) << "schedule left a collective unissued";
+
+  // 3. Emit, and point each collective at the instruction that waits for it.
+  std::vector<ir::Instr> out;
+  std::vector<int> new_index(n, -1);
+  for (int k = 0; k <= int(order.size()); ++k) {
+    for (int c : issue_at[k]) {
+      new_index[c] = int(out.size());
+      out.push_back(std::move(p.instrs[c]));
+      out.back().stream = ir::Stream::comm;
+    }
+    if (k < int(order.size())) {
+      new_index[order[k]] = int(out.size());
+      out.push_back(std::move(p.instrs[order[k]]));
+      out.back().stream = ir::Stream::compute;
+    }
+  }
+  for (int c : comm_list)
+    out[new_index[c]].wait_before = first_use[c] < int(order.size()) ? new_index[order[first_use[c]]] : int(out.size());
+  p.instrs = std::move(out);
+  AUTOSP_LOG(1) << "schedule: " << comm_list.size() << " collectives on the communication stream, "
+                << order.size() << " compute instructions";
+}
+
+}  // namespace autosp::sp
