@@ -97,6 +97,11 @@ void ensure_mpi() {
       // Someone else initialised MPI; they own MPI_Finalize.
       MPI_Query_thread(&provided);
     } else {
+      // The communication thread shares cores with compute; Open MPI's progress loop spins by
+      // default, which on a fully used machine steals the compute thread's core (measured: an
+      // overlapped step 6% slower than a serial one on 2 cores). Yield instead, unless the
+      // user chose otherwise.
+      setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
       MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
       std::atexit(finalize_at_exit);
     }

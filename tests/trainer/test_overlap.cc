@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <mutex>
 
-#include "delay_comm.h"
+#include "tests/delay_comm.h"
 #include "sp_equivalence.h"
 
 using namespace autosp;

@@ -1,6 +1,9 @@
-// A Communicator that adds a fixed latency to every collective, for proving that the
-// schedule really overlaps communication with compute: sub-groups from split() are delayed too.
+// A Communicator that adds a fixed latency to every collective, for proving that overlap is
+// real: blocking calls sleep first; asynchronous ones (start_*) complete no earlier than the
+// latency after they started, so the latency runs concurrently with whatever the caller does
+// before wait(). Sub-groups from split() are delayed too.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -31,16 +34,13 @@ class DelayComm final : public runtime::Communicator {
   void barrier() override { inner_->barrier(); }
   std::unique_ptr<runtime::Pending> start_send_recv(const void* s, int64_t sb, int dst, void* r, int64_t rb,
                                                     int src) override {
-    wait();
-    return inner_->start_send_recv(s, sb, dst, r, rb, src);
+    return later(inner_->start_send_recv(s, sb, dst, r, rb, src));
   }
   std::unique_ptr<runtime::Pending> start_all_to_all(const void* s, void* r, int64_t b) override {
-    wait();
-    return inner_->start_all_to_all(s, r, b);
+    return later(inner_->start_all_to_all(s, r, b));
   }
   std::unique_ptr<runtime::Pending> start_all_reduce_sum(float* d, int64_t n) override {
-    wait();
-    return inner_->start_all_reduce_sum(d, n);
+    return later(inner_->start_all_reduce_sum(d, n));
   }
   std::unique_ptr<runtime::Communicator> split(int color, int key) override {
     return std::make_unique<DelayComm>(inner_->split(color, key), nullptr, delay_, calls_);
@@ -48,6 +48,22 @@ class DelayComm final : public runtime::Communicator {
   void abort(const std::string& why) override { inner_->abort(why); }
 
  private:
+  // Completes `p`, then sleeps out whatever is left of the latency since the start.
+  struct Delayed final : runtime::Pending {
+    std::unique_ptr<runtime::Pending> inner;
+    std::chrono::steady_clock::time_point ready;
+    void wait() override {
+      inner->wait();
+      std::this_thread::sleep_until(ready);
+    }
+  };
+  std::unique_ptr<runtime::Pending> later(std::unique_ptr<runtime::Pending> p) {
+    ++*calls_;
+    auto d = std::make_unique<Delayed>();
+    d->inner = std::move(p);
+    d->ready = std::chrono::steady_clock::now() + delay_;
+    return d;
+  }
   void wait() {
     ++*calls_;
     std::this_thread::sleep_for(delay_);
