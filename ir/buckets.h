@@ -13,6 +13,11 @@
 
 namespace autosp::ir {
 
+// Names of the program's ZeRO arguments and outputs, per bucket.
+inline constexpr const char* kGradBucketPrefix = "grad_bucket.";  // stage 1: the all-reduced bucket
+inline constexpr const char* kGradShardPrefix = "grad_shard.";    // stages 2-3: this rank's shard
+inline constexpr const char* kParamShardPrefix = "param_shard.";  // stage 3: this rank's parameters
+
 struct BucketEntry {
   std::string name;    // parameter name
   Shape shape;

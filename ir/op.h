@@ -33,6 +33,9 @@ inline constexpr int kNumOps = 0 AUTOSP_OPS(AUTOSP_OP_COUNT);
 #undef AUTOSP_OP_COUNT
 
 std::string_view op_name(Op op);
+// The collectives a communication stream runs (not ring attention, which is compute with its
+// exchange inside).
+bool is_collective(Op op);
 std::optional<Op> op_from_name(std::string_view name);
 
 }  // namespace autosp::ir

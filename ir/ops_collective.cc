@@ -14,6 +14,17 @@
 
 namespace autosp::ir {
 
+bool is_collective(Op op) {
+  switch (op) {
+    case Op::all_to_all:
+    case Op::all_gather:
+    case Op::reduce_scatter:
+    case Op::all_reduce:
+    case Op::send_recv: return true;
+    default: return false;
+  }
+}
+
 std::string_view group_name(MeshGroup g) {
   switch (g) {
     case MeshGroup::world: return "world";

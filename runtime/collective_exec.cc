@@ -9,16 +9,7 @@
 namespace autosp::runtime {
 
 bool is_communication(ir::Op op) {
-  switch (op) {
-    case ir::Op::all_to_all:
-    case ir::Op::all_gather:
-    case ir::Op::reduce_scatter:
-    case ir::Op::all_reduce:
-    case ir::Op::send_recv:
-    case ir::Op::ring_attention:
-    case ir::Op::ring_attention_backward: return true;
-    default: return false;
-  }
+  return ir::is_collective(op) || op == ir::Op::ring_attention || op == ir::Op::ring_attention_backward;
 }
 
 namespace {

@@ -16,9 +16,9 @@ namespace autosp::runtime {
 
 namespace {
 
-constexpr const char* kGradBucketPrefix = "grad_bucket.";  // as sp_compiler/zero_shard.h
-constexpr const char* kGradShardPrefix = "grad_shard.";
-constexpr const char* kParamShardPrefix = "param_shard.";
+using ir::kGradBucketPrefix;
+using ir::kGradShardPrefix;
+using ir::kParamShardPrefix;
 
 class ZeroState final : public ParameterState {
  public:

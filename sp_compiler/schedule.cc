@@ -7,17 +7,6 @@
 
 namespace autosp::sp {
 
-bool runs_on_comm_stream(ir::Op op) {
-  switch (op) {
-    case ir::Op::all_to_all:
-    case ir::Op::all_gather:
-    case ir::Op::reduce_scatter:
-    case ir::Op::all_reduce:
-    case ir::Op::send_recv: return true;
-    default: return false;
-  }
-}
-
 namespace {
 
 int64_t out_bytes(const ir::Program& p, const ir::Instr& ins) {
@@ -49,7 +38,7 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
       }
     }
   std::vector<bool> comm(n, false);
-  for (int i = 0; i < n; ++i) comm[i] = opt.overlap && runs_on_comm_stream(p.instrs[i].op);
+  for (int i = 0; i < n; ++i) comm[i] = opt.overlap && ir::is_collective(p.instrs[i].op);
   if (!opt.overlap) {
     for (ir::Instr& ins : p.instrs) ins.stream = ir::Stream::compute;
     return;

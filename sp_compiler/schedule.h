@@ -29,8 +29,6 @@ struct ScheduleOptions {
   int64_t inflight_bytes = 0;
 };
 
-bool runs_on_comm_stream(ir::Op op);
-
 // Reorders p.instrs (before memory planning) and sets each instruction's stream and, for
 // collectives, the index of the instruction that waits for them.
 void schedule(ir::Program& p, const ScheduleOptions& opt);

@@ -19,9 +19,9 @@
 
 namespace autosp::sp {
 
-inline constexpr const char* kGradBucketPrefix = "grad_bucket.";
-inline constexpr const char* kGradShardPrefix = "grad_shard.";
-inline constexpr const char* kParamShardPrefix = "param_shard.";
+using ir::kGradBucketPrefix;
+using ir::kGradShardPrefix;
+using ir::kParamShardPrefix;
 
 struct ZeroOptions {
   int stage = 0;

@@ -29,4 +29,11 @@ inline std::string scratch_path(const std::string& name) {
   return p.string();
 }
 
+// A fresh, empty directory in the scratch directory.
+inline std::filesystem::path fresh_dir(const std::string& name) {
+  std::filesystem::path d = scratch_path(name);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
 }  // namespace autosp::testing

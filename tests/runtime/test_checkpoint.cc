@@ -14,11 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = testing::scratch_path(name);
-  fs::create_directories(d);
-  return d;
-}
+using testing::fresh_dir;
 
 Tensor ramp(Shape s, float start) {
   Tensor t = Tensor::zeros(DType::f32, std::move(s));

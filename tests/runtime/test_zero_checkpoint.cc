@@ -22,11 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = testing::scratch_path(name);
-  fs::create_directories(d);
-  return d;
-}
+using testing::fresh_dir;
 
 // Parameters of odd sizes, so most buckets need padding; bucket.3 holds one element, so with
 // P > 1 some ranks own nothing but padding there.
