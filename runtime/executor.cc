@@ -90,6 +90,17 @@ void Executor::execute(int index) {
   std::vector<Tensor> in, out;
   for (int s : ins.in) in.push_back(view(s));
   for (int s : ins.out) out.push_back(view(s));
+  int64_t top = 0;
+  for (const auto* group : {&ins.in, &ins.out})
+    for (int s : *group) {
+      const Slot& slot = program_.slots[s];
+      const Slot& base = slot.kind == Slot::Kind::alias ? program_.slots[slot.alias_of] : slot;
+      if (base.kind != Slot::Kind::arena) continue;
+      const int64_t at = base.offset + (slot.kind == Slot::Kind::alias ? slot.alias_offset : 0);
+      top = std::max(top, at + slot.type.shape.numel() * int64_t(dtype_size(slot.type.dtype)));
+    }
+  for (int64_t seen = high_water_.load(); top > seen && !high_water_.compare_exchange_weak(seen, top);) {
+  }
   const auto t0 = clock_type::now();
   if (is_communication(ins.op))
     run_communication(*mesh_, ins, in, out);

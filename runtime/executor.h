@@ -9,6 +9,8 @@
 // itself, without overlap) is the step's exposed communication.
 #pragma once
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -58,6 +60,9 @@ class Executor {
   void set_tracing(bool on) { tracing_ = on; }
   const std::vector<TraceEvent>& trace() const { return trace_; }
   int64_t arena_bytes() const { return program_.arena_bytes; }
+  // The highest arena byte any instruction has read or written so far: the measured
+  // counterpart of the memory plan's arena_bytes.
+  int64_t arena_high_water() const { return high_water_.load(); }
 
  private:
   Tensor view(int slot);
@@ -73,6 +78,7 @@ class Executor {
   std::shared_ptr<Storage> arena_;
   std::vector<Tensor> external_;  // by slot index; undefined for arena/alias slots
   std::array<double, ir::kNumOps> op_seconds_{};
+  std::atomic<int64_t> high_water_{0};
 
   // Communication stream.
   std::vector<int64_t> done_before_;  // per instruction: collectives that must have completed first

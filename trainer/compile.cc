@@ -5,8 +5,26 @@
 #include "sp_compiler/lower.h"
 #include "sp_compiler/shard_sequence.h"
 #include "sp_compiler/zero_shard.h"
+#include "trainer/plan_report.h"
 
 namespace autosp::trainer {
+
+namespace {
+
+// The training program under one recompute policy (the eval program does not depend on it).
+StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& zero, sp::RecomputePolicy policy,
+                                    bool overlap, const std::string& dump_ir_dir) {
+  ir::Graph g = c.forward;
+  sp::Pipeline pipeline;
+  pipeline.add(sp::make_shard_sequence_pass(c.mesh))
+      .add(sp::make_autodiff_pass(c.mesh.world()))
+      .add(sp::make_zero_shard_pass(zero))
+      .add(sp::make_recompute_pass(policy));
+  RETURN_IF_ERROR(pipeline.run(g, {dump_ir_dir}));
+  return sp::lower(g, {overlap});
+}
+
+}  // namespace
 
 StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir) {
   Compiled c;
@@ -28,19 +46,39 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
                              int64_t(opts.parallel.bucket_mb * 1024 * 1024)};
   c.buckets = sp::plan_buckets(c.forward, zero);
 
-  ir::Graph train_graph = c.forward;
-  sp::Pipeline train_pipeline;
-  train_pipeline.add(sp::make_shard_sequence_pass(c.mesh))
-      .add(sp::make_autodiff_pass(world_size))
-      .add(sp::make_zero_shard_pass(zero));
-  RETURN_IF_ERROR(train_pipeline.run(train_graph, {dump_ir_dir}));
   ir::Graph eval_graph = c.forward;
   sp::Pipeline eval_pipeline;
   eval_pipeline.add(sp::make_shard_sequence_pass(c.mesh)).add(sp::make_zero_shard_pass(zero));
   RETURN_IF_ERROR(eval_pipeline.run(eval_graph, {}));
-  const sp::ScheduleOptions schedule{opts.parallel.overlap};
-  ASSIGN_OR_RETURN(c.train, sp::lower(train_graph, schedule));
-  ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph, schedule));
+  ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph, {opts.parallel.overlap}));
+
+  // Recompute: the configured policy, or under "auto" the cheapest (least recomputation)
+  // whose planned memory fits train.memory_gib.
+  const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
+  if (opts.train.recompute != "auto") {
+    ASSIGN_OR_RETURN(c.recompute, sp::parse_recompute(opts.train.recompute));
+    c.recompute_reason = "train.recompute = " + opts.train.recompute;
+    ASSIGN_OR_RETURN(c.train, train_program(c, zero, c.recompute, opts.parallel.overlap, dump_ir_dir));
+    return c;
+  }
+  for (sp::RecomputePolicy p : {sp::RecomputePolicy::none, sp::RecomputePolicy::selective, sp::RecomputePolicy::layer}) {
+    ASSIGN_OR_RETURN(c.train, train_program(c, zero, p, opts.parallel.overlap, ""));
+    c.recompute = p;
+    const int64_t total = memory_plan(c).total();
+    if (budget == 0) {
+      c.recompute_reason = "auto: no memory budget (train.memory_gib = 0), so nothing is recomputed";
+      break;
+    }
+    if (total <= budget) {
+      c.recompute_reason = std::string("auto: the least recompute that fits train.memory_gib (") +
+                           std::to_string(total >> 20) + " MiB planned of " + std::to_string(budget >> 20) + ")";
+      break;
+    }
+    c.recompute_reason = std::string("auto: even per-layer recompute needs ") + std::to_string(total >> 20) +
+                         " MiB, over train.memory_gib = " + std::to_string(budget >> 20) + " MiB";
+  }
+  if (!dump_ir_dir.empty())  // dump the chosen pipeline
+    RETURN_IF_ERROR(train_program(c, zero, c.recompute, opts.parallel.overlap, dump_ir_dir).status());
   return c;
 }
 

@@ -1,6 +1,6 @@
 // Compiles a config into the programs every rank runs: the model's forward graph, the SP
-// plan, then shard_sequence → autodiff → zero_shard → lower for the training step and
-// shard_sequence → zero_shard → lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
+// plan, then shard_sequence → autodiff → zero_shard → recompute → lower (schedule, memory
+// plan) for the training step and shard_sequence → zero_shard → lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
 #pragma once
 #include <string>
 #include <vector>
@@ -9,6 +9,7 @@
 #include "ir/buckets.h"
 #include "ir/graph.h"
 #include "ir/program.h"
+#include "sp_compiler/recompute.h"
 #include "sp_compiler/sp_plan.h"
 #include "trainer/config.h"
 
@@ -19,6 +20,8 @@ struct Compiled {
   ir::Graph forward;  // the single-device model, as written
   sp::SpPlan plan;    // strategies and token layout (trivial for one rank)
   ir::BucketPlan buckets;  // ZeRO buckets (stage 0: unused)
+  sp::RecomputePolicy recompute = sp::RecomputePolicy::none;
+  std::string recompute_reason;
   ir::Program train, eval;
 };
 

@@ -53,6 +53,8 @@ void for_each_field(O& o, F&& f) {
   f("train", "eval_every", t.eval_every);
   f("train", "eval_steps", t.eval_steps);
   f("train", "dtype", t.dtype);
+  f("train", "recompute", t.recompute);
+  f("train", "memory_gib", t.memory_gib);
   auto& p = o.parallel;
   f("parallel", "sp", p.sp);
   f("parallel", "sp_strategy", p.sp_strategy);
@@ -299,6 +301,9 @@ Status validate(const Options& o, int world_size, const std::string& source_name
   if (t.eval_every > 0 && d.val.empty())
     return bad("data.val", d.val, "a token file path when train.eval_every > 0 (or set train.eval_every = 0)");
   if (!one_of(t.dtype, {"f32", "bf16"})) return bad("train.dtype", t.dtype, "\"f32\" or \"bf16\"");
+  if (!one_of(t.recompute, {"auto", "none", "selective", "layer"}))
+    return bad("train.recompute", t.recompute, "\"auto\", \"none\", \"selective\" or \"layer\"");
+  if (!(t.memory_gib >= 0)) return bad("train.memory_gib", t.memory_gib, "≥ 0 (0 = no limit)");
 
   const auto& p = o.parallel;
   if (p.sp < 1) return bad("parallel.sp", p.sp, "≥ 1");

@@ -29,7 +29,8 @@ struct Flags {
   std::string config;
   std::vector<std::string> sets;
   std::string resume, dump_ir, export_file, trace;
-  bool eval_only = false, plan = false, profile = false;
+  bool eval_only = false, plan = false, profile = false, max_seq = false;
+  double memory_gib = -1;
   int verbose = 0;
 };
 
@@ -117,6 +118,9 @@ int run(const Flags& f) {
   auto opts_or = load_options(f.config, f.sets);
   if (!opts_or.ok()) return fail(2, opts_or.status());
   Options opts = opts_or.value();
+  if (f.memory_gib >= 0) opts.train.memory_gib = f.memory_gib;
+  if (f.max_seq && (!f.plan || opts.train.memory_gib <= 0))
+    return fail(2, InvalidArgument("--max-seq goes with --plan and a budget (--memory-gib G or train.memory_gib)"));
   std::unique_ptr<runtime::Communicator> world;
   if (runtime::launched_by_mpi()) {
     world = runtime::mpi_world();
@@ -131,6 +135,18 @@ int run(const Flags& f) {
     if (Status s = agree_on_config(*world, opts); !s.ok()) return fail(2, s);
   if (Status s = validate(opts, plan_world, "config " + f.config); !s.ok()) return fail(2, s);
 
+  if (f.plan && f.max_seq) {
+    const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
+    auto len = longest_seq_len(opts, plan_world, budget);
+    if (!len.ok()) return fail(2, len.status());
+    if (rank == 0)
+      std::printf("longest train.seq_len within %.3g GiB per rank: %lld tokens (recompute %s)\n", opts.train.memory_gib,
+                  (long long)len.value(), opts.train.recompute.c_str());
+    if (len.value() > 0) {  // then plan that length
+      opts.train.seq_len = len.value();
+      opts.model.max_seq_len = std::max(opts.model.max_seq_len, len.value());
+    }
+  }
   if (f.plan) {
     auto c = compile(opts, plan_world, f.dump_ir);
     if (!c.ok()) return fail(2, c.status());
@@ -257,7 +273,11 @@ int main(int argc, char** argv) {
                  "With --resume: write the checkpoint's parameters (any ZeRO stage or world size) as one "
                  "safetensors file with Hugging Face names, then exit");
   app.add_option("--dump-ir", f.dump_ir, "Write the graph before and after each compiler pass into this directory");
-  app.add_flag("--plan", f.plan, "Print the per-rank memory plan and stop before training");
+  app.add_flag("--plan", f.plan,
+               "Print the plan (mesh, SP strategy per attention op, recompute policy, communication per step, "
+               "memory per rank) and stop before training");
+  app.add_flag("--max-seq", f.max_seq, "With --plan: search the longest train.seq_len that fits --memory-gib per rank");
+  app.add_option("--memory-gib", f.memory_gib, "Per-rank memory budget in GiB (sets train.memory_gib)");
   app.add_option("--trace", f.trace,
                  "Write the last training step as a Chrome trace (Perfetto / chrome://tracing): a track per "
                  "stream per rank, every instruction with its op and layer");

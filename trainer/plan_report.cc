@@ -120,6 +120,7 @@ std::string format_plan(const Options& o, const Compiled& c) {
           d.kv_repeat > 1 ? (", kv heads x" + std::to_string(d.kv_repeat)).c_str() : "", d.reason.c_str());
     }
   }
+  add("recompute: %s - %s\n", sp::recompute_name(c.recompute), c.recompute_reason.c_str());
   const auto comm = communication_per_step(c.train);
   if (!comm.empty()) {
     add("communication per training step, per rank:\n");
@@ -139,6 +140,33 @@ std::string format_plan(const Options& o, const Compiled& c) {
       human_bytes(double(m.train_arena)).c_str(), human_bytes(double(m.eval_arena)).c_str());
   add("  total        %12s\n", human_bytes(double(m.total())).c_str());
   return s;
+}
+
+StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes) {
+  const int64_t step = 2 * std::max<int64_t>(1, opts.parallel.sp);
+  Options o = opts;
+  o.train.memory_gib = double(budget_bytes) / double(1ll << 30);  // "auto" recompute aims at the same budget
+  auto fits = [&](int64_t len) -> StatusOr<bool> {
+    o.train.seq_len = len;
+    o.model.max_seq_len = std::max(opts.model.max_seq_len, len);
+    ASSIGN_OR_RETURN(Compiled c, compile(o, world_size));
+    return memory_plan(c).total() <= budget_bytes;
+  };
+  // Memory grows with the length: double until it no longer fits, then bisect.
+  int64_t lo = 0, hi = step;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool ok, fits(hi));
+    if (!ok) break;
+    lo = hi;
+    if (hi > (int64_t(1) << 26)) return hi;  // 64M tokens: stop searching
+    hi *= 2;
+  }
+  while (hi - lo > step) {
+    const int64_t mid = (lo + hi) / 2 / step * step;
+    ASSIGN_OR_RETURN(bool ok, fits(mid));
+    (ok ? lo : hi) = mid;
+  }
+  return lo;
 }
 
 }  // namespace autosp::trainer

@@ -25,8 +25,13 @@ struct CommVolume {
 };
 std::vector<CommVolume> communication_per_step(const ir::Program& p);
 
-// The --plan report: mesh, layout, strategy per attention op with its reason, communication
-// per step, and memory per rank.
+// The --plan report: mesh, layout, strategy per attention op with its reason, recompute
+// policy, communication per step, and memory per rank.
 std::string format_plan(const Options& opts, const Compiled& c);
+
+// The longest train.seq_len whose planned memory per rank fits `budget_bytes` (recompute as
+// opts.train.recompute, "auto" choosing per length), searched over multiples of `step`
+// (2·sp, which every layout divides). 0 when even the shortest does not fit.
+StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes);
 
 }  // namespace autosp::trainer

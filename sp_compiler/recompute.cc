@@ -1,0 +1,172 @@
+#include "sp_compiler/recompute.h"
+
+#include <functional>
+#include <map>
+
+#include "core/log.h"
+#include "sp_compiler/autodiff.h"
+
+namespace autosp::sp {
+
+const char* recompute_name(RecomputePolicy p) {
+  switch (p) {
+    case RecomputePolicy::none: return "none";
+    case RecomputePolicy::selective: return "selective";
+    case RecomputePolicy::layer: return "layer";
+  }
+  return "?";
+}
+
+StatusOr<RecomputePolicy> parse_recompute(const std::string& name) {
+  for (RecomputePolicy p : {RecomputePolicy::none, RecomputePolicy::selective, RecomputePolicy::layer})
+    if (name == recompute_name(p)) return p;
+  return InvalidArgument("train.recompute: unknown policy \"" + name + "\"");
+}
+
+namespace {
+
+using ir::Op;
+using ir::ValueId;
+
+// Ops cheap enough to recompute under "selective": per-token, memory-bound.
+bool cheap(Op op) {
+  switch (op) {
+    case Op::rms_norm:
+    case Op::layer_norm:
+    case Op::rope:
+    case Op::silu:
+    case Op::gelu:
+    case Op::swiglu:
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::scale:
+    case Op::reshape:
+    case Op::permute:
+    case Op::broadcast: return true;
+    default: return false;
+  }
+}
+
+// Never recomputed: communication, attention (backward needs only O and LSE), the loss,
+// parameter buckets, and anything reading the loss seed.
+bool always_kept(Op op) {
+  return ir::is_collective(op) || op == Op::attention || op == Op::ring_attention || op == Op::cross_entropy ||
+         op == Op::pack || op == Op::unpack || op == Op::embedding;
+}
+
+class Recompute final : public Pass {
+ public:
+  explicit Recompute(RecomputePolicy p) : policy_(p) {}
+  std::string_view name() const override { return "recompute"; }
+
+  Status run(ir::Graph& g, const PassContext&) override {
+    if (policy_ == RecomputePolicy::none) return Status::Ok();
+    const ValueId seed = g.find_arg(kLossSeedInput);
+    if (seed == ir::kNoValue) return Status::Ok();  // forward-only: nothing to trade
+
+    // Split forward / backward by dependence on the loss seed.
+    const size_t n = g.nodes.size();
+    std::vector<bool> bwd_value(g.values.size(), false), is_bwd(n, false);
+    bwd_value[seed] = true;
+    std::vector<int> producer(g.values.size(), -1);
+    for (size_t i = 0; i < n; ++i) {
+      for (ValueId v : g.nodes[i].inputs) is_bwd[i] = is_bwd[i] || bwd_value[v];
+      for (ValueId v : g.nodes[i].outputs) {
+        bwd_value[v] = is_bwd[i];
+        producer[v] = int(i);
+      }
+    }
+    // Which forward nodes are recomputed.
+    std::vector<bool> recompute(n, false);
+    const std::vector<int> layer = layers(g, is_bwd);
+    for (size_t i = 0; i < n; ++i) {
+      if (is_bwd[i] || always_kept(g.nodes[i].op)) continue;
+      if (policy_ == RecomputePolicy::selective) {
+        recompute[i] = cheap(g.nodes[i].op);
+      } else {
+        // layer: recompute inside a layer; a value that leaves its layer (the next layer's
+        // input, the residual stream) is kept.
+        if (layer[i] < 0) continue;
+        bool leaves = false;
+        for (ValueId v : g.nodes[i].outputs)
+          for (size_t j = i + 1; j < n && !leaves; ++j)
+            if (!is_bwd[j])
+              for (ValueId u : g.nodes[j].inputs) leaves = leaves || (u == v && layer[j] != layer[i]);
+        recompute[i] = !leaves;
+      }
+    }
+
+    // Rebuild: before each backward node, re-emit the recomputed values it reads (and the
+    // recomputed values those read), once, in forward order.
+    std::vector<ir::Node> nodes = std::move(g.nodes);
+    g.nodes.clear();
+    std::vector<ir::Node> out;
+    std::map<ValueId, ValueId> clone;  // forward value -> its recomputed copy
+    int emitted = 0;
+    std::function<ValueId(ValueId)> materialize = [&](ValueId v) -> ValueId {
+      const int p = producer[v];
+      if (p < 0 || is_bwd[size_t(p)] || !recompute[size_t(p)]) return v;
+      auto it = clone.find(v);
+      if (it != clone.end()) return it->second;
+      const ir::Node& src = nodes[size_t(p)];
+      std::vector<ValueId> ins;
+      for (ValueId x : src.inputs) ins.push_back(materialize(x));
+      auto outs = g.add_node(src.op, ins, src.attrs);
+      AUTOSP_CHECK(outs.ok()) << outs.status().message();
+      out.push_back(std::move(g.nodes.back()));
+      g.nodes.pop_back();
+      ++emitted;
+      for (size_t k = 0; k < src.outputs.size(); ++k) {
+        g.values[outs.value()[k]].sharding = g.values[src.outputs[k]].sharding;
+        clone[src.outputs[k]] = outs.value()[k];
+      }
+      return clone[v];
+    };
+    for (size_t i = 0; i < n; ++i) {
+      ir::Node node = nodes[i];
+      if (is_bwd[i])
+        for (ValueId& v : node.inputs) v = materialize(v);
+      out.push_back(std::move(node));
+    }
+    g.nodes = std::move(out);
+    AUTOSP_LOG(1) << "recompute (" << recompute_name(policy_) << "): " << emitted << " forward nodes recomputed in backward";
+    return Status::Ok();
+  }
+
+ private:
+  // Layer index of each forward node: the layer of a parameter it reads ("...layers.<i>." or
+  // "...h.<i>."), else the layer of its inputs; -1 outside the layers (embedding, head).
+  static std::vector<int> layers(const ir::Graph& g, const std::vector<bool>& is_bwd) {
+    std::vector<int> value_layer(g.values.size(), -1), out(g.nodes.size(), -1);
+    for (const ir::Arg& a : g.args) {
+      const std::string& name = g.values[a.value].name;
+      for (const char* key : {".layers.", ".h."}) {
+        const size_t at = name.find(key);
+        if (at != std::string::npos && a.role == ir::ArgRole::param)
+          value_layer[a.value] = std::atoi(name.c_str() + at + std::string(key).size());
+      }
+    }
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      if (is_bwd[i]) continue;
+      int l = -1;
+      for (ValueId v : g.nodes[i].inputs)
+        if (g.values[v].name.empty() || value_layer[v] >= 0) l = std::max(l, value_layer[v]);
+      // A node reading a parameter belongs to that parameter's layer.
+      for (ValueId v : g.nodes[i].inputs)
+        if (!g.values[v].name.empty() && value_layer[v] >= 0) l = value_layer[v];
+      out[i] = l;
+      for (ValueId v : g.nodes[i].outputs) value_layer[v] = l;
+    }
+    return out;
+  }
+
+  RecomputePolicy policy_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pass> make_recompute_pass(RecomputePolicy policy) { return std::make_unique<Recompute>(policy); }
+
+}  // namespace autosp::sp

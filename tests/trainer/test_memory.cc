@@ -1,0 +1,118 @@
+// Memory: recompute policies change memory, never numbers; the plan's activation arena is
+// what the executor really touches; and --plan --max-seq finds a length that trains within
+// the budget while 1.25x that length would not fit.
+#include <catch2/catch.hpp>
+
+#include "runtime/comm.h"
+#include "sp_equivalence.h"
+#include "trainer/plan_report.h"
+
+using namespace autosp;
+using namespace autosp::testing;
+using autosp::trainer::Options;
+using autosp::trainer::Trainer;
+
+namespace {
+
+Options with(std::vector<std::string> sets) {
+  sets.insert(sets.begin(), "model.n_layers=3");
+  return sp_test_options(sets);
+}
+
+StepRecord run(const Options& o, int steps) {
+  auto t = Trainer::create(o);
+  REQUIRE(t.ok());
+  std::string error;
+  StepRecord r = record_steps(*t.value(), steps, error);
+  REQUIRE(error.empty());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("recompute policies give bit-identical losses and gradients, with less activation memory",
+          "[memory][recompute]") {
+  const StepRecord none = run(with({"train.recompute=none"}), 3);
+  int64_t previous_arena = INT64_MAX;
+  for (const char* policy : {"none", "selective", "layer"}) {
+    DYNAMIC_SECTION(policy) {
+      const Options o = with({std::string("train.recompute=") + policy});
+      const StepRecord r = run(o, 3);
+      CHECK(r.losses == none.losses);  // the same kernels on the same inputs: exact
+      CHECK(r.grads == none.grads);
+      auto c = trainer::compile(o, 1);
+      REQUIRE(c.ok());
+      CHECK(c->train.arena_bytes < previous_arena);  // each policy keeps less
+      previous_arena = c->train.arena_bytes;
+    }
+  }
+}
+
+TEST_CASE("recompute under sequence parallelism keeps the collectives' results and the numbers", "[memory][recompute]") {
+  for (const char* strategy : {"ulysses", "ring"}) {
+    DYNAMIC_SECTION(strategy) {
+      const Options base = with({"parallel.sp=2", std::string("parallel.sp_strategy=") + strategy, "train.recompute=none"});
+      Options layer = base;
+      layer.train.recompute = "layer";
+      auto losses = [](const Options& o) {
+        std::vector<double> out;
+        runtime::run_local(2, [&](runtime::Communicator& c) {
+          auto t = Trainer::create(o, "", &c);
+          if (!t.ok()) throw std::runtime_error(t.status().message());
+          std::string error;
+          auto r = record_steps(*t.value(), 2, error);
+          if (!error.empty()) throw std::runtime_error(error);
+          if (c.rank() == 0) out = r.losses;
+        });
+        return out;
+      };
+      CHECK(losses(base) == losses(layer));
+      // Recomputing a layer never repeats its all_to_alls or ring exchange.
+      auto cb = trainer::compile(base, 2), cl = trainer::compile(layer, 2);
+      REQUIRE((cb.ok() && cl.ok()));
+      const auto comm_b = trainer::communication_per_step(cb->train), comm_l = trainer::communication_per_step(cl->train);
+      REQUIRE(comm_b.size() == comm_l.size());
+      for (size_t i = 0; i < comm_b.size(); ++i) CHECK(comm_b[i].calls == comm_l[i].calls);
+    }
+  }
+}
+
+TEST_CASE("the planned activation arena is what a training step touches (within 5%)", "[memory]") {
+  for (const char* policy : {"none", "selective", "layer"})
+    for (const char* seq : {"64", "256"}) {
+      DYNAMIC_SECTION(policy << " seq_len " << seq) {
+        const Options o = with({std::string("train.recompute=") + policy, std::string("train.seq_len=") + seq});
+        auto t = Trainer::create(o);
+        REQUIRE(t.ok());
+        REQUIRE(t.value()->train_step().ok());
+        const int64_t planned = t.value()->memory_plan().train_arena;
+        const int64_t touched = t.value()->train_executor().arena_high_water();
+        INFO("planned " << planned << " bytes, touched " << touched);
+        CHECK(touched <= planned);
+        CHECK(double(touched) >= 0.95 * double(planned));
+      }
+    }
+}
+
+TEST_CASE("the longest planned seq_len trains within the budget and 1.25x of it does not fit", "[memory]") {
+  Options o = with({"train.recompute=auto", "train.batch_size=1"});
+  const int64_t budget = 48ll << 20;  // 48 MiB per rank
+  auto longest = trainer::longest_seq_len(o, 1, budget);
+  REQUIRE(longest.ok());
+  REQUIRE(longest.value() >= 256);
+  INFO("longest seq_len " << longest.value());
+  o.train.seq_len = longest.value();
+  o.model.max_seq_len = longest.value() * 2;
+  o.train.memory_gib = double(budget) / double(1ll << 30);
+  auto t = Trainer::create(o);
+  REQUIRE(t.ok());
+  REQUIRE(t.value()->train_step().ok());
+  const auto& m = t.value()->memory_plan();
+  CHECK(m.total() <= budget);
+  CHECK(m.params + m.grads + m.optimizer + t.value()->train_executor().arena_high_water() <= budget);
+  Options longer = o;
+  longer.train.seq_len = longest.value() * 5 / 4;
+  auto c = trainer::compile(longer, 1);
+  REQUIRE(c.ok());
+  CHECK(trainer::memory_plan(c.value()).total() > budget);
+}
