@@ -44,7 +44,8 @@ int kv_repeat_for(int64_t h, int64_t hkv, int degree) {
 struct Candidate {
   Strategy s;
   int inner, outer, repeat;
-  int64_t elems;
+  int64_t elems;  // elements sent per rank
+  double cost;    // ... divided by the bandwidth of the links they cross
 };
 
 // Elements one rank sends in the forward of one attention op (the backward mirrors it).
@@ -76,19 +77,25 @@ StatusOr<SpPlan> plan_sequence_parallel(const ir::Graph& g, const SpOptions& opt
     const int64_t h = q[2], hkv = k[2], d = q[3], local = batch * ((seq + p - 1) / p);
     std::vector<Candidate> feasible;
     std::string why_not;
-    if (int f = kv_repeat_for(h, hkv, p); h % p == 0 && f > 0)
-      feasible.push_back({Strategy::ulysses, p, 1, f, ulysses_elems(local, h, hkv * f, d, p)});
-    else
+    // Ulysses groups are consecutive ranks: inside a node unless larger than one. A ring over
+    // `outer` groups of `inner` consecutive ranks spans inner·outer ranks.
+    auto bw = [&](int span) { return span > opt.ranks_per_node ? opt.inter_bw : opt.intra_bw; };
+    if (int f = kv_repeat_for(h, hkv, p); h % p == 0 && f > 0) {
+      const int64_t e = ulysses_elems(local, h, hkv * f, d, p);
+      feasible.push_back({Strategy::ulysses, p, 1, f, e, double(e) / bw(p)});
+    } else {
       why_not += "ulysses needs sp=" + std::to_string(p) + " to divide " + std::to_string(h) + " heads";
-    feasible.push_back({Strategy::ring, 1, p, 1, int64_t(p - 1) * 2 * local * hkv * d});
+    }
+    const int64_t ring_e = int64_t(p - 1) * 2 * local * hkv * d;
+    feasible.push_back({Strategy::ring, 1, p, 1, ring_e, double(ring_e) / bw(p)});
     // Hybrid: the largest proper Ulysses degree the heads allow, ring across the rest.
     for (int inner = p / 2; inner >= 2; --inner) {
       if (p % inner != 0 || h % inner != 0) continue;
       const int f = kv_repeat_for(h, hkv, inner);
       if (f == 0) continue;
       const int outer = p / inner;
-      feasible.push_back({Strategy::hybrid, inner, outer, f,
-                          ulysses_elems(local, h, hkv * f, d, inner) + int64_t(outer - 1) * 2 * local * hkv * f * d});
+      const int64_t ue = ulysses_elems(local, h, hkv * f, d, inner), re = int64_t(outer - 1) * 2 * local * hkv * f * d;
+      feasible.push_back({Strategy::hybrid, inner, outer, f, ue + re, double(ue) / bw(inner) + double(re) / bw(p)});
       break;
     }
     AttentionDecision dec;
@@ -96,8 +103,9 @@ StatusOr<SpPlan> plan_sequence_parallel(const ir::Graph& g, const SpOptions& opt
     const Candidate* pick = nullptr;
     if (opt.strategy == "auto") {
       for (const Candidate& c : feasible)
-        if (!pick || c.elems < pick->elems) pick = &c;  // ties keep the earlier: ulysses, then ring
-      dec.reason = std::string("auto: least communication (") + std::to_string(pick->elems) + " elements/rank)";
+        if (!pick || c.cost < pick->cost) pick = &c;  // ties keep the earlier: ulysses, then ring
+      dec.reason = std::string("auto: least communication time (") + std::to_string(pick->elems) +
+                   " elements/rank over its links)";
     } else {
       for (const Candidate& c : feasible)
         if (opt.strategy == strategy_name(c.s)) pick = &c;
@@ -116,6 +124,7 @@ StatusOr<SpPlan> plan_sequence_parallel(const ir::Graph& g, const SpOptions& opt
     dec.outer = pick->outer;
     dec.kv_repeat = pick->repeat;
     dec.comm_elems = pick->elems;
+    dec.comm_cost = pick->cost;
     AUTOSP_LOG(1) << "shard_sequence: attention node " << i << " (" << h << " heads, " << hkv << " kv heads): "
                   << strategy_name(dec.strategy) << " " << dec.inner << "x" << dec.outer << ", " << dec.reason;
     if (dec.strategy != Strategy::ulysses) {

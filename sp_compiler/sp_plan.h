@@ -18,6 +18,10 @@ struct SpOptions {
   int dp = 1;
   int sp = 1;
   std::string strategy = "auto";  // "auto" | "ulysses" | "ring" | "hybrid"
+  // Links, for the cost model (sp_compiler/cost_model.h): bandwidth inside a node and across
+  // nodes, and ranks per node (SP groups are consecutive ranks). Only ratios matter.
+  double intra_bw = 1.0, inter_bw = 1.0;
+  int ranks_per_node = 1 << 20;
   int world() const { return dp * sp; }
 };
 
@@ -29,7 +33,8 @@ struct AttentionDecision {
   Strategy strategy = Strategy::ulysses;
   int inner = 1, outer = 1;  // Ulysses degree × ring degree (ulysses: sp×1, ring: 1×sp)
   int kv_repeat = 1;         // K/V heads repeated so the Ulysses degree divides them
-  int64_t comm_elems = 0;    // forward elements sent per rank (the cost model's number)
+  int64_t comm_elems = 0;    // forward elements sent per rank
+  double comm_cost = 0;      // the same, weighted by the links they cross (what auto minimises)
   std::string reason;
 };
 

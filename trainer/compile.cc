@@ -26,13 +26,16 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
 
 }  // namespace
 
-StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir) {
+StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir,
+                           const std::string& hardware) {
   Compiled c;
+  ASSIGN_OR_RETURN(c.hardware, sp::hardware(hardware));
   const int sp_degree = int(opts.parallel.sp);
   if (sp_degree < 1 || world_size % sp_degree != 0)
     return InvalidArgument("parallel.sp = " + std::to_string(sp_degree) + " does not divide the world size " +
                            std::to_string(world_size));
-  c.mesh = {world_size / sp_degree, sp_degree, opts.parallel.sp_strategy};
+  c.mesh = {world_size / sp_degree,  sp_degree, opts.parallel.sp_strategy, c.hardware.intra_bw, c.hardware.inter_bw,
+            c.hardware.ranks_per_node};
   const models::StepShape shape{opts.train.batch_size, opts.train.seq_len, opts.data.documents};
   ASSIGN_OR_RETURN(c.forward, models::build(opts.model, shape));
   if (world_size > 1) {

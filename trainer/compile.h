@@ -9,6 +9,7 @@
 #include "ir/buckets.h"
 #include "ir/graph.h"
 #include "ir/program.h"
+#include "sp_compiler/cost_model.h"
 #include "sp_compiler/recompute.h"
 #include "sp_compiler/sp_plan.h"
 #include "trainer/config.h"
@@ -16,6 +17,7 @@
 namespace autosp::trainer {
 
 struct Compiled {
+  sp::Hardware hardware;  // what the cost model and sp_strategy "auto" assume
   sp::SpOptions mesh;
   ir::Graph forward;  // the single-device model, as written
   sp::SpPlan plan;    // strategies and token layout (trivial for one rank)
@@ -26,6 +28,8 @@ struct Compiled {
 };
 
 // dump_ir_dir: when set, the training graph is written there before and after each pass.
-StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir = "");
+// hardware: a name for sp::hardware() ("cpu" for the CPU runtime).
+StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir = "",
+                           const std::string& hardware = "cpu");
 
 }  // namespace autosp::trainer

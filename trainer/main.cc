@@ -28,7 +28,7 @@ namespace {
 struct Flags {
   std::string config;
   std::vector<std::string> sets;
-  std::string resume, dump_ir, export_file, trace;
+  std::string resume, dump_ir, export_file, trace, hardware = "cpu";
   bool eval_only = false, plan = false, profile = false, max_seq = false;
   double memory_gib = -1;
   int verbose = 0;
@@ -137,7 +137,7 @@ int run(const Flags& f) {
 
   if (f.plan && f.max_seq) {
     const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
-    auto len = longest_seq_len(opts, plan_world, budget);
+    auto len = longest_seq_len(opts, plan_world, budget, f.hardware);
     if (!len.ok()) return fail(2, len.status());
     if (rank == 0)
       std::printf("longest train.seq_len within %.3g GiB per rank: %lld tokens (recompute %s)\n", opts.train.memory_gib,
@@ -148,9 +148,11 @@ int run(const Flags& f) {
     }
   }
   if (f.plan) {
-    auto c = compile(opts, plan_world, f.dump_ir);
+    auto c = compile(opts, plan_world, f.dump_ir, f.hardware);
     if (!c.ok()) return fail(2, c.status());
-    if (rank == 0) std::printf("%s", format_plan(opts, c.value()).c_str());
+    auto prediction = format_prediction(opts, c.value());
+    if (!prediction.ok()) return fail(2, prediction.status());
+    if (rank == 0) std::printf("%s%s", format_plan(opts, c.value()).c_str(), prediction.value().c_str());
     return 0;
   }
   // Opening data and reading checkpoints can fail on one rank only (a file missing on one
@@ -278,6 +280,8 @@ int main(int argc, char** argv) {
                "memory per rank) and stop before training");
   app.add_flag("--max-seq", f.max_seq, "With --plan: search the longest train.seq_len that fits --memory-gib per rank");
   app.add_option("--memory-gib", f.memory_gib, "Per-rank memory budget in GiB (sets train.memory_gib)");
+  app.add_option("--hardware", f.hardware,
+                 "With --plan: the machine to plan and predict for: cpu (default), h100, h200, h100x8-nvlink");
   app.add_option("--trace", f.trace,
                  "Write the last training step as a Chrome trace (Perfetto / chrome://tracing): a track per "
                  "stream per rank, every instruction with its op and layer");

@@ -9,11 +9,6 @@
 namespace autosp::trainer {
 
 namespace {
-int64_t nbytes(const ir::Program& p, int slot) {
-  const ir::TensorType& t = p.slots[slot].type;
-  return t.shape.numel() * int64_t(dtype_size(t.dtype));
-}
-
 std::string group_of(const ir::Attrs& a) {
   return std::visit(
       [](const auto& s) -> std::string {
@@ -25,16 +20,6 @@ std::string group_of(const ir::Attrs& a) {
       a);
 }
 
-int64_t group_size(const ir::Attrs& a) {
-  return std::visit(
-      [](const auto& s) -> int64_t {
-        if constexpr (requires { s.size; })
-          return s.size;
-        else
-          return 1;
-      },
-      a);
-}
 }  // namespace
 
 MemoryPlan memory_plan(const Compiled& c) {
@@ -53,40 +38,26 @@ MemoryPlan memory_plan(const Compiled& c) {
   }
   m.train_arena = c.train.arena_bytes;
   m.eval_arena = c.eval.arena_bytes;
+  if (c.hardware.act_bytes < 4) {
+    // GPU (bf16): activations in bf16, plus a bf16 working copy of the fp32 master weights.
+    m.train_arena = int64_t(double(m.train_arena) * c.hardware.act_bytes / 4);
+    m.eval_arena = int64_t(double(m.eval_arena) * c.hardware.act_bytes / 4);
+    m.params += c.buckets.stage == 3 ? m.params / 2 : 2 * m.num_params;  // sharded at stage 3, like the master
+  }
   return m;
 }
 
-// Bytes one rank sends, by the algorithm each collective uses: all_to_all keeps 1/P of its
-// input; all_gather sends its piece to P-1 peers; reduce_scatter and all_reduce are counted
-// as ring algorithms ((P-1)/P of the data, twice for all_reduce); a ring attention forward
-// sends its K/V block (with token index and segments) P-1 times, the backward also returns
-// the dK/dV accumulators home (P hops).
-std::vector<CommVolume> communication_per_step(const ir::Program& p) {
+// Bytes by collective kind, as the cost model counts them (sp::comm_bytes).
+std::vector<CommVolume> communication_per_step(const ir::Program& p, const sp::Hardware& hw) {
   std::map<std::string, CommVolume> by_kind;
   for (const ir::Instr& ins : p.instrs) {
-    const int64_t P = group_size(ins.attrs);
-    int64_t bytes = 0;
-    switch (ins.op) {
-      case ir::Op::all_to_all: bytes = nbytes(p, ins.in[0]) * (P - 1) / P; break;
-      case ir::Op::all_gather: bytes = nbytes(p, ins.in[0]) * (P - 1); break;
-      case ir::Op::reduce_scatter: bytes = nbytes(p, ins.in[0]) * (P - 1) / P; break;
-      case ir::Op::all_reduce: bytes = 2 * nbytes(p, ins.in[0]) * (P - 1) / P; break;
-      case ir::Op::send_recv: bytes = nbytes(p, ins.in[0]); break;
-      case ir::Op::ring_attention:
-      case ir::Op::ring_attention_backward: {
-        int64_t block = nbytes(p, ins.in[1]) + nbytes(p, ins.in[2]);
-        for (size_t k = ins.op == ir::Op::ring_attention ? 3 : 6; k < ins.in.size(); ++k) block += nbytes(p, ins.in[k]);
-        bytes = block * (P - 1);
-        if (ins.op == ir::Op::ring_attention_backward) bytes += (nbytes(p, ins.in[1]) + nbytes(p, ins.in[2])) * P;
-        break;
-      }
-      default: continue;
-    }
+    const double bytes = sp::comm_bytes(p, ins, hw);
+    if (bytes <= 0) continue;
     const std::string kind = std::string(ir::op_name(ins.op)) + " (" + group_of(ins.attrs) + ")";
     CommVolume& v = by_kind[kind];
     v.kind = kind;
     v.calls += 1;
-    v.bytes += bytes;
+    v.bytes += int64_t(bytes);
   }
   std::vector<CommVolume> out;
   for (auto& [k, v] : by_kind) out.push_back(v);
@@ -114,14 +85,22 @@ std::string format_plan(const Options& o, const Compiled& c) {
                                       .c_str()
                                 : "zigzag")
                  : "contiguous");
-    for (size_t i = 0; i < c.plan.attention.size(); ++i) {
-      const sp::AttentionDecision& d = c.plan.attention[i];
-      add("  attention %zu: %s (ulysses %d x ring %d%s) - %s\n", i, sp::strategy_name(d.strategy), d.inner, d.outer,
-          d.kv_repeat > 1 ? (", kv heads x" + std::to_string(d.kv_repeat)).c_str() : "", d.reason.c_str());
+    // Consecutive attention ops with the same decision share a line.
+    const auto& att = c.plan.attention;
+    for (size_t i = 0; i < att.size();) {
+      size_t j = i + 1;
+      while (j < att.size() && att[j].strategy == att[i].strategy && att[j].inner == att[i].inner &&
+             att[j].kv_repeat == att[i].kv_repeat && att[j].reason == att[i].reason)
+        ++j;
+      const std::string ops = j - i > 1 ? std::to_string(i) + "-" + std::to_string(j - 1) : std::to_string(i);
+      add("  attention %s: %s (ulysses %d x ring %d%s) - %s\n", ops.c_str(), sp::strategy_name(att[i].strategy),
+          att[i].inner, att[i].outer, att[i].kv_repeat > 1 ? (", kv heads x" + std::to_string(att[i].kv_repeat)).c_str() : "",
+          att[i].reason.c_str());
+      i = j;
     }
   }
   add("recompute: %s - %s\n", sp::recompute_name(c.recompute), c.recompute_reason.c_str());
-  const auto comm = communication_per_step(c.train);
+  const auto comm = communication_per_step(c.train, c.hardware);
   if (!comm.empty()) {
     add("communication per training step, per rank:\n");
     int64_t total = 0;
@@ -133,7 +112,8 @@ std::string format_plan(const Options& o, const Compiled& c) {
   }
   add("memory per rank:\n");
   const char* sharded = c.buckets.stage > 0 ? ", this rank's shard" : "";
-  add("  parameters   %12s  (fp32%s)\n", human_bytes(double(m.params)).c_str(), c.buckets.stage == 3 ? sharded : "");
+  add("  parameters   %12s  (%s%s)\n", human_bytes(double(m.params)).c_str(),
+      c.hardware.act_bytes < 4 ? "fp32 master + bf16 copy" : "fp32", c.buckets.stage == 3 ? sharded : "");
   add("  gradients    %12s  (fp32%s)\n", human_bytes(double(m.grads)).c_str(), c.buckets.stage >= 2 ? sharded : "");
   add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq%s)\n", human_bytes(double(m.optimizer)).c_str(), sharded);
   add("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",
@@ -142,14 +122,58 @@ std::string format_plan(const Options& o, const Compiled& c) {
   return s;
 }
 
-StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes) {
+double model_flops_per_token(const Options& o, const Compiled& c) {
+  double dense = 0;
+  for (const runtime::ParamSpec& p : runtime::param_specs(c.forward))
+    if (p.name != "model.embed_tokens.weight" && p.name != "transformer.wte.weight" &&
+        p.name != "transformer.wpe.weight")
+      dense += double(p.shape.numel());
+  if (o.model.tie_embeddings) dense += double(o.model.vocab_size * o.model.d_model);  // the head reads it
+  return 6.0 * dense + 6.0 * double(o.model.n_layers) * double(o.model.d_model) * double(o.train.seq_len);
+}
+
+StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
+  std::string s;
+  char line[512];
+  const int world = c.mesh.world();
+  const double tokens = double(c.mesh.dp) * double(o.train.batch_size) * double(o.train.seq_len);
+  const double per_token = model_flops_per_token(o, c);
+  auto describe = [&](const char* label, const Compiled& cc) {
+    const sp::StepCost k = sp::predict_step(cc.train, cc.hardware, world, o.parallel.overlap);
+    const double mfu = tokens * per_token / (k.step_s() * cc.hardware.peak_flops * world);
+    std::snprintf(line, sizeof line,
+                  "  %-22s step %9.3f s  %10s tok/s  MFU %5.1f%%  (compute %.3f s, memory %.3f s, "
+                  "communication %.3f s of which exposed %.3f s)\n",
+                  label, k.step_s(), human_count(tokens / k.step_s()).c_str(), 100 * mfu, k.compute_s, k.memory_s,
+                  k.comm_s, k.exposed_comm_s);
+    s += line;
+  };
+  std::snprintf(line, sizeof line, "prediction on %s (%d ranks, %.0f TFLOP/s peak per rank; MFU counts %.3g FLOP/token):\n",
+                c.hardware.name.c_str(), world, c.hardware.peak_flops / 1e12, per_token);
+  s += line;
+  describe(("as planned (" + o.parallel.sp_strategy + ")").c_str(), c);
+  if (c.mesh.sp > 1)
+    for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
+      Options forced = o;
+      forced.parallel.sp_strategy = strategy;
+      ASSIGN_OR_RETURN(Compiled fc, compile(forced, world, "", c.hardware.name));
+      std::string label = strategy;
+      if (!fc.plan.attention.empty() && sp::strategy_name(fc.plan.attention[0].strategy) != label)
+        label += std::string(" -> ") + sp::strategy_name(fc.plan.attention[0].strategy);
+      describe(label.c_str(), fc);
+    }
+  return s;
+}
+
+StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes,
+                                  const std::string& hardware) {
   const int64_t step = 2 * std::max<int64_t>(1, opts.parallel.sp);
   Options o = opts;
   o.train.memory_gib = double(budget_bytes) / double(1ll << 30);  // "auto" recompute aims at the same budget
   auto fits = [&](int64_t len) -> StatusOr<bool> {
     o.train.seq_len = len;
     o.model.max_seq_len = std::max(opts.model.max_seq_len, len);
-    ASSIGN_OR_RETURN(Compiled c, compile(o, world_size));
+    ASSIGN_OR_RETURN(Compiled c, compile(o, world_size, "", hardware));
     return memory_plan(c).total() <= budget_bytes;
   };
   // Memory grows with the length: double until it no longer fits, then bisect.

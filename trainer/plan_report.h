@@ -23,15 +23,24 @@ struct CommVolume {
   std::string kind;  // op name, with its group: "all_to_all (sp)"
   int64_t calls = 0, bytes = 0;
 };
-std::vector<CommVolume> communication_per_step(const ir::Program& p);
+std::vector<CommVolume> communication_per_step(const ir::Program& p, const sp::Hardware& hw);
 
 // The --plan report: mesh, layout, strategy per attention op with its reason, recompute
 // policy, communication per step, and memory per rank.
 std::string format_plan(const Options& opts, const Compiled& c);
 
+// Predicted step time, tokens/s and MFU on c.hardware, for the compiled strategy and for each
+// SP strategy forced in turn (each compiled here; no communicator needed).
+StatusOr<std::string> format_prediction(const Options& opts, const Compiled& c);
+
+// Model FLOPs per token for MFU: 6·N_dense + 6·layers·d_model·seq_len (causal attention),
+// N_dense = parameters other than the input embedding table.
+double model_flops_per_token(const Options& opts, const Compiled& c);
+
 // The longest train.seq_len whose planned memory per rank fits `budget_bytes` (recompute as
 // opts.train.recompute, "auto" choosing per length), searched over multiples of `step`
 // (2·sp, which every layout divides). 0 when even the shortest does not fit.
-StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes);
+StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes,
+                                  const std::string& hardware = "cpu");
 
 }  // namespace autosp::trainer

@@ -111,11 +111,38 @@ TEST_CASE("the trace flag writes one step as a Chrome trace: a track per stream 
   CHECK(labelled);
 }
 
+TEST_CASE("plan for an 8-GPU node: Llama-3-8B at 128k tokens, predicted step time and MFU per strategy",
+          "[cli][plan]") {
+  const std::string cmd = std::string(AUTOSP_BINARY_DIR) + "/autosp-train --plan --hardware h100x8-nvlink --config " +
+                          AUTOSP_SOURCE_DIR + "/configs/llama3-8b-128k.json 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  CHECK(pclose(p) == 0);
+  INFO(out);
+  CHECK(has(out, "8.03G parameters"));
+  CHECK(has(out, "world 8 = dp 1 x sp 8; zero 3"));
+  CHECK(has(out, "prediction on h100x8-nvlink"));
+  for (const char* s : {"\n  ulysses ", "\n  ring ", "\n  hybrid "}) CHECK(has(out, s));
+  CHECK(has(out, "MFU"));
+}
+
+TEST_CASE("plan the longest sequence that fits a memory budget", "[cli][plan]") {
+  Run r = run("--plan --max-seq --memory-gib 0.1");
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "longest train.seq_len within 0.1 GiB per rank: "));
+  CHECK(run("--max-seq").code == 2);  // needs --plan and a budget
+}
+
 TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);
   for (const char* f :
-       {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan", "--export", "--profile", "--trace"})
+       {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan", "--export", "--profile", "--trace",
+        "--max-seq", "--memory-gib", "--hardware"})
     CHECK(has(r.out, f));
 }
 

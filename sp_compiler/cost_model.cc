@@ -1,0 +1,124 @@
+#include "sp_compiler/cost_model.h"
+
+#include <algorithm>
+
+namespace autosp::sp {
+
+StatusOr<Hardware> hardware(const std::string& name) {
+  // cpu: measured here (scripts/bench_cpu_ops.sh): sgemm ~380 GFLOP/s on 2 threads, attention
+  // ~45% of it; ~15 GB/s memory; MPI over shared memory ~5 GB/s per rank.
+  if (name == "cpu") return Hardware{"cpu", 380e9, 0.45, 15e9, 5e9, 5e9, 1 << 20, 4};
+  if (name == "h100" || name == "h100x8-nvlink") return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8, 2};
+  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8, 2};
+  return InvalidArgument("--hardware: unknown \"" + name + "\" (expected cpu, h100, h200 or h100x8-nvlink)");
+}
+
+namespace {
+
+double elems(const ir::Program& p, int s) { return double(p.slots[s].type.shape.numel()); }
+
+// A group of P ranks spans nodes when P exceeds a node (SP groups are consecutive ranks).
+double bandwidth(const Hardware& hw, ir::MeshGroup g, int64_t size, int world) {
+  const int64_t span = g == ir::MeshGroup::sp_outer ? size * (world / std::max<int64_t>(size, 1)) : size;
+  return span > hw.ranks_per_node || (g == ir::MeshGroup::world && world > hw.ranks_per_node) ? hw.inter_bw
+                                                                                             : hw.intra_bw;
+}
+
+int64_t group_size(const ir::Attrs& a) {
+  return std::visit(
+      [](const auto& s) -> int64_t {
+        if constexpr (requires { s.size; })
+          return s.size;
+        else
+          return 1;
+      },
+      a);
+}
+
+}  // namespace
+
+double comm_bytes(const ir::Program& p, const ir::Instr& ins, const Hardware& hw) {
+  const double P = double(group_size(ins.attrs));
+  const auto& in = ins.in;
+  switch (ins.op) {
+    case ir::Op::all_to_all: return elems(p, in[0]) * hw.act_bytes * (P - 1) / P;
+    case ir::Op::all_gather: {  // activations or parameters at hw.act_bytes; token ids as they are
+      const DType t = p.slots[in[0]].type.dtype;
+      return elems(p, in[0]) * (t == DType::f32 ? hw.act_bytes : double(dtype_size(t))) * (P - 1);
+    }
+    case ir::Op::reduce_scatter: return elems(p, in[0]) * 4.0 * (P - 1) / P;
+    case ir::Op::all_reduce: return 2.0 * elems(p, in[0]) * 4.0 * (P - 1) / P;
+    case ir::Op::send_recv: return elems(p, in[0]) * hw.act_bytes;
+    case ir::Op::ring_attention:
+    case ir::Op::ring_attention_backward: {
+      const double kv = (elems(p, in[1]) + elems(p, in[2])) * hw.act_bytes;
+      return kv * (P - 1) * (ins.op == ir::Op::ring_attention ? 1.0 : 2.0);
+    }
+    default: return 0;
+  }
+}
+
+StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap) {
+  StepCost c;
+  double mem_bytes = 0;
+  for (const ir::Instr& ins : p.instrs) {
+    const auto& in = ins.in;
+    switch (ins.op) {
+      case ir::Op::matmul: {
+        const Shape& o = p.slots[ins.out[0]].type.shape;
+        const auto& a = std::get<ir::MatmulAttrs>(ins.attrs);
+        const Shape& sa = p.slots[in[0]].type.shape;
+        const double k = double(a.trans_a ? sa[-2] : sa[-1]);
+        c.flops += 2.0 * double(o.numel()) * k;
+        break;
+      }
+      case ir::Op::attention:
+      case ir::Op::attention_backward:
+      case ir::Op::ring_attention:
+      case ir::Op::ring_attention_backward: {
+        const Shape& q = p.slots[in[0]].type.shape;
+        const bool ring = ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward;
+        const bool causal = ring ? std::get<ir::RingAttentionAttrs>(ins.attrs).causal
+                                 : std::get<ir::AttentionAttrs>(ins.attrs).causal;
+        const double keys = double(q[1]) * (ring ? double(std::get<ir::RingAttentionAttrs>(ins.attrs).size) : 1.0);
+        const double fwd = 4.0 * double(q[0]) * double(q[2]) * double(q[1]) * keys * double(q[3]) * (causal ? 0.5 : 1);
+        const bool bwd = ins.op == ir::Op::attention_backward || ins.op == ir::Op::ring_attention_backward;
+        c.flops += bwd ? 2.5 * fwd : fwd;
+        break;
+      }
+      case ir::Op::cross_entropy:
+      case ir::Op::cross_entropy_backward: {
+        const Shape& h = p.slots[in[0]].type.shape;
+        const double n = double(h.numel() / h[-1]), d = double(h[-1]), v = double(p.slots[in[1]].type.shape[0]);
+        c.flops += (ins.op == ir::Op::cross_entropy ? 2.0 : 6.0) * n * d * v;  // backward recomputes the logits
+        break;
+      }
+      default:
+        if (ir::is_collective(ins.op)) break;
+        for (int s : ins.in) mem_bytes += elems(p, s) * hw.act_bytes;
+        for (int s : ins.out) mem_bytes += elems(p, s) * hw.act_bytes;
+        break;
+    }
+    const double bytes = comm_bytes(p, ins, hw);
+    if (bytes > 0) {
+      const double bw = std::visit(
+          [&](const auto& at) -> double {
+            if constexpr (requires { at.group; at.size; })
+              return bandwidth(hw, at.group, at.size, world);
+            else
+              return hw.intra_bw;
+          },
+          ins.attrs);
+      c.comm_s += bytes / bw;
+    }
+  }
+  c.compute_s = c.flops / (hw.peak_flops * hw.matmul_eff);
+  c.memory_s = mem_bytes / hw.hbm_bw;
+  // Overlap hides communication behind compute, but not all of it: the first Q/K/V
+  // all-to-alls and the last gradient buckets sit on the critical path. Modelled as hiding
+  // up to half of the compute time, and never more than 80% of the communication.
+  c.exposed_comm_s = overlap ? std::max(0.2 * c.comm_s, c.comm_s - 0.5 * (c.compute_s + c.memory_s)) : c.comm_s;
+  return c;
+}
+
+}  // namespace autosp::sp

@@ -1,0 +1,50 @@
+// The cost model: per-hardware constants and a step-time prediction for a lowered program,
+// from its FLOPs (matmul, attention, fused cross-entropy), the bytes its memory-bound ops
+// move, and the bytes its collectives send over the links their group spans. Used by
+// `--plan --hardware` (predicted step time and MFU) and by sp_strategy "auto" (bandwidth-
+// weighted communication per strategy).
+#pragma once
+#include <string>
+
+#include "core/status.h"
+#include "ir/program.h"
+
+namespace autosp::sp {
+
+struct Hardware {
+  std::string name;
+  double peak_flops;     // dense matmul FLOP/s per rank (bf16 on GPUs, fp32 on the CPU)
+  double matmul_eff;     // fraction of peak large GEMMs and flash attention reach
+  double hbm_bw;         // memory bandwidth per rank, bytes/s (memory-bound ops)
+  double intra_bw;       // per-rank all-to-all / ring bandwidth inside a node, bytes/s
+  double inter_bw;       // per-rank bandwidth across nodes (one NIC per rank), bytes/s
+  int ranks_per_node;
+  double act_bytes;      // bytes per activation element on this hardware (bf16: 2, fp32: 4)
+};
+
+// "cpu" (this 2-core class of machine, fp32), "h100", "h200", "h100x8-nvlink". Numbers:
+// 989 TFLOP/s dense bf16; HBM 3.35 TB/s (H100) and 4.8 TB/s (H200); NVLink all-to-all bus
+// bandwidth ~370 GB/s per GPU; InfiniBand 400 Gb/s ~48 GB/s per NIC; 8 GPUs per node.
+StatusOr<Hardware> hardware(const std::string& name);
+
+struct StepCost {
+  double flops = 0;           // executed (recompute included)
+  double compute_s = 0;       // matmul-class work at peak × efficiency
+  double memory_s = 0;        // memory-bound ops at HBM bandwidth
+  double comm_s = 0;          // all collectives, serially
+  double exposed_comm_s = 0;  // what overlap cannot hide
+  double step_s() const { return compute_s + memory_s + exposed_comm_s; }
+};
+
+// Bytes one rank sends for a communication instruction (0 for others), by the algorithm each
+// collective uses: all_to_all keeps 1/P of its input; all_gather sends its piece to P-1
+// peers; reduce_scatter and all_reduce run as rings ((P-1)/P of the data, twice for
+// all_reduce) in fp32; a ring attention sends its K/V block P-1 times (the backward also the
+// dK/dV accumulators). Activations count hw.act_bytes per element.
+double comm_bytes(const ir::Program& p, const ir::Instr& ins, const Hardware& hw);
+
+// `world` ranks, `sp_inner` the size of the inner (intra-node) SP groups; overlap as the
+// schedule would run it. The program's f32 activations are costed at hw.act_bytes.
+StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap);
+
+}  // namespace autosp::sp

@@ -1,0 +1,36 @@
+// The cost model counts what the kernels do: 2·M·N·K for a matmul, 4·B·H·T²·D (half when
+// causal) for attention forward and 2.5x that backward, and the collectives' bytes by their
+// algorithms; hardware presets are the documented numbers.
+#include <catch2/catch.hpp>
+
+#include "ir/builder.h"
+#include "sp_compiler/cost_model.h"
+#include "sp_compiler/lower.h"
+
+using namespace autosp;
+
+TEST_CASE("the cost model counts matmul and attention FLOPs and collective bytes", "[cost]") {
+  ir::Graph g;
+  ir::Builder b(g);
+  ir::ValueId x = b.input("x", DType::f32, {2, 64, 32});
+  ir::ValueId w = b.input("w", DType::f32, {48, 32});
+  ir::ValueId y = b.linear(x, w);  // 2·(2·64)·48·32 FLOPs
+  ir::ValueId q = b.input("q", DType::f32, {1, 128, 4, 16});
+  auto att = b.attention(q, q, q, std::nullopt, /*causal=*/true);
+  ir::ValueId r = b.op1(ir::Op::all_reduce, {y}, ir::GroupAttrs{ir::MeshGroup::world, 4});
+  b.output("r", r);
+  b.output("o", att.o);
+  const ir::Program p = sp::lower(g).value();
+  const sp::Hardware hw = sp::hardware("h100").value();
+  const sp::StepCost c = sp::predict_step(p, hw, 4, /*overlap=*/false);
+  const double matmul = 2.0 * 128 * 48 * 32, attention = 4.0 * 1 * 4 * 128 * 128 * 16 * 0.5;
+  CHECK(c.flops == Approx(matmul + attention).epsilon(1e-12));
+  CHECK(c.compute_s == Approx(c.flops / (989e12 * 0.6)));
+  // all_reduce of 2·64·48 fp32 elements over 4 ranks, as a ring: 2·(3/4) of the bytes.
+  const double bytes = 2.0 * (2 * 64 * 48) * 4.0 * 3.0 / 4.0;
+  CHECK(c.comm_s == Approx(bytes / 370e9));
+  CHECK(c.exposed_comm_s == c.comm_s);  // no overlap asked
+  CHECK(sp::predict_step(p, hw, 4, true).exposed_comm_s < c.comm_s);
+  CHECK_FALSE(sp::hardware("tpu").ok());
+  CHECK(sp::hardware("h200").value().hbm_bw == 4.8e12);
+}
