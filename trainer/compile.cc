@@ -1,5 +1,8 @@
 #include "trainer/compile.h"
 
+#include <fstream>
+
+#include "ir/program_printer.h"
 #include "models/model.h"
 #include "sp_compiler/autodiff.h"
 #include "sp_compiler/lower.h"
@@ -21,7 +24,14 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
       .add(sp::make_zero_shard_pass(zero))
       .add(sp::make_recompute_pass(policy));
   RETURN_IF_ERROR(pipeline.run(g, {dump_ir_dir}));
-  return sp::lower(g, {overlap});
+  ASSIGN_OR_RETURN(ir::Program p, sp::lower(g, {overlap}));
+  if (!dump_ir_dir.empty()) {  // after the passes' NN-<pass>.ir files: the scheduled program
+    const std::string path = dump_ir_dir + "/05-lowered.program";
+    std::ofstream f(path);
+    f << ir::print_program(p);
+    if (!f) return IoError("--dump-ir: cannot write " + path);
+  }
+  return p;
 }
 
 }  // namespace
