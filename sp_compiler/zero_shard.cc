@@ -108,14 +108,18 @@ class ZeroShard final : public Pass {
 
   // Stage 3: each bucket's parameters come from all_gather(param_shard) + unpack, emitted
   // right before the bucket's first use in forward and again before its first use in
-  // backward (nodes that depend on the loss seed; none in a forward-only graph).
+  // backward (from the first node that depends on the loss seed; none in a forward-only graph).
   Status shard_parameters(ir::Graph& g, const ir::BucketPlan& plan, ValueId seed) {
+    // The backward phase starts at the first node that depends on the loss seed; everything
+    // after it (recomputed forward nodes included) reads the backward's gather.
     std::vector<bool> backward_value(g.values.size(), false);
     if (seed != ir::kNoValue) backward_value[seed] = true;
     std::vector<bool> is_backward(g.nodes.size(), false);
+    bool in_backward = false;
     for (size_t i = 0; i < g.nodes.size(); ++i) {
-      for (ValueId v : g.nodes[i].inputs) is_backward[i] = is_backward[i] || backward_value[v];
-      for (ValueId v : g.nodes[i].outputs) backward_value[v] = is_backward[i];
+      for (ValueId v : g.nodes[i].inputs) in_backward = in_backward || backward_value[v];
+      is_backward[i] = in_backward;
+      for (ValueId v : g.nodes[i].outputs) backward_value[v] = in_backward;
     }
     std::map<ValueId, std::pair<size_t, size_t>> where;  // param -> (bucket, index in bucket)
     std::vector<ValueId> shard_args;

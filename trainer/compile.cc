@@ -21,8 +21,10 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
   sp::Pipeline pipeline;
   pipeline.add(sp::make_shard_sequence_pass(c.mesh))
       .add(sp::make_autodiff_pass(c.mesh.world()))
-      .add(sp::make_zero_shard_pass(zero))
-      .add(sp::make_recompute_pass(policy));
+      // Recompute sees parameters by name (their layers); ZeRO-3 then gathers a bucket again
+      // for the backward phase, recomputed forward nodes included.
+      .add(sp::make_recompute_pass(policy))
+      .add(sp::make_zero_shard_pass(zero));
   RETURN_IF_ERROR(pipeline.run(g, {dump_ir_dir}));
   ASSIGN_OR_RETURN(ir::Program p, sp::lower(g, {overlap}));
   if (!dump_ir_dir.empty()) {  // after the passes' NN-<pass>.ir files: the scheduled program

@@ -1,5 +1,5 @@
 // Compiles a config into the programs every rank runs: the model's forward graph, the SP
-// plan, then shard_sequence → autodiff → zero_shard → recompute → lower (schedule, memory
+// plan, then shard_sequence → autodiff → recompute → zero_shard → lower (schedule, memory
 // plan) for the training step and shard_sequence → zero_shard → lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
 #pragma once
 #include <string>
