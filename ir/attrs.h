@@ -135,6 +135,5 @@ using Attrs = std::variant<NoAttrs, MatmulAttrs, ScaleAttrs, NormAttrs, RopeAttr
 
 // unpack's shape list encoding (ir/ops_bucket.cc).
 std::vector<int64_t> encode_shapes(const std::vector<Shape>& shapes);
-std::vector<Shape> decode_shapes(const std::vector<int64_t>& encoded);
 
 }  // namespace autosp::ir

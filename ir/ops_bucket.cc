@@ -4,17 +4,6 @@
 
 namespace autosp::ir {
 
-std::vector<Shape> decode_shapes(const std::vector<int64_t>& enc) {
-  std::vector<Shape> out;
-  for (size_t i = 0; i < enc.size();) {
-    const int64_t rank = enc[i++];
-    AUTOSP_CHECK(rank >= 0 && i + size_t(rank) <= enc.size()) << "malformed unpack shapes";
-    out.emplace_back(std::vector<int64_t>(enc.begin() + int64_t(i), enc.begin() + int64_t(i) + rank));
-    i += size_t(rank);
-  }
-  return out;
-}
-
 std::vector<int64_t> encode_shapes(const std::vector<Shape>& shapes) {
   std::vector<int64_t> enc;
   for (const Shape& s : shapes) {

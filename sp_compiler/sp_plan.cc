@@ -124,7 +124,6 @@ StatusOr<SpPlan> plan_sequence_parallel(const ir::Graph& g, const SpOptions& opt
     dec.outer = pick->outer;
     dec.kv_repeat = pick->repeat;
     dec.comm_elems = pick->elems;
-    dec.comm_cost = pick->cost;
     AUTOSP_LOG(1) << "shard_sequence: attention node " << i << " (" << h << " heads, " << hkv << " kv heads): "
                   << strategy_name(dec.strategy) << " " << dec.inner << "x" << dec.outer << ", " << dec.reason;
     if (dec.strategy != Strategy::ulysses) {

@@ -34,7 +34,6 @@ struct AttentionDecision {
   int inner = 1, outer = 1;  // Ulysses degree × ring degree (ulysses: sp×1, ring: 1×sp)
   int kv_repeat = 1;         // K/V heads repeated so the Ulysses degree divides them
   int64_t comm_elems = 0;    // forward elements sent per rank
-  double comm_cost = 0;      // the same, weighted by the links they cross (what auto minimises)
   std::string reason;
 };
 

@@ -62,7 +62,6 @@ class Trainer {
   int rank() const { return world_ ? world_->rank() : 0; }
   // The training step's executor (per-op timings for --profile, traces for --trace).
   runtime::Executor& train_executor() { return *train_; }
-  runtime::Communicator* world() const { return world_; }
   int world_size() const { return world_ ? world_->size() : 1; }
 
  private:
