@@ -53,10 +53,7 @@ ir::Graph gpt2(const ModelConfig& c, const StepShape& s) {
   }
   x = layer_norm(x, "transformer.ln_f");
   ir::ValueId head = c.tie_embeddings ? wte : b.param("lm_head.weight", {c.vocab_size, D}, normal);
-  auto ce = b.cross_entropy(x, head, targets);
-  b.output("loss", b.div(ce.sum, ce.count));
-  b.output("loss_sum", ce.sum);
-  b.output("count", ce.count);
+  lm_loss(b, x, head, targets);
   return g;
 }
 

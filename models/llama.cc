@@ -53,10 +53,7 @@ ir::Graph llama(const ModelConfig& c, const StepShape& s) {
   ir::ValueId norm = b.param("model.norm.weight", {D}, ones);
   x = b.rms_norm(x, norm, c.norm_eps);
   ir::ValueId head = c.tie_embeddings ? embed : b.param("lm_head.weight", {c.vocab_size, D}, normal);
-  auto ce = b.cross_entropy(x, head, targets);
-  b.output("loss", b.div(ce.sum, ce.count));
-  b.output("loss_sum", ce.sum);
-  b.output("count", ce.count);
+  lm_loss(b, x, head, targets);
   return g;
 }
 

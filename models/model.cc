@@ -31,6 +31,13 @@ StatusOr<ir::Graph> build(const ModelConfig& cfg, const StepShape& shape) {
   return cfg.arch == "llama" ? llama(cfg, shape) : gpt2(cfg, shape);
 }
 
+void lm_loss(ir::Builder& b, ir::ValueId hidden, ir::ValueId head, ir::ValueId targets) {
+  auto ce = b.cross_entropy(hidden, head, targets);
+  b.output("loss", b.div(ce.sum, ce.count));
+  b.output("loss_sum", ce.sum);
+  b.output("count", ce.count);
+}
+
 int64_t num_params(const ir::Graph& g) {
   int64_t n = 0;
   for (ir::ValueId p : g.params()) n += g.type(p).shape.numel();

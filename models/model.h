@@ -7,6 +7,7 @@
 // in HF's [out_features, in_features] layout.
 #pragma once
 #include "core/status.h"
+#include "ir/builder.h"
 #include "ir/graph.h"
 #include "models/model_config.h"
 
@@ -26,7 +27,12 @@ StatusOr<ir::Graph> build(const ModelConfig& cfg, const StepShape& shape);
 ir::Graph llama(const ModelConfig& cfg, const StepShape& shape);
 ir::Graph gpt2(const ModelConfig& cfg, const StepShape& shape);
 
-// Parameter count, and the dense (non-embedding-lookup) part used for FLOP estimates.
+// Parameter count.
 int64_t num_params(const ir::Graph& g);
+
+// The LM head and loss every model ends with: fused cross-entropy of the final hidden states
+// against `head` ([vocab, d_model]; the embedding table when tied) and the outputs loss (mean
+// over scored tokens), loss_sum and count.
+void lm_loss(ir::Builder& b, ir::ValueId hidden, ir::ValueId head, ir::ValueId targets);
 
 }  // namespace autosp::models

@@ -64,6 +64,16 @@ inline StepRecord record_steps(trainer::Trainer& t, int steps, std::string& erro
   return r;
 }
 
+// `steps` steps in one process (no communicator); aborts the test binary on failure.
+inline StepRecord record_single(const trainer::Options& o, int steps) {
+  auto t = trainer::Trainer::create(o);
+  AUTOSP_CHECK(t.ok()) << t.status().message();
+  std::string error;
+  StepRecord r = record_steps(*t.value(), steps, error);
+  AUTOSP_CHECK(error.empty()) << error;
+  return r;
+}
+
 // "" when `got` matches `ref`; otherwise what differs. The loss bound grows with the step
 // because round-off differences pass through Adam's updates.
 inline std::string compare_records(const StepRecord& ref, const StepRecord& got, double loss_rtol = 2e-6) {

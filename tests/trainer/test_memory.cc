@@ -19,25 +19,16 @@ Options with(std::vector<std::string> sets) {
   return sp_test_options(sets);
 }
 
-StepRecord run(const Options& o, int steps) {
-  auto t = Trainer::create(o);
-  REQUIRE(t.ok());
-  std::string error;
-  StepRecord r = record_steps(*t.value(), steps, error);
-  REQUIRE(error.empty());
-  return r;
-}
-
 }  // namespace
 
 TEST_CASE("recompute policies give bit-identical losses and gradients, with less activation memory",
           "[memory][recompute]") {
-  const StepRecord none = run(with({"train.recompute=none"}), 3);
+  const StepRecord none = record_single(with({"train.recompute=none"}), 3);
   int64_t previous_arena = INT64_MAX;
   for (const char* policy : {"none", "selective", "layer"}) {
     DYNAMIC_SECTION(policy) {
       const Options o = with({std::string("train.recompute=") + policy});
-      const StepRecord r = run(o, 3);
+      const StepRecord r = record_single(o, 3);
       CHECK(r.losses == none.losses);  // the same kernels on the same inputs: exact
       CHECK(r.grads == none.grads);
       auto c = trainer::compile(o, 1);

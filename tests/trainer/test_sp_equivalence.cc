@@ -15,15 +15,6 @@ using autosp::trainer::Trainer;
 
 namespace {
 
-StepRecord single(const Options& o, int steps) {
-  auto t = Trainer::create(o);
-  REQUIRE(t.ok());
-  std::string error;
-  StepRecord r = record_steps(*t.value(), steps, error);
-  REQUIRE(error.empty());
-  return r;
-}
-
 // Runs `world` ranks as threads; returns rank 0's record after checking all ranks agree.
 StepRecord parallel(const Options& o, int world, int steps) {
   std::vector<StepRecord> per_rank(world);
@@ -75,7 +66,7 @@ TEST_CASE("sequence-parallel training equals sp=1: loss and every parameter grad
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.name) {
       const Options o = sp_test_options(c.sets);
-      const StepRecord ref = single(reference_options(o, c.world), 1);
+      const StepRecord ref = record_single(reference_options(o, c.world), 1);
       const StepRecord got = parallel(o, c.world, 1);
       if (c.expect_strategy)
         for (const std::string& s : got.strategies) CHECK(s == c.expect_strategy);
@@ -86,7 +77,7 @@ TEST_CASE("sequence-parallel training equals sp=1: loss and every parameter grad
 
 TEST_CASE("the tiny config: 30 steps at sp=2 follow the sp=1 loss curve", "[sp][equivalence][train]") {
   const Options o = sp_test_options({"parallel.sp=2", "train.steps=30"}, /*full_size=*/true);
-  const StepRecord ref = single(reference_options(o, 2), 30);
+  const StepRecord ref = record_single(reference_options(o, 2), 30);
   const StepRecord got = parallel(o, 2, 30);
   CHECK(compare_records(ref, got, 1e-5) == "");
   CHECK(got.losses.back() < got.losses.front() - 1.0);

@@ -17,14 +17,7 @@ using autosp::trainer::Trainer;
 
 namespace {
 
-std::vector<double> losses_single(const Options& o, int steps) {
-  auto t = Trainer::create(o);
-  REQUIRE(t.ok());
-  std::string error;
-  auto r = record_steps(*t.value(), steps, error);
-  REQUIRE(error.empty());
-  return r.losses;
-}
+std::vector<double> losses_single(const Options& o, int steps) { return record_single(o, steps).losses; }
 
 // Rank 0's losses; every rank must see the same.
 std::vector<double> losses_parallel(const Options& o, int world, int steps, const std::string& resume = "",
