@@ -18,7 +18,7 @@ run() {  # config stage -> "persistent ms"
     --set train.steps=4 --set log.every=2 --set train.eval_every=0 --set data.val= --set checkpoint.every=0 \
     --set log.metrics_file= 2>&1)
   local mem ms
-  mem=$(grep -E '^persistent memory per rank' <<<"$out" | sed -E 's/.*total (.*)$/\1/')
+  mem=$(grep -E '^persistent memory per rank' <<<"$out" | sed -E 's/.*total ([^;]*);.*/\1/')
   ms=$(grep -E '^step +[0-9]+/' <<<"$out" | tail -1 | sed -E 's/.*\| ([0-9.]+) ms\/step.*/\1/')
   echo "$mem|$ms"
 }

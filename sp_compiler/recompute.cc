@@ -13,12 +13,14 @@ const char* recompute_name(RecomputePolicy p) {
     case RecomputePolicy::none: return "none";
     case RecomputePolicy::selective: return "selective";
     case RecomputePolicy::layer: return "layer";
+    case RecomputePolicy::full: return "full";
   }
   return "?";
 }
 
 StatusOr<RecomputePolicy> parse_recompute(const std::string& name) {
-  for (RecomputePolicy p : {RecomputePolicy::none, RecomputePolicy::selective, RecomputePolicy::layer})
+  for (RecomputePolicy p :
+       {RecomputePolicy::none, RecomputePolicy::selective, RecomputePolicy::layer, RecomputePolicy::full})
     if (name == recompute_name(p)) return p;
   return InvalidArgument("train.recompute: unknown policy \"" + name + "\"");
 }
@@ -49,11 +51,12 @@ bool cheap(Op op) {
   }
 }
 
-// Never recomputed: communication, attention (backward needs only O and LSE), the loss,
-// parameter buckets, and anything reading the loss seed.
-bool always_kept(Op op) {
-  return ir::is_collective(op) || op == Op::attention || op == Op::ring_attention || op == Op::cross_entropy ||
-         op == Op::pack || op == Op::unpack || op == Op::embedding;
+// Never recomputed: attention (backward needs only O and LSE), the loss, parameter buckets,
+// the embedding, and — except under "full" — communication.
+bool always_kept(Op op, RecomputePolicy policy) {
+  if (ir::is_collective(op)) return policy != RecomputePolicy::full;
+  return op == Op::attention || op == Op::ring_attention || op == Op::cross_entropy || op == Op::pack ||
+         op == Op::unpack || op == Op::embedding;
 }
 
 class Recompute final : public Pass {
@@ -82,12 +85,12 @@ class Recompute final : public Pass {
     std::vector<bool> recompute(n, false);
     const std::vector<int> layer = layers(g, is_bwd);
     for (size_t i = 0; i < n; ++i) {
-      if (is_bwd[i] || always_kept(g.nodes[i].op)) continue;
+      if (is_bwd[i] || always_kept(g.nodes[i].op, policy_)) continue;
       if (policy_ == RecomputePolicy::selective) {
         recompute[i] = cheap(g.nodes[i].op);
       } else {
-        // layer: recompute inside a layer; a value that leaves its layer (the next layer's
-        // input, the residual stream) is kept.
+        // layer / full: recompute inside a layer; a value that leaves its layer (the next
+        // layer's input, the residual stream) is kept.
         if (layer[i] < 0) continue;
         bool leaves = false;
         for (ValueId v : g.nodes[i].outputs)

@@ -6,9 +6,12 @@
 //   selective — recompute cheap per-token ops (norms, rope, activations, elementwise, views);
 //               keep matmul outputs, attention O/LSE, the loss;
 //   layer     — keep only each layer's input, attention O/LSE and collective results;
-//               recompute the rest of the layer (projections and MLP included) in backward.
-// Collective results are always kept, so recompute never repeats communication, and
-// attention is never recomputed (its backward needs only O and LSE).
+//               recompute the rest of the layer (projections and MLP included) in backward;
+//   full      — keep only each layer's input and attention O/LSE: the layer's collectives
+//               (Ulysses all-to-alls) run again in backward, trading communication for the
+//               memory of their results.
+// Below "full", collective results are kept, so recompute never repeats communication.
+// Attention is never recomputed (its backward needs only O and LSE).
 #pragma once
 #include <memory>
 #include <string>
@@ -17,7 +20,7 @@
 
 namespace autosp::sp {
 
-enum class RecomputePolicy { none, selective, layer };
+enum class RecomputePolicy { none, selective, layer, full };
 const char* recompute_name(RecomputePolicy p);
 StatusOr<RecomputePolicy> parse_recompute(const std::string& name);
 

@@ -76,7 +76,8 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
     ASSIGN_OR_RETURN(c.train, train_program(c, zero, c.recompute, opts.parallel.overlap, dump_ir_dir));
     return c;
   }
-  for (sp::RecomputePolicy p : {sp::RecomputePolicy::none, sp::RecomputePolicy::selective, sp::RecomputePolicy::layer}) {
+  for (sp::RecomputePolicy p : {sp::RecomputePolicy::none, sp::RecomputePolicy::selective, sp::RecomputePolicy::layer,
+                                sp::RecomputePolicy::full}) {
     ASSIGN_OR_RETURN(c.train, train_program(c, zero, p, opts.parallel.overlap, ""));
     c.recompute = p;
     const int64_t total = memory_plan(c).total();
@@ -89,7 +90,7 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
                            std::to_string(total >> 20) + " MiB planned of " + std::to_string(budget >> 20) + ")";
       break;
     }
-    c.recompute_reason = std::string("auto: even per-layer recompute needs ") + std::to_string(total >> 20) +
+    c.recompute_reason = std::string("auto: even full recompute needs ") + std::to_string(total >> 20) +
                          " MiB, over train.memory_gib = " + std::to_string(budget >> 20) + " MiB";
   }
   if (!dump_ir_dir.empty())  // dump the chosen pipeline

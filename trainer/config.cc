@@ -301,8 +301,8 @@ Status validate(const Options& o, int world_size, const std::string& source_name
   if (t.eval_every > 0 && d.val.empty())
     return bad("data.val", d.val, "a token file path when train.eval_every > 0 (or set train.eval_every = 0)");
   if (!one_of(t.dtype, {"f32", "bf16"})) return bad("train.dtype", t.dtype, "\"f32\" or \"bf16\"");
-  if (!one_of(t.recompute, {"auto", "none", "selective", "layer"}))
-    return bad("train.recompute", t.recompute, "\"auto\", \"none\", \"selective\" or \"layer\"");
+  if (!one_of(t.recompute, {"auto", "none", "selective", "layer", "full"}))
+    return bad("train.recompute", t.recompute, "\"auto\", \"none\", \"selective\", \"layer\" or \"full\"");
   if (!(t.memory_gib >= 0)) return bad("train.memory_gib", t.memory_gib, "≥ 0 (0 = no limit)");
 
   const auto& p = o.parallel;

@@ -43,8 +43,9 @@ struct TrainOptions {
   int64_t eval_steps = 4;       // batches per eval
   std::string dtype = "f32";    // "f32" | "bf16" (bf16 is CUDA only; the runtime rejects it on CPU)
   // Activation recompute: "none", "selective" (recompute norms, rope, activations; keep
-  // matmul outputs and attention), "layer" (keep each layer's input and attention; recompute
-  // the rest of the layer in backward), or "auto": the cheapest that fits train.memory_gib.
+  // matmul outputs and attention), "layer" (keep each layer's input, attention and collective
+  // results; recompute the rest of the layer in backward), "full" (also re-run the layer's
+  // collectives), or "auto": the least recompute that fits train.memory_gib.
   std::string recompute = "auto";
   double memory_gib = 0;        // per-rank memory budget for "auto" and --plan --max-seq; 0 = no limit
 };
