@@ -128,10 +128,21 @@ struct UnpackAttrs {
   template <class F> void fields(F&& f) { f("shapes", shapes); }
 };
 
+// split(x) cuts `axis` into parts of extents `sizes`; concat(x1, ...) joins along `axis`.
+struct SplitAttrs {
+  int64_t axis = 0;
+  std::vector<int64_t> sizes;
+  template <class F> void fields(F&& f) { f("axis", axis); f("sizes", sizes); }
+};
+struct ConcatAttrs {
+  int64_t axis = 0;
+  template <class F> void fields(F&& f) { f("axis", axis); }
+};
+
 using Attrs = std::variant<NoAttrs, MatmulAttrs, ScaleAttrs, NormAttrs, RopeAttrs, ShapeAttrs, PermuteAttrs,
                            AttentionAttrs, CrossEntropyAttrs, ReduceAttrs, BroadcastAttrs,
                            EmbeddingBackwardAttrs, AllToAllAttrs, AxisCollectiveAttrs, GroupAttrs, SendRecvAttrs,
-                           RingAttentionAttrs, PackAttrs, UnpackAttrs>;
+                           RingAttentionAttrs, PackAttrs, UnpackAttrs, SplitAttrs, ConcatAttrs>;
 
 // unpack's shape list encoding (ir/ops_bucket.cc).
 std::vector<int64_t> encode_shapes(const std::vector<Shape>& shapes);

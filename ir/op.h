@@ -18,7 +18,9 @@
   X(all_to_all) X(all_gather) X(reduce_scatter) X(all_reduce) X(send_recv)             \
   X(ring_attention) X(ring_attention_backward)                                          \
   /* flat parameter buckets (ZeRO) */                                                  \
-  X(pack) X(unpack)
+  X(pack) X(unpack)                                                                    \
+  /* sequence chunking (chunked MLP) */                                                \
+  X(split) X(concat)
 
 namespace autosp::ir {
 

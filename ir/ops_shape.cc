@@ -122,4 +122,61 @@ Status vjp_broadcast(Builder& b, const Node& n, const std::vector<ValueId>& og, 
   return Status::Ok();
 }
 
+// split(x) {axis, sizes} -> one part per size; sizes sum to the axis' extent.
+Status infer_split(const Graph& g, const Node& n, std::vector<TensorType>& out) {
+  const auto& x = g.type(n.inputs[0]);
+  const auto& a = std::get<SplitAttrs>(n.attrs);
+  RETURN_IF_ERROR(expect(a.axis >= 0 && a.axis < x.shape.rank(), g, n, 0, "an axis " + std::to_string(a.axis)));
+  int64_t total = 0;
+  bool positive = !a.sizes.empty();
+  for (int64_t s : a.sizes) {
+    total += s;
+    positive = positive && s > 0;
+  }
+  RETURN_IF_ERROR(expect(positive && total == x.shape[int(a.axis)], g, n, 0,
+                         "positive part sizes summing to axis " + std::to_string(a.axis) + "'s extent"));
+  out.clear();
+  for (int64_t s : a.sizes) {
+    TensorType t = x;
+    t.shape[int(a.axis)] = s;
+    out.push_back(t);
+  }
+  return Status::Ok();
+}
+
+Status vjp_split(Builder& b, const Node& n, const std::vector<ValueId>& og, const std::vector<bool>&,
+                 std::vector<ValueId>& ig) {
+  for (ValueId v : og)
+    if (v == kNoValue) return InvalidArgument("split: a part does not affect the loss");
+  ig[0] = b.op1(Op::concat, og, ConcatAttrs{std::get<SplitAttrs>(n.attrs).axis});
+  return Status::Ok();
+}
+
+// concat(x1, ..., xn) {axis}: equal types but for the axis.
+Status infer_concat(const Graph& g, const Node& n, std::vector<TensorType>& out) {
+  const int64_t axis = std::get<ConcatAttrs>(n.attrs).axis;
+  TensorType t = g.type(n.inputs[0]);
+  RETURN_IF_ERROR(expect(axis >= 0 && axis < t.shape.rank(), g, n, 0, "an axis " + std::to_string(axis)));
+  for (size_t i = 1; i < n.inputs.size(); ++i) {
+    TensorType u = g.type(n.inputs[i]);
+    const int64_t extent = u.shape[int(axis)];
+    u.shape[int(axis)] = t.shape[int(axis)];
+    RETURN_IF_ERROR(expect(u == t, g, n, int(i), "the type of operand 0 except along axis " + std::to_string(axis)));
+    t.shape[int(axis)] += extent;
+  }
+  out = {t};
+  return Status::Ok();
+}
+
+Status vjp_concat(Builder& b, const Node& n, const std::vector<ValueId>& og, const std::vector<bool>& needs,
+                  std::vector<ValueId>& ig) {
+  const int64_t axis = std::get<ConcatAttrs>(n.attrs).axis;
+  std::vector<int64_t> sizes;
+  for (ValueId v : n.inputs) sizes.push_back(b.shape(v)[int(axis)]);
+  auto parts = b.op(Op::split, {og[0]}, SplitAttrs{axis, sizes});
+  for (size_t i = 0; i < parts.size(); ++i)
+    if (needs[i]) ig[i] = parts[i];
+  return Status::Ok();
+}
+
 }  // namespace autosp::ir::rules

@@ -53,6 +53,8 @@ const std::array<OpInfo, kNumOps> kOps = {{
     R(ring_attention_backward, 7, 8, 3, RingAttentionAttrs{}, nullptr),
     R(pack, 1, 1 << 20, 1, PackAttrs{}, vjp_pack),
     R(unpack, 1, 1, kVariadicOutputs, UnpackAttrs{}, vjp_unpack),
+    R(split, 1, 1, kVariadicOutputs, SplitAttrs{}, vjp_split),
+    R(concat, 1, 1 << 20, 1, ConcatAttrs{}, vjp_concat),
 }};
 #undef R
 #undef R2

@@ -15,7 +15,8 @@ constexpr const char* kAttrsNames[] = {"NoAttrs",     "MatmulAttrs",    "ScaleAt
                                        "RopeAttrs",   "ShapeAttrs",     "PermuteAttrs",    "AttentionAttrs",
                                        "CrossEntropyAttrs", "ReduceAttrs", "BroadcastAttrs", "EmbeddingBackwardAttrs",
                                        "AllToAllAttrs", "AxisCollectiveAttrs", "GroupAttrs", "SendRecvAttrs",
-                                       "RingAttentionAttrs", "PackAttrs", "UnpackAttrs"};
+                                       "RingAttentionAttrs", "PackAttrs", "UnpackAttrs", "SplitAttrs",
+                                       "ConcatAttrs"};
 static_assert(std::size(kAttrsNames) == std::variant_size_v<Attrs>, "name every Attrs alternative");
 
 constexpr int kUndefined = -2, kByArg = -1;  // else: index of the defining node

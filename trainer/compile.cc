@@ -5,6 +5,7 @@
 #include "ir/program_printer.h"
 #include "models/model.h"
 #include "sp_compiler/autodiff.h"
+#include "sp_compiler/chunk_mlp.h"
 #include "sp_compiler/lower.h"
 #include "sp_compiler/shard_sequence.h"
 #include "sp_compiler/zero_shard.h"
@@ -16,10 +17,11 @@ namespace {
 
 // The training program under one recompute policy (the eval program does not depend on it).
 StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& zero, sp::RecomputePolicy policy,
-                                    bool overlap, const std::string& dump_ir_dir) {
+                                    int mlp_chunks, bool overlap, const std::string& dump_ir_dir) {
   ir::Graph g = c.forward;
   sp::Pipeline pipeline;
   pipeline.add(sp::make_shard_sequence_pass(c.mesh))
+      .add(sp::make_chunk_mlp_pass(mlp_chunks))
       .add(sp::make_autodiff_pass(c.mesh.world()))
       // Recompute sees parameters by name (their layers); ZeRO-3 then gathers a bucket again
       // for the backward phase, recomputed forward nodes included.
@@ -28,7 +30,7 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
   RETURN_IF_ERROR(pipeline.run(g, {dump_ir_dir}));
   ASSIGN_OR_RETURN(ir::Program p, sp::lower(g, {overlap}));
   if (!dump_ir_dir.empty()) {  // after the passes' NN-<pass>.ir files: the scheduled program
-    const std::string path = dump_ir_dir + "/05-lowered.program";
+    const std::string path = dump_ir_dir + "/06-lowered.program";
     std::ofstream f(path);
     f << ir::print_program(p);
     if (!f) return IoError("--dump-ir: cannot write " + path);
@@ -64,37 +66,50 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
   ir::Graph eval_graph = c.forward;
   sp::Pipeline eval_pipeline;
   eval_pipeline.add(sp::make_shard_sequence_pass(c.mesh)).add(sp::make_zero_shard_pass(zero));
+  // (The eval program keeps the MLP whole: without a backward its intermediates die at once.)
   RETURN_IF_ERROR(eval_pipeline.run(eval_graph, {}));
   ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph, {opts.parallel.overlap}));
 
-  // Recompute: the configured policy, or under "auto" the cheapest (least recomputation)
-  // whose planned memory fits train.memory_gib.
+  // Recompute (and MLP chunking): as configured, or under "auto" the first of these, in order
+  // of increasing recomputation, whose planned memory fits train.memory_gib.
   const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
+  const int chunks = int(opts.train.mlp_chunks);  // 0: auto
+  using P = sp::RecomputePolicy;
+  std::vector<std::pair<P, int>> candidates;
   if (opts.train.recompute != "auto") {
-    ASSIGN_OR_RETURN(c.recompute, sp::parse_recompute(opts.train.recompute));
-    c.recompute_reason = "train.recompute = " + opts.train.recompute;
-    ASSIGN_OR_RETURN(c.train, train_program(c, zero, c.recompute, opts.parallel.overlap, dump_ir_dir));
-    return c;
+    ASSIGN_OR_RETURN(P p, sp::parse_recompute(opts.train.recompute));
+    candidates.push_back({p, std::max(chunks, 1)});
+    if (chunks == 0)
+      for (int n : {4, 16}) candidates.push_back({p, n});
+  } else {
+    for (P p : {P::none, P::selective, P::layer, P::full}) candidates.push_back({p, std::max(chunks, 1)});
+    if (chunks == 0)
+      for (int n : {4, 16}) candidates.push_back({P::full, n});
   }
-  for (sp::RecomputePolicy p : {sp::RecomputePolicy::none, sp::RecomputePolicy::selective, sp::RecomputePolicy::layer,
-                                sp::RecomputePolicy::full}) {
-    ASSIGN_OR_RETURN(c.train, train_program(c, zero, p, opts.parallel.overlap, ""));
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    const auto [p, n] = candidates[k];
+    ASSIGN_OR_RETURN(c.train, train_program(c, zero, p, n, opts.parallel.overlap, ""));
     c.recompute = p;
+    c.mlp_chunks = n;
     const int64_t total = memory_plan(c).total();
+    const std::string what = std::string(sp::recompute_name(p)) + (n > 1 ? " with the MLP in " + std::to_string(n) +
+                                                                               " sequence chunks" : "");
     if (budget == 0) {
-      c.recompute_reason = "auto: no memory budget (train.memory_gib = 0), so nothing is recomputed";
+      c.recompute_reason = opts.train.recompute == "auto" ? "auto: no memory budget (train.memory_gib = 0)"
+                                                          : "train.recompute = " + opts.train.recompute;
       break;
     }
     if (total <= budget) {
-      c.recompute_reason = std::string("auto: the least recompute that fits train.memory_gib (") +
-                           std::to_string(total >> 20) + " MiB planned of " + std::to_string(budget >> 20) + ")";
+      c.recompute_reason = (opts.train.recompute == "auto" ? "auto: " : "train.recompute = " + opts.train.recompute + ": ") +
+                           what + " fits train.memory_gib (" + std::to_string(total >> 20) + " MiB planned of " +
+                           std::to_string(budget >> 20) + ")";
       break;
     }
-    c.recompute_reason = std::string("auto: even full recompute needs ") + std::to_string(total >> 20) +
-                         " MiB, over train.memory_gib = " + std::to_string(budget >> 20) + " MiB";
+    c.recompute_reason = "even " + what + " needs " + std::to_string(total >> 20) + " MiB, over train.memory_gib = " +
+                         std::to_string(budget >> 20) + " MiB";
   }
   if (!dump_ir_dir.empty())  // dump the chosen pipeline
-    RETURN_IF_ERROR(train_program(c, zero, c.recompute, opts.parallel.overlap, dump_ir_dir).status());
+    RETURN_IF_ERROR(train_program(c, zero, c.recompute, c.mlp_chunks, opts.parallel.overlap, dump_ir_dir).status());
   return c;
 }
 

@@ -1,6 +1,6 @@
 // Compiles a config into the programs every rank runs: the model's forward graph, the SP
-// plan, then shard_sequence → autodiff → recompute → zero_shard → lower (schedule, memory
-// plan) for the training step and shard_sequence → zero_shard → lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
+// plan, then shard_sequence → chunk_mlp → autodiff → recompute → zero_shard → lower
+// (schedule, memory plan) for the training step and shard_sequence → zero_shard → lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
 #pragma once
 #include <string>
 #include <vector>
@@ -23,6 +23,7 @@ struct Compiled {
   sp::SpPlan plan;    // strategies and token layout (trivial for one rank)
   ir::BucketPlan buckets;  // ZeRO buckets (stage 0: unused)
   sp::RecomputePolicy recompute = sp::RecomputePolicy::none;
+  int mlp_chunks = 1;  // the training step's MLPs run over this many sequence slices
   std::string recompute_reason;
   ir::Program train, eval;
 };

@@ -48,6 +48,7 @@ struct TrainOptions {
   // collectives), or "auto": the least recompute that fits train.memory_gib.
   std::string recompute = "auto";
   double memory_gib = 0;        // per-rank memory budget for "auto" and --plan --max-seq; 0 = no limit
+  int64_t mlp_chunks = 0;       // MLPs over this many sequence slices; 0 = auto (only when the budget needs it)
 };
 
 // Section "parallel".

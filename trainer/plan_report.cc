@@ -99,7 +99,9 @@ std::string format_plan(const Options& o, const Compiled& c) {
       i = j;
     }
   }
-  add("recompute: %s - %s\n", sp::recompute_name(c.recompute), c.recompute_reason.c_str());
+  add("recompute: %s%s - %s\n", sp::recompute_name(c.recompute),
+      c.mlp_chunks > 1 ? (", MLP in " + std::to_string(c.mlp_chunks) + " sequence chunks").c_str() : "",
+      c.recompute_reason.c_str());
   const auto comm = communication_per_step(c.train, c.hardware);
   if (!comm.empty()) {
     add("communication per training step, per rank:\n");

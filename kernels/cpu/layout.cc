@@ -99,4 +99,42 @@ void permute(const float* x, float* out, const std::vector<int64_t>& shape, cons
   }
 }
 
+namespace {
+// Rows before the axis, and bytes of one index step along it (everything after the axis).
+std::pair<int64_t, int64_t> outer_inner(const std::vector<int64_t>& shape, int axis, int64_t elem_bytes) {
+  int64_t outer = 1, inner = elem_bytes;
+  for (int d = 0; d < axis; ++d) outer *= shape[d];
+  for (size_t d = size_t(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
+  return {outer, inner};
+}
+}  // namespace
+
+void split(const void* x, const std::vector<void*>& parts, const std::vector<int64_t>& shape, int axis,
+           const std::vector<int64_t>& sizes, int64_t elem_bytes) {
+  const auto [outer, inner] = outer_inner(shape, axis, elem_bytes);
+  const int64_t row = shape[size_t(axis)] * inner;
+#pragma omp parallel for if (outer > 64)
+  for (int64_t o = 0; o < outer; ++o) {
+    const char* src = static_cast<const char*>(x) + o * row;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      std::memcpy(static_cast<char*>(parts[k]) + o * sizes[k] * inner, src, size_t(sizes[k] * inner));
+      src += sizes[k] * inner;
+    }
+  }
+}
+
+void concat(const std::vector<const void*>& parts, void* out, const std::vector<int64_t>& shape, int axis,
+            const std::vector<int64_t>& sizes, int64_t elem_bytes) {
+  const auto [outer, inner] = outer_inner(shape, axis, elem_bytes);
+  const int64_t row = shape[size_t(axis)] * inner;
+#pragma omp parallel for if (outer > 64)
+  for (int64_t o = 0; o < outer; ++o) {
+    char* dst = static_cast<char*>(out) + o * row;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      std::memcpy(dst, static_cast<const char*>(parts[k]) + o * sizes[k] * inner, size_t(sizes[k] * inner));
+      dst += sizes[k] * inner;
+    }
+  }
+}
+
 }  // namespace autosp::kernels::cpu

@@ -120,3 +120,46 @@ TEST_CASE("the longest planned seq_len trains within the budget and 1.25x of it 
   REQUIRE(c.ok());
   CHECK(trainer::memory_plan(c.value()).total() > budget);
 }
+
+TEST_CASE("chunking the MLP over the sequence keeps the numbers and shrinks the working set", "[memory][chunk]") {
+  const StepRecord whole = record_single(with({"train.recompute=full", "train.mlp_chunks=1"}), 2);
+  for (const char* chunks : {"3", "8"}) {
+    DYNAMIC_SECTION(chunks << " chunks") {
+      const Options o = with({"train.recompute=full", std::string("train.mlp_chunks=") + chunks});
+      const StepRecord r = record_single(o, 2);
+      // Per token the same arithmetic; weight gradients become sums over slices, in another
+      // order: the SP tolerance applies (sp_equivalence.h).
+      CHECK(compare_records(whole, r, 1e-5) == "");
+    }
+  }
+  // At a longer sequence the slices' intermediates are what the backward holds at once.
+  auto arena = [](const char* chunks) {
+    auto c = trainer::compile(with({"train.recompute=full", "train.seq_len=1024", "model.max_seq_len=1024",
+                                    "model.ffn_hidden=512", std::string("train.mlp_chunks=") + chunks}),
+                              1);
+    REQUIRE(c.ok());
+    return c->train.arena_bytes;
+  };
+  CHECK(arena("8") < arena("1"));
+}
+
+TEST_CASE("auto chunks the MLP only when full recompute alone does not fit the budget", "[memory][chunk]") {
+  Options o = with({"train.recompute=auto", "train.seq_len=1024", "model.max_seq_len=1024", "model.ffn_hidden=512"});
+  auto unlimited = trainer::compile(o, 1);
+  REQUIRE(unlimited.ok());
+  CHECK(unlimited->mlp_chunks == 1);
+  o.train.recompute = "full";
+  o.train.mlp_chunks = 1;
+  auto full = trainer::compile(o, 1);
+  REQUIRE(full.ok());
+  // A budget just under full recompute's plan: auto must chunk to fit.
+  o.train.recompute = "auto";
+  o.train.mlp_chunks = 0;
+  o.train.memory_gib = double(trainer::memory_plan(full.value()).total() - 1) / double(1ll << 30);
+  auto tight = trainer::compile(o, 1);
+  REQUIRE(tight.ok());
+  INFO(tight->recompute_reason);
+  CHECK(tight->recompute == sp::RecomputePolicy::full);
+  CHECK(tight->mlp_chunks > 1);
+  CHECK(trainer::memory_plan(tight.value()).total() <= int64_t(o.train.memory_gib * double(1ll << 30)));
+}
