@@ -138,3 +138,12 @@ TEST_CASE("a value used twice gets the sum of both gradients", "[grad]") {
     return b.add(b.mul(y, v[0]), b.silu(y));
   }, kAtol, kRtol));
 }
+
+TEST_CASE("split and concat along an axis: gradients go back to their slices", "[grad]") {
+  expect_ok(grad_check({f32("x", {2, 7, 3}), f32("w", {3})}, [](Builder& b, const V& v) {
+    auto parts = b.op(ir::Op::split, {v[0]}, ir::SplitAttrs{1, {2, 4, 1}});
+    // Each slice transformed differently, so a gradient landing in the wrong slice shows.
+    return b.op1(ir::Op::concat, {b.silu(parts[0]), b.mul(parts[1], v[1]), b.scale(parts[2], 3.0f)},
+                 ir::ConcatAttrs{1});
+  }, kAtol, kRtol));
+}
