@@ -1,0 +1,195 @@
+// Every CUDA kernel against the CPU kernel of the same name (kernels/cpu), on bf16 inputs.
+// Without a CUDA device each test prints why it skipped and passes.
+//
+// Tolerance: the CUDA kernels compute in fp32 but read and write bf16 (8 significant bits),
+// while the CPU reference runs in fp32 on the same bf16-rounded inputs. One bf16 rounding of
+// the output is 2^-9 relative; we allow 2^-7 (4 roundings: input-dependent intermediates such
+// as rstd or sigmoid, plus the output) of the reference's magnitude + 1e-3 absolute for
+// values near zero. fp32 outputs (dg, AdamW state) are compared at 1e-4 relative (different
+// summation order over at most a few thousand terms).
+#include <catch2/catch.hpp>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/kernels.h"
+
+namespace cpu = autosp::kernels::cpu;
+namespace gpu = autosp::kernels::cuda;
+using gpu::bf16;
+
+namespace {
+
+// "" when a device is usable, else why not.
+std::string no_device() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) return std::string("no CUDA device: ") + cudaGetErrorString(e);
+  return n == 0 ? "no CUDA device" : "";
+}
+
+#define REQUIRE_GPU()                                 \
+  do {                                                \
+    const std::string why = no_device();              \
+    if (!why.empty()) {                               \
+      WARN("skipped: " << why);                       \
+      return;                                         \
+    }                                                 \
+  } while (0)
+
+// Host values rounded through bf16 (what the device sees), and their device copy.
+struct Buf {
+  std::vector<float> host;  // bf16-exact values
+  bf16* dev = nullptr;
+  explicit Buf(std::vector<float> v) : host(std::move(v)) {
+    std::vector<bf16> h(host.size());
+    for (size_t i = 0; i < host.size(); ++i) {
+      h[i] = __float2bfloat16_rn(host[i]);
+      host[i] = __bfloat162float(h[i]);
+    }
+    cudaMalloc(&dev, h.size() * sizeof(bf16));
+    cudaMemcpy(dev, h.data(), h.size() * sizeof(bf16), cudaMemcpyHostToDevice);
+  }
+  explicit Buf(size_t n) : host(n) { cudaMalloc(&dev, n * sizeof(bf16)); }
+  ~Buf() { cudaFree(dev); }
+  std::vector<float> download() const {
+    std::vector<bf16> h(host.size());
+    cudaMemcpy(h.data(), dev, h.size() * sizeof(bf16), cudaMemcpyDeviceToHost);
+    std::vector<float> out(h.size());
+    for (size_t i = 0; i < h.size(); ++i) out[i] = __bfloat162float(h[i]);
+    return out;
+  }
+};
+
+template <class T>
+T* device_copy(const std::vector<T>& v) {
+  T* d = nullptr;
+  cudaMalloc(&d, v.size() * sizeof(T));
+  cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return d;
+}
+
+template <class T>
+std::vector<T> host_copy(const T* d, size_t n) {
+  std::vector<T> v(n);
+  cudaMemcpy(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
+  return v;
+}
+
+std::vector<float> random(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+void close_bf16(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    REQUIRE(std::abs(got[i] - want[i]) <= 0x1p-7f * std::abs(want[i]) + 1e-3f);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CUDA rms_norm forward and backward match the CPU kernel", "[cuda]") {
+  REQUIRE_GPU();
+  const int64_t rows = 37, dim = 300;
+  Buf x(random(rows * dim, 1)), dy(random(rows * dim, 2)), y(rows * dim), dx(rows * dim);
+  const std::vector<float> g = random(dim, 3);
+  float* dg_dev = device_copy(std::vector<float>(dim));
+  float* g_dev = device_copy(g);
+  float* rstd = device_copy(std::vector<float>(rows));
+  gpu::rms_norm_forward(x.dev, g_dev, y.dev, rows, dim, 1e-5f, nullptr);
+  gpu::rms_norm_backward(x.dev, g_dev, dy.dev, dx.dev, dg_dev, rstd, rows, dim, 1e-5f, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<float> ry(rows * dim), rdx(rows * dim), rdg(dim);
+  cpu::rms_norm_forward(x.host.data(), g.data(), ry.data(), rows, dim, 1e-5f);
+  cpu::rms_norm_backward(x.host.data(), g.data(), dy.host.data(), rdx.data(), rdg.data(), rows, dim, 1e-5f);
+  close_bf16(y.download(), ry);
+  close_bf16(dx.download(), rdx);
+  const auto dg = host_copy(dg_dev, dim);
+  for (int64_t j = 0; j < dim; ++j) CHECK(std::abs(dg[j] - rdg[j]) <= 1e-4f * (std::abs(rdg[j]) + 1.0f));
+  cudaFree(dg_dev);
+  cudaFree(g_dev);
+  cudaFree(rstd);
+}
+
+TEST_CASE("CUDA rope matches the CPU kernel, up to a million positions, and inverts", "[cuda]") {
+  REQUIRE_GPU();
+  const int64_t B = 2, T = 5, H = 3, D = 16;
+  Buf x(random(B * T * H * D, 4)), y(B * T * H * D), back(B * T * H * D);
+  const std::vector<int32_t> pos = {0, 1, 7, 1000, 1000000, 3, 65535, 12, 999999, 5};
+  int32_t* pos_dev = device_copy(pos);
+  gpu::rope(x.dev, pos_dev, y.dev, B, T, H, D, 10000.0f, false, nullptr);
+  gpu::rope(y.dev, pos_dev, back.dev, B, T, H, D, 10000.0f, true, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<float> ry(x.host.size());
+  cpu::rope(x.host.data(), pos.data(), ry.data(), B, T, H, D, 10000.0f, false);
+  close_bf16(y.download(), ry);
+  // Twice rounded to bf16 on the way: 2 × 2^-8 relative.
+  const auto b = back.download();
+  for (size_t i = 0; i < b.size(); ++i) CHECK(std::abs(b[i] - x.host[i]) <= 0x1p-7f * std::abs(x.host[i]) + 2e-2f);
+  cudaFree(pos_dev);
+}
+
+TEST_CASE("CUDA silu and swiglu forward and backward match the CPU kernels", "[cuda]") {
+  REQUIRE_GPU();
+  const int64_t n = 1003;
+  Buf gate(random(n, 5, 3.0f)), up(random(n, 6)), dy(random(n, 7)), y(n), dx(n), dgate(n), dup(n), sy(n);
+  gpu::silu_forward(gate.dev, sy.dev, n, nullptr);
+  gpu::silu_backward(gate.dev, dy.dev, dx.dev, n, nullptr);
+  gpu::swiglu_forward(gate.dev, up.dev, y.dev, n, nullptr);
+  gpu::swiglu_backward(gate.dev, up.dev, dy.dev, dgate.dev, dup.dev, n, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<float> r1(n), r2(n), r3(n), r4(n), r5(n);
+  cpu::silu_forward(gate.host.data(), r1.data(), n);
+  cpu::silu_backward(gate.host.data(), dy.host.data(), r2.data(), n);
+  cpu::swiglu_forward(gate.host.data(), up.host.data(), r3.data(), n);
+  cpu::swiglu_backward(gate.host.data(), up.host.data(), dy.host.data(), r4.data(), r5.data(), n);
+  close_bf16(sy.download(), r1);
+  close_bf16(dx.download(), r2);
+  close_bf16(y.download(), r3);
+  close_bf16(dgate.download(), r4);
+  close_bf16(dup.download(), r5);
+}
+
+TEST_CASE("CUDA AdamW matches the CPU kernel and refreshes the bf16 copy", "[cuda]") {
+  REQUIRE_GPU();
+  const int64_t n = 777;
+  std::vector<float> p = random(n, 8), g = random(n, 9), m(n, 0.0f), v(n, 0.0f);
+  float *pd = device_copy(p), *gd = device_copy(g), *md = device_copy(m), *vd = device_copy(v);
+  Buf copy(n);
+  for (int64_t step = 1; step <= 3; ++step) {
+    gpu::adamw_step(pd, copy.dev, gd, md, vd, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f, nullptr);
+    cpu::adamw_step(p.data(), g.data(), m.data(), v.data(), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f);
+  }
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  const auto pg = host_copy(pd, size_t(n));
+  for (int64_t i = 0; i < n; ++i) CHECK(std::abs(pg[i] - p[i]) <= 1e-5f * (std::abs(p[i]) + 1.0f));
+  close_bf16(copy.download(), p);
+  for (float* d : {pd, gd, md, vd}) cudaFree(d);
+}
+
+TEST_CASE("CUDA casts round to nearest even and back exactly", "[cuda]") {
+  REQUIRE_GPU();
+  const std::vector<float> x = random(513, 10);
+  float* xd = device_copy(x);
+  Buf b(x.size());
+  float* back = device_copy(std::vector<float>(x.size()));
+  gpu::cast_f32_to_bf16(xd, b.dev, int64_t(x.size()), nullptr);
+  gpu::cast_bf16_to_f32(b.dev, back, int64_t(x.size()), nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  const auto r = host_copy(back, x.size());
+  for (size_t i = 0; i < x.size(); ++i) CHECK(r[i] == __bfloat162float(__float2bfloat16_rn(x[i])));
+  cudaFree(xd);
+  cudaFree(back);
+}
