@@ -3,6 +3,7 @@
 // in kernels/cpu (the tests in tests/cuda compare them). Every launcher takes device
 // pointers and a stream, checks its sizes, launches, and checks the launch.
 #pragma once
+#include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -11,6 +12,20 @@
 namespace autosp::kernels::cuda {
 
 using bf16 = __nv_bfloat16;
+
+// matmul.cu — cuBLASLt, bf16 in and out, fp32 accumulation; the contract of
+// kernels/cpu/matmul.h. The context owns the handle and a workspace, created once.
+struct GemmContext {
+  explicit GemmContext(size_t workspace_bytes = size_t(32) << 20);
+  ~GemmContext();
+  GemmContext(const GemmContext&) = delete;
+  GemmContext& operator=(const GemmContext&) = delete;
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes;
+};
+void matmul(GemmContext& ctx, const bf16* A, const bf16* B, bf16* C, int64_t batch, int64_t M, int64_t N, int64_t K,
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s);
 
 // cast.cu
 void cast_f32_to_bf16(const float* x, bf16* y, int64_t n, cudaStream_t s);

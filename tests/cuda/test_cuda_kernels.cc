@@ -16,6 +16,7 @@
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/adamw.h"
+#include "kernels/cpu/matmul.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/kernels.h"
@@ -192,4 +193,30 @@ TEST_CASE("CUDA casts round to nearest even and back exactly", "[cuda]") {
   for (size_t i = 0; i < x.size(); ++i) CHECK(r[i] == __bfloat162float(__float2bfloat16_rn(x[i])));
   cudaFree(xd);
   cudaFree(back);
+}
+
+TEST_CASE("cuBLASLt matmul matches the CPU matmul for every transpose and a shared weight", "[cuda]") {
+  REQUIRE_GPU();
+  gpu::GemmContext ctx;
+  const int64_t batch = 3, M = 17, N = 40, K = 72;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (bool shared : {false, true}) {
+        if (shared && ta) continue;  // not a supported combination (kernels/cpu/matmul.h)
+        DYNAMIC_SECTION("ta " << ta << " tb " << tb << " shared " << shared) {
+          Buf a(random(size_t(batch * M * K), 11)), b(random(size_t((shared ? 1 : batch) * K * N), 12)),
+              c(size_t(batch * M * N));
+          gpu::matmul(ctx, a.dev, b.dev, c.dev, batch, M, N, K, ta, tb, shared, nullptr);
+          REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+          std::vector<float> ref(size_t(batch * M * N)), mag(ref.size()), absa(a.host.size()), absb(b.host.size());
+          cpu::matmul(a.host.data(), b.host.data(), ref.data(), batch, M, N, K, ta, tb, shared);
+          for (size_t i = 0; i < absa.size(); ++i) absa[i] = std::abs(a.host[i]);
+          for (size_t i = 0; i < absb.size(); ++i) absb[i] = std::abs(b.host[i]);
+          cpu::matmul(absa.data(), absb.data(), mag.data(), batch, M, N, K, ta, tb, shared);
+          const auto got = c.download();
+          // Output rounded to bf16 (2^-9 of |c|) after fp32 sums in another order (K·2^-24 of
+          // Σ|a||b|): 2^-8 of Σ|a||b| bounds both with room.
+          for (size_t i = 0; i < got.size(); ++i) REQUIRE(std::abs(got[i] - ref[i]) <= 0x1p-8f * mag[i] + 1e-3f);
+        }
+      }
 }
