@@ -59,7 +59,6 @@ class Executor {
   // Record every instruction's span during the next runs (trace()).
   void set_tracing(bool on) { tracing_ = on; }
   const std::vector<TraceEvent>& trace() const { return trace_; }
-  int64_t arena_bytes() const { return program_.arena_bytes; }
   // The highest arena byte any instruction has read or written so far: the measured
   // counterpart of the memory plan's arena_bytes.
   int64_t arena_high_water() const { return high_water_.load(); }

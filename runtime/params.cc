@@ -61,12 +61,6 @@ Status ParamStore::bind(Executor& ex) {
   return Status::Ok();
 }
 
-Param* ParamStore::find(const std::string& name) {
-  for (Param& p : params_)
-    if (p.spec.name == name) return &p;
-  return nullptr;
-}
-
 int64_t ParamStore::num_elements() const {
   int64_t n = 0;
   for (const Param& p : params_) n += p.value.numel();

@@ -43,7 +43,6 @@ class ParamStore {
 
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
-  Param* find(const std::string& name);
   int64_t num_elements() const;
   // sqrt(Σ g²) over every gradient, accumulated in double.
   double grad_norm() const;

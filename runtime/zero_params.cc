@@ -96,8 +96,9 @@ class ZeroState final : public ParameterState {
                                  e.shape.rank() >= 2 ? cfg.weight_decay : 0.0f, step, grad_scale);
       }
       if (plan_.stage < 3) {  // every rank needs the whole updated bucket for the next step
-        std::vector<float> mine(st.shard.data<float>(), st.shard.data<float>() + S(b));
-        world_.all_gather(mine.data(), st.full.raw(), S(b) * int64_t(sizeof(float)));
+        // The shard is a view of `full`, the gather's destination: send from a copy.
+        send_.assign(st.shard.data<float>(), st.shard.data<float>() + S(b));
+        world_.all_gather(send_.data(), st.full.raw(), S(b) * int64_t(sizeof(float)));
       }
     }
   }
@@ -187,6 +188,7 @@ class ZeroState final : public ParameterState {
   ir::BucketPlan plan_;
   Communicator& world_;
   std::vector<State> buckets_;
+  std::vector<float> send_;  // all_gather send buffer, reused across steps
 };
 
 }  // namespace

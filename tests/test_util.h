@@ -2,7 +2,9 @@
 #pragma once
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <vector>
 #include <string>
 
 namespace autosp::testing {
@@ -34,6 +36,14 @@ inline std::filesystem::path fresh_dir(const std::string& name) {
   std::filesystem::path d = scratch_path(name);
   std::filesystem::create_directories(d);
   return d;
+}
+
+// The names in directory d, sorted.
+inline std::vector<std::string> dir_entries(const std::filesystem::path& d) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(d)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace autosp::testing

@@ -78,8 +78,6 @@ class DataLoader {
   int64_t num_windows() const { return n_windows_; }
   int64_t seq_len() const { return seq_len_; }
   int64_t batch_size() const { return batch_size_; }
-  // Epochs completed before `step` starts, as a fraction (for progress lines).
-  double epoch(int64_t step) const { return double(step) * double(batch_size_) / double(n_windows_); }
   const TokenFile& file() const { return file_; }
 
  private:

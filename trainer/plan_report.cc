@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 
+#include "models/model.h"
 #include "runtime/params.h"
 #include "trainer/progress.h"
 
@@ -24,7 +25,7 @@ std::string group_of(const ir::Attrs& a) {
 
 MemoryPlan memory_plan(const Compiled& c) {
   MemoryPlan m;
-  for (const runtime::ParamSpec& p : runtime::param_specs(c.forward)) m.num_params += p.shape.numel();
+  m.num_params = models::num_params(c.forward);
   m.params = m.grads = 4 * m.num_params;  // fp32
   m.optimizer = 2 * m.params;             // AdamW exp_avg and exp_avg_sq
   if (c.buckets.stage > 0) {  // ZeRO: what runtime/zero_params.cc allocates

@@ -41,12 +41,7 @@ bool same_tensors(const NamedTensors& a, const NamedTensors& b) {
   return true;
 }
 
-std::vector<std::string> entries(const fs::path& d) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(d)) out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using testing::dir_entries;
 
 }  // namespace
 
@@ -54,8 +49,8 @@ TEST_CASE("a checkpoint loads back exactly: tensors, step and state") {
   auto root = fresh_dir("roundtrip");
   Checkpoint c = make(1.0f);
   REQUIRE(save_checkpoint(root.string(), 120, c, 3).ok());
-  CHECK(entries(root) == std::vector<std::string>{"step_00000120"});
-  CHECK(entries(root / "step_00000120") ==
+  CHECK(dir_entries(root) == std::vector<std::string>{"step_00000120"});
+  CHECK(dir_entries(root / "step_00000120") ==
         std::vector<std::string>{"model.safetensors", "optimizer.safetensors", "state.json"});
   for (auto path : {root / "step_00000120", root}) {  // a step dir, or the root (newest)
     auto r = load_checkpoint(path.string());
@@ -71,7 +66,7 @@ TEST_CASE("a checkpoint loads back exactly: tensors, step and state") {
 TEST_CASE("only the keep newest checkpoints remain, and latest is the highest step") {
   auto root = fresh_dir("keep");
   for (int64_t step : {10, 20, 30, 40}) REQUIRE(save_checkpoint(root.string(), step, make(float(step)), 2).ok());
-  CHECK(entries(root) == std::vector<std::string>{"step_00000030", "step_00000040"});
+  CHECK(dir_entries(root) == std::vector<std::string>{"step_00000030", "step_00000040"});
   auto latest = latest_checkpoint(root.string());
   REQUIRE(latest.ok());
   CHECK(*latest == (root / "step_00000040").string());
@@ -85,7 +80,7 @@ TEST_CASE("saving an existing step replaces it") {
   auto root = fresh_dir("replace");
   REQUIRE(save_checkpoint(root.string(), 5, make(1.0f), 2).ok());
   REQUIRE(save_checkpoint(root.string(), 5, make(9.0f), 2).ok());
-  CHECK(entries(root) == std::vector<std::string>{"step_00000005"});
+  CHECK(dir_entries(root) == std::vector<std::string>{"step_00000005"});
   CHECK(same_tensors(load_checkpoint(root.string())->model, make(9.0f).model));
 }
 
@@ -116,7 +111,7 @@ TEST_CASE("a write failing at any byte leaves the previous checkpoint intact and
     REQUIRE(!st.ok());
     CHECK(st.code() == StatusCode::io_error);
     CHECK_THAT(st.message(), Catch::Contains("step 200") && Catch::Contains("No space left on device"));
-    CHECK(entries(root) == std::vector<std::string>{"step_00000100"});
+    CHECK(dir_entries(root) == std::vector<std::string>{"step_00000100"});
     auto r = load_checkpoint(root.string());
     REQUIRE(r.ok());
     CHECK(r->step == 100);

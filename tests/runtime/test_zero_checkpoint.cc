@@ -117,12 +117,7 @@ bool same_shards(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   return true;
 }
 
-std::vector<std::string> entries(const fs::path& d) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(d)) out.push_back(e.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using testing::dir_entries;
 
 // Every rank saves its slice of `full` (padding filled with a sentinel, which the loader must
 // drop); returns each rank's status.
@@ -172,11 +167,11 @@ TEST_CASE("a sharded checkpoint from P ranks loads back as the exact full tensor
   const ir::BucketPlan plan = make_plan(P);
   REQUIRE(all_ok(save_all(root, 120, plan, full, 3)));
 
-  CHECK(entries(root) == std::vector<std::string>{"step_00000120"});
+  CHECK(dir_entries(root) == std::vector<std::string>{"step_00000120"});
   std::vector<std::string> files = {"state.json", "zero_index.json"};
   for (int r = 0; r < P; ++r) files.push_back("shard_rank" + std::to_string(r) + ".safetensors");
   std::sort(files.begin(), files.end());
-  CHECK(entries(root / "step_00000120") == files);
+  CHECK(dir_entries(root / "step_00000120") == files);
   auto latest = latest_checkpoint(root.string());
   REQUIRE(latest.ok());
   CHECK(*latest == (root / "step_00000120").string());
@@ -297,7 +292,7 @@ TEST_CASE("a shard write failing on one rank fails the save on every rank and ke
     CHECK_THAT(st[0].message(), Catch::Contains("step 200") && Catch::Contains("rank " + std::to_string(bad)) &&
                                     Catch::Contains("shard_rank" + std::to_string(bad) + ".safetensors") &&
                                     Catch::Contains("No space left on device"));
-    CHECK(entries(root) == std::vector<std::string>{"step_00000100"});  // no new step, no temp dir
+    CHECK(dir_entries(root) == std::vector<std::string>{"step_00000100"});  // no new step, no temp dir
     auto r = load_train_state(root.string());
     REQUIRE(r.ok());
     CHECK(r->step == 100);
@@ -326,7 +321,7 @@ TEST_CASE("a write failing at any byte of a sharded save leaves the previous che
     REQUIRE(!st[0].ok());
     CHECK(st[0].code() == StatusCode::io_error);
     CHECK_THAT(st[0].message(), Catch::Contains("step 200") && Catch::Contains("No space left on device"));
-    CHECK(entries(root) == std::vector<std::string>{"step_00000100"});
+    CHECK(dir_entries(root) == std::vector<std::string>{"step_00000100"});
     auto r = load_train_state(root.string());
     REQUIRE(r.ok());
     CHECK(r->step == 100);
@@ -349,7 +344,7 @@ TEST_CASE("shards that do not match the plan fail the save on every rank before 
     CHECK(s.code() == StatusCode::invalid_argument);
     CHECK_THAT(s.message(), Catch::Contains("rank 1") && Catch::Contains("bucket.1") && Catch::Contains("f32[5]"));
   }
-  CHECK(entries(root).empty());
+  CHECK(dir_entries(root).empty());
 
   // A plan for another world size is refused the same way.
   run_local(2, [&](Communicator& c) {
@@ -357,7 +352,7 @@ TEST_CASE("shards that do not match the plan fail the save on every rank before 
         save_sharded_checkpoint(c, root.string(), 5, make_plan(3), slice(make_plan(3), full, 0, 0), full.state, 2);
   });
   for (const Status& s : st) CHECK_THAT(s.message(), Catch::Contains("world 3"));
-  CHECK(entries(root).empty());
+  CHECK(dir_entries(root).empty());
 }
 
 TEST_CASE("keep-N pruning and latest count checkpoints of both formats", "[zero_checkpoint]") {
@@ -366,7 +361,7 @@ TEST_CASE("keep-N pruning and latest count checkpoints of both formats", "[zero_
   REQUIRE(all_ok(save_all(root, 20, make_plan(2), make_full(20.0f), 3)));
   REQUIRE(save_checkpoint(root.string(), 30, single_writer(make_full(30.0f)), 3).ok());
   REQUIRE(all_ok(save_all(root, 40, make_plan(3), make_full(40.0f), 3)));
-  CHECK(entries(root) == std::vector<std::string>{"step_00000020", "step_00000030", "step_00000040"});
+  CHECK(dir_entries(root) == std::vector<std::string>{"step_00000020", "step_00000030", "step_00000040"});
   CHECK(*latest_checkpoint(root.string()) == (root / "step_00000040").string());
   // The single-writer reader points at load_train_state instead of failing on a missing file.
   auto old = load_checkpoint(root.string());
@@ -374,9 +369,9 @@ TEST_CASE("keep-N pruning and latest count checkpoints of both formats", "[zero_
   CHECK_THAT(old.status().message(), Catch::Contains("load_train_state"));
 
   REQUIRE(save_checkpoint(root.string(), 50, single_writer(make_full(50.0f)), 2).ok());
-  CHECK(entries(root) == std::vector<std::string>{"step_00000040", "step_00000050"});
+  CHECK(dir_entries(root) == std::vector<std::string>{"step_00000040", "step_00000050"});
   REQUIRE(all_ok(save_all(root, 60, make_plan(1), make_full(60.0f), 1)));
-  CHECK(entries(root) == std::vector<std::string>{"step_00000060"});
+  CHECK(dir_entries(root) == std::vector<std::string>{"step_00000060"});
   auto r = load_train_state(root.string());
   REQUIRE(r.ok());
   CHECK(r->step == 60);
