@@ -10,11 +10,15 @@ std::shared_ptr<Storage> Storage::host(size_t bytes) {
   size_t padded = (bytes + 63) / 64 * 64;
   void* p = padded ? std::aligned_alloc(64, padded) : nullptr;
   if (padded && !p) throw std::bad_alloc();
-  return std::shared_ptr<Storage>(new Storage(p, bytes, Device::host));
+  return std::shared_ptr<Storage>(new Storage(p, bytes, Device::host, std::free));
+}
+
+std::shared_ptr<Storage> Storage::adopt(void* p, size_t bytes, Device d, void (*release)(void*)) {
+  return std::shared_ptr<Storage>(new Storage(p, bytes, d, release));
 }
 
 Storage::~Storage() {
-  if (device_ == Device::host) std::free(data_);
+  if (data_ && release_) release_(data_);
 }
 
 Tensor Tensor::zeros(DType dt, Shape shape) {

@@ -1,5 +1,5 @@
-// Tensor over Storage. Storage owns bytes on a device (host for now; the CUDA backend adds
-// device storage). A Tensor is a typed, shaped view at a byte offset into a Storage; it is
+// Tensor over Storage. Storage owns bytes on the host or on a device (the CUDA backend adopts
+// its allocations with their release function; core itself knows no device API). A Tensor is a typed, shaped view at a byte offset into a Storage; it is
 // what the runtime hands to kernels and what checkpoints read and write.
 #pragma once
 #include <cstdint>
@@ -18,6 +18,8 @@ enum class Device : uint8_t { host, cuda };
 class Storage {
  public:
   static std::shared_ptr<Storage> host(size_t bytes);
+  // Takes ownership of `bytes` at p on device d; release(p) frees them.
+  static std::shared_ptr<Storage> adopt(void* p, size_t bytes, Device d, void (*release)(void*));
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -28,10 +30,11 @@ class Storage {
   Device device() const { return device_; }
 
  private:
-  Storage(void* p, size_t b, Device d) : data_(p), bytes_(b), device_(d) {}
+  Storage(void* p, size_t b, Device d, void (*release)(void*)) : data_(p), bytes_(b), device_(d), release_(release) {}
   void* data_;
   size_t bytes_;
   Device device_;
+  void (*release_)(void*);
 };
 
 class Tensor {

@@ -1,7 +1,7 @@
 // Typed attribute structs, one per op family. Each exposes its fields through
 // `fields(f)`, calling f(name, member) in a fixed order; the printer, parser and verifier are
 // written once against that instead of per op. Field types: bool, int64_t, float,
-// std::vector<int64_t>, MeshGroup.
+// std::vector<int64_t>, MeshGroup, DType.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/shape.h"
 
 namespace autosp::ir {
@@ -77,6 +78,12 @@ struct BroadcastAttrs {
   float scale = 1.0f;  // mean's VJP folds 1/count in here
   template <class F> void fields(F&& f) { f("shape", shape); f("axes", axes); f("scale", scale); }
 };
+// cast: the element type of the result (f32 <-> bf16). Mixed-precision models keep f32
+// parameters and cast them at their use, so gradients come back to f32 through cast's VJP.
+struct CastAttrs {
+  DType dtype = DType::bf16;
+  template <class F> void fields(F&& f) { f("dtype", dtype); }
+};
 struct EmbeddingBackwardAttrs {
   int64_t vocab = 0;
   template <class F> void fields(F&& f) { f("vocab", vocab); }
@@ -142,7 +149,7 @@ struct ConcatAttrs {
 using Attrs = std::variant<NoAttrs, MatmulAttrs, ScaleAttrs, NormAttrs, RopeAttrs, ShapeAttrs, PermuteAttrs,
                            AttentionAttrs, CrossEntropyAttrs, ReduceAttrs, BroadcastAttrs,
                            EmbeddingBackwardAttrs, AllToAllAttrs, AxisCollectiveAttrs, GroupAttrs, SendRecvAttrs,
-                           RingAttentionAttrs, PackAttrs, UnpackAttrs, SplitAttrs, ConcatAttrs>;
+                           RingAttentionAttrs, PackAttrs, UnpackAttrs, SplitAttrs, ConcatAttrs, CastAttrs>;
 
 // unpack's shape list encoding (ir/ops_bucket.cc).
 std::vector<int64_t> encode_shapes(const std::vector<Shape>& shapes);

@@ -16,6 +16,7 @@ class Builder {
   Graph& graph() { return g_; }
   const TensorType& type(ValueId v) const { return g_.type(v); }
   const Shape& shape(ValueId v) const { return g_.type(v).shape; }
+  DType dtype(ValueId v) const { return g_.type(v).dtype; }
 
   ValueId input(const std::string& name, DType dt, Shape shape);
   ValueId param(const std::string& name, Shape shape, Init init);
@@ -49,6 +50,8 @@ class Builder {
   ValueId gelu(ValueId x) { return op1(Op::gelu, {x}); }
   ValueId swiglu(ValueId gate, ValueId up) { return op1(Op::swiglu, {gate, up}); }
   ValueId reshape(ValueId x, Shape s) { return op1(Op::reshape, {x}, ShapeAttrs{s.dims()}); }
+  // x converted to dtype t; x itself when it already is t.
+  ValueId cast(ValueId x, DType t) { return dtype(x) == t ? x : op1(Op::cast, {x}, CastAttrs{t}); }
   ValueId permute(ValueId x, std::vector<int64_t> perm) { return op1(Op::permute, {x}, PermuteAttrs{perm}); }
 
   struct AttentionOut { ValueId o, lse; };

@@ -10,7 +10,7 @@
   /* forward ops a model uses */                                                       \
   X(embedding) X(matmul) X(add) X(sub) X(mul) X(div) X(scale) X(rms_norm)              \
   X(layer_norm) X(rope) X(silu) X(gelu) X(swiglu) X(reshape) X(permute) X(attention)  \
-  X(cross_entropy) X(sum) X(mean) X(broadcast)                                         \
+  X(cross_entropy) X(sum) X(mean) X(broadcast) X(cast)                                 \
   /* backward ops emitted by VJP rules */                                              \
   X(embedding_backward) X(rms_norm_backward) X(layer_norm_backward) X(silu_backward)   \
   X(gelu_backward) X(swiglu_backward) X(attention_backward) X(cross_entropy_backward)  \

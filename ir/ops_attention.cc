@@ -22,11 +22,11 @@ Status check_qkv(const Graph& g, const Node& n) {
   const auto& q = g.type(n.inputs[0]);
   const auto& k = g.type(n.inputs[1]);
   const auto& v = g.type(n.inputs[2]);
-  RETURN_IF_ERROR(expect(q.dtype == DType::f32 && q.shape.rank() == 4, g, n, 0, "f32 [batch, seq, heads, head_dim]"));
-  RETURN_IF_ERROR(expect(k.dtype == DType::f32 && k.shape.rank() == 4 && k.shape[0] == q.shape[0] &&
+  RETURN_IF_ERROR(expect(is_float(q.dtype) && q.shape.rank() == 4, g, n, 0, "f32 or bf16 [batch, seq, heads, head_dim]"));
+  RETURN_IF_ERROR(expect(k.dtype == q.dtype && k.shape.rank() == 4 && k.shape[0] == q.shape[0] &&
                              k.shape[1] == q.shape[1] && k.shape[3] == q.shape[3] && k.shape[2] > 0 &&
                              q.shape[2] % k.shape[2] == 0,
-                         g, n, 1, "f32 [batch, seq, kv_heads, head_dim] with kv_heads dividing " +
+                         g, n, 1, std::string(dtype_name(q.dtype)) + " [batch, seq, kv_heads, head_dim] with kv_heads dividing " +
                                       std::to_string(q.shape[2])));
   RETURN_IF_ERROR(expect(v == k, g, n, 2, "the type of operand 1, " + k.str()));
   return Status::Ok();

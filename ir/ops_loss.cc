@@ -11,9 +11,9 @@ Status check_loss_operands(const Graph& g, const Node& n) {
   const auto& h = g.type(n.inputs[0]);
   const auto& w = g.type(n.inputs[1]);
   const auto& t = g.type(n.inputs[2]);
-  RETURN_IF_ERROR(expect(h.dtype == DType::f32 && h.shape.rank() >= 2, g, n, 0, "f32 hidden states [..., dim]"));
-  RETURN_IF_ERROR(expect(w.dtype == DType::f32 && w.shape.rank() == 2 && w.shape[1] == h.shape[-1], g, n, 1,
-                         "f32 [vocab, " + std::to_string(h.shape[-1]) + "]"));
+  RETURN_IF_ERROR(expect(is_float(h.dtype) && h.shape.rank() >= 2, g, n, 0, "float hidden states [..., dim]"));
+  RETURN_IF_ERROR(expect(w.dtype == h.dtype && w.shape.rank() == 2 && w.shape[1] == h.shape[-1], g, n, 1,
+                         std::string(dtype_name(h.dtype)) + " [vocab, " + std::to_string(h.shape[-1]) + "]"));
   std::vector<int64_t> td(h.shape.dims().begin(), h.shape.dims().end() - 1);
   RETURN_IF_ERROR(expect(t == TensorType{DType::i32, Shape(td)}, g, n, 2, "i32 targets " + Shape(td).str()));
   RETURN_IF_ERROR(expect(std::get<CrossEntropyAttrs>(n.attrs).chunk > 0, g, n, 0, "attribute chunk > 0"));

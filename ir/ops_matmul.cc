@@ -8,8 +8,9 @@ Status infer_matmul(const Graph& g, const Node& n, std::vector<TensorType>& out)
   const auto& a = g.type(n.inputs[0]);
   const auto& b = g.type(n.inputs[1]);
   const auto& at = std::get<MatmulAttrs>(n.attrs);
-  RETURN_IF_ERROR(expect(a.dtype == DType::f32 && a.shape.rank() >= 2, g, n, 0, "a float tensor of rank >= 2"));
-  RETURN_IF_ERROR(expect(b.dtype == DType::f32 && b.shape.rank() >= 2, g, n, 1, "a float tensor of rank >= 2"));
+  RETURN_IF_ERROR(expect(is_float(a.dtype) && a.shape.rank() >= 2, g, n, 0, "a float tensor of rank >= 2"));
+  RETURN_IF_ERROR(expect(b.dtype == a.dtype && b.shape.rank() >= 2, g, n, 1,
+                         std::string(dtype_name(a.dtype)) + " of rank >= 2 (the type of operand 0)"));
   const bool shared_b = b.shape.rank() == 2;
   if (!shared_b) {
     RETURN_IF_ERROR(expect(b.shape.rank() == a.shape.rank(), g, n, 1, "rank 2 or the rank of operand 0"));
@@ -26,7 +27,7 @@ Status infer_matmul(const Graph& g, const Node& n, std::vector<TensorType>& out)
   std::vector<int64_t> dims(a.shape.dims().begin(), a.shape.dims().end() - 2);
   dims.push_back(m);
   dims.push_back(nn);
-  out = {{DType::f32, Shape(dims)}};
+  out = {{a.dtype, Shape(dims)}};
   return Status::Ok();
 }
 

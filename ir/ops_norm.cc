@@ -7,8 +7,10 @@ namespace autosp::ir::rules {
 namespace {
 Status check_norm_operands(const Graph& g, const Node& n, int n_affine) {
   const auto& x = g.type(n.inputs[0]);
-  RETURN_IF_ERROR(expect(x.dtype == DType::f32 && x.shape.rank() >= 1, g, n, 0, "an f32 tensor of rank >= 1"));
-  const TensorType vec{DType::f32, Shape{x.shape[-1]}};
+  RETURN_IF_ERROR(expect(is_float(x.dtype) && x.shape.rank() >= 1, g, n, 0, "a float tensor of rank >= 1"));
+  // The affine weights may be of another float type than x (f32 parameters in a bf16 program).
+  const DType wt = g.type(n.inputs[1]).dtype;
+  const TensorType vec{is_float(wt) ? wt : DType::f32, Shape{x.shape[-1]}};
   for (int i = 1; i <= n_affine; ++i)
     RETURN_IF_ERROR(expect(g.type(n.inputs[i]) == vec, g, n, i, vec.str() + " (the last axis of operand 0)"));
   return Status::Ok();

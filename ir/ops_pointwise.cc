@@ -16,16 +16,16 @@ bool is_suffix(const Shape& small, const Shape& big) {
 Status infer_binary(const Graph& g, const Node& n, std::vector<TensorType>& out) {
   const auto& a = g.type(n.inputs[0]);
   const auto& b = g.type(n.inputs[1]);
-  RETURN_IF_ERROR(expect(a.dtype == DType::f32, g, n, 0, "f32"));
-  RETURN_IF_ERROR(expect(b.dtype == DType::f32 && is_suffix(b.shape, a.shape), g, n, 1,
-                         "f32 with a shape that is a suffix of " + a.shape.str()));
+  RETURN_IF_ERROR(expect(is_float(a.dtype), g, n, 0, "f32 or bf16"));
+  RETURN_IF_ERROR(expect(b.dtype == a.dtype && is_suffix(b.shape, a.shape), g, n, 1,
+                         std::string(dtype_name(a.dtype)) + " with a shape that is a suffix of " + a.shape.str()));
   out = {a};
   return Status::Ok();
 }
 
 Status infer_same_as_first(const Graph& g, const Node& n, std::vector<TensorType>& out) {
   const auto& x = g.type(n.inputs[0]);
-  RETURN_IF_ERROR(expect(x.dtype == DType::f32, g, n, 0, "f32"));
+  RETURN_IF_ERROR(expect(is_float(x.dtype), g, n, 0, "f32 or bf16"));
   for (size_t i = 1; i < n.inputs.size(); ++i)
     RETURN_IF_ERROR(expect(g.type(n.inputs[i]) == x, g, n, int(i), "the type of operand 0, " + x.str()));
   out.assign(n.op == Op::swiglu_backward ? 2 : 1, x);

@@ -64,12 +64,12 @@ Status vjp_permute(Builder& b, const Node& n, const std::vector<ValueId>& og, co
 
 static Status infer_reduce(const Graph& g, const Node& n, std::vector<TensorType>& out) {
   const auto& x = g.type(n.inputs[0]);
-  RETURN_IF_ERROR(expect(x.dtype == DType::f32, g, n, 0, "f32"));
+  RETURN_IF_ERROR(expect(is_float(x.dtype), g, n, 0, "f32 or bf16"));
   ASSIGN_OR_RETURN(auto mask, axis_mask(g, n, std::get<ReduceAttrs>(n.attrs).axes, x.shape.rank()));
   std::vector<int64_t> d;
   for (int i = 0; i < x.shape.rank(); ++i)
     if (!mask[i]) d.push_back(x.shape[i]);
-  out = {{DType::f32, Shape(d)}};
+  out = {{x.dtype, Shape(d)}};
   return Status::Ok();
 }
 
@@ -108,9 +108,9 @@ Status infer_broadcast(const Graph& g, const Node& n, std::vector<TensorType>& o
   std::vector<int64_t> kept;
   for (int i = 0; i < full.rank(); ++i)
     if (!mask[i]) kept.push_back(full[i]);
-  RETURN_IF_ERROR(expect(x.dtype == DType::f32 && x.shape == Shape(kept), g, n, 0,
-                         "f32" + Shape(kept).str() + " (shape without the broadcast axes)"));
-  out = {{DType::f32, full}};
+  RETURN_IF_ERROR(expect(is_float(x.dtype) && x.shape == Shape(kept), g, n, 0,
+                         "a float " + Shape(kept).str() + " (shape without the broadcast axes)"));
+  out = {{x.dtype, full}};
   return Status::Ok();
 }
 

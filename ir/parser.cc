@@ -283,6 +283,15 @@ class Parser {
     pos_ += w.size();
     return Status::Ok();
   }
+  Status attr_value(const std::string& key, DType& t) {
+    skip();
+    std::string_view w = word_at(pos_);
+    auto parsed = parse_dtype(w);
+    if (!parsed) return expected(pos_, "a dtype (f32, bf16, i32, i64) for " + key);
+    t = *parsed;
+    pos_ += w.size();
+    return Status::Ok();
+  }
   Status attr_value(const std::string& key, std::vector<int64_t>& v) {
     if (!accept('[')) return expected(pos_, "a list like [0,2] for " + key);
     v.clear();

@@ -59,6 +59,7 @@ std::string print_attr(bool b) { return b ? "true" : "false"; }
 std::string print_attr(int64_t i) { return std::to_string(i); }
 std::string print_attr(float f) { return print_float(f); }
 std::string print_attr(MeshGroup g) { return std::string(group_name(g)); }
+std::string print_attr(DType t) { return std::string(dtype_name(t)); }
 std::string print_attr(const std::vector<int64_t>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);

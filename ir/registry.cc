@@ -36,6 +36,7 @@ const std::array<OpInfo, kNumOps> kOps = {{
     R(sum, 1, 1, 1, ReduceAttrs{}, vjp_sum),
     R(mean, 1, 1, 1, ReduceAttrs{}, vjp_mean),
     R(broadcast, 1, 1, 1, BroadcastAttrs{}, vjp_broadcast),
+    R(cast, 1, 1, 1, CastAttrs{}, vjp_cast),
     R(embedding_backward, 2, 2, 1, EmbeddingBackwardAttrs{}, nullptr),
     R(rms_norm_backward, 3, 3, 2, NormAttrs{}, nullptr),
     R(layer_norm_backward, 3, 3, 3, NormAttrs{}, nullptr),

@@ -16,7 +16,7 @@ constexpr const char* kAttrsNames[] = {"NoAttrs",     "MatmulAttrs",    "ScaleAt
                                        "CrossEntropyAttrs", "ReduceAttrs", "BroadcastAttrs", "EmbeddingBackwardAttrs",
                                        "AllToAllAttrs", "AxisCollectiveAttrs", "GroupAttrs", "SendRecvAttrs",
                                        "RingAttentionAttrs", "PackAttrs", "UnpackAttrs", "SplitAttrs",
-                                       "ConcatAttrs"};
+                                       "ConcatAttrs", "CastAttrs"};
 static_assert(std::size(kAttrsNames) == std::variant_size_v<Attrs>, "name every Attrs alternative");
 
 constexpr int kUndefined = -2, kByArg = -1;  // else: index of the defining node

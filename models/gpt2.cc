@@ -28,7 +28,7 @@ ir::Graph gpt2(const ModelConfig& c, const StepShape& s) {
   auto linear = [&](ir::ValueId x, const std::string& name, int64_t out, int64_t in, ir::Init init) {
     ir::ValueId w = b.param(name + ".weight", {out, in}, init);
     ir::ValueId bias = b.param(name + ".bias", {out}, zeros);
-    return b.add(b.linear(x, w), bias);
+    return b.add(b.linear(x, b.cast(w, s.dtype)), b.cast(bias, s.dtype));
   };
   auto layer_norm = [&](ir::ValueId x, const std::string& name) {
     ir::ValueId w = b.param(name + ".weight", {D}, ones);
@@ -39,7 +39,7 @@ ir::Graph gpt2(const ModelConfig& c, const StepShape& s) {
   ir::ValueId wte = b.param("transformer.wte.weight", {c.vocab_size, D}, normal);
   ir::ValueId wpe = b.param("transformer.wpe.weight", {c.max_seq_len, D}, normal);
   ir::ValueId tok_emb = b.embedding(tokens, wte);
-  ir::ValueId x = b.add(tok_emb, b.embedding(positions, wpe));
+  ir::ValueId x = b.cast(b.add(tok_emb, b.embedding(positions, wpe)), s.dtype);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     ir::ValueId h = layer_norm(x, p + "ln_1");
@@ -53,7 +53,7 @@ ir::Graph gpt2(const ModelConfig& c, const StepShape& s) {
   }
   x = layer_norm(x, "transformer.ln_f");
   ir::ValueId head = c.tie_embeddings ? wte : b.param("lm_head.weight", {c.vocab_size, D}, normal);
-  lm_loss(b, x, head, targets);
+  lm_loss(b, x, b.cast(head, s.dtype), targets);
   return g;
 }
 

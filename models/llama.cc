@@ -24,8 +24,9 @@ ir::Graph llama(const ModelConfig& c, const StepShape& s) {
   std::optional<ir::ValueId> segments;
   if (s.documents) segments = b.input("segments", DType::i32, {B, T});
 
+  auto w = [&](ir::ValueId param) { return b.cast(param, s.dtype); };  // a weight at its use
   ir::ValueId embed = b.param("model.embed_tokens.weight", {c.vocab_size, D}, normal);
-  ir::ValueId x = b.embedding(tokens, embed);
+  ir::ValueId x = b.cast(b.embedding(tokens, embed), s.dtype);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     ir::ValueId ln1 = b.param(p + "input_layernorm.weight", {D}, ones);
@@ -39,21 +40,21 @@ ir::Graph llama(const ModelConfig& c, const StepShape& s) {
     ir::ValueId wd = b.param(p + "mlp.down_proj.weight", {D, c.ffn_hidden}, out_proj);
 
     ir::ValueId h = b.rms_norm(x, ln1, c.norm_eps);
-    ir::ValueId q = b.rope(b.reshape(b.linear(h, wq), {B, T, H, Dh}), positions, c.rope_theta);
-    ir::ValueId k = b.rope(b.reshape(b.linear(h, wk), {B, T, Hkv, Dh}), positions, c.rope_theta);
-    ir::ValueId v = b.reshape(b.linear(h, wv), {B, T, Hkv, Dh});
+    ir::ValueId q = b.rope(b.reshape(b.linear(h, w(wq)), {B, T, H, Dh}), positions, c.rope_theta);
+    ir::ValueId k = b.rope(b.reshape(b.linear(h, w(wk)), {B, T, Hkv, Dh}), positions, c.rope_theta);
+    ir::ValueId v = b.reshape(b.linear(h, w(wv)), {B, T, Hkv, Dh});
     ir::ValueId o = b.attention(q, k, v, segments, /*causal=*/true).o;
-    x = b.add(x, b.linear(b.reshape(o, {B, T, H * Dh}), wo));
+    x = b.add(x, b.linear(b.reshape(o, {B, T, H * Dh}), w(wo)));
 
     h = b.rms_norm(x, ln2, c.norm_eps);
-    ir::ValueId gate = b.linear(h, wg);  // named steps: C++ leaves argument order unspecified,
-    ir::ValueId up = b.linear(h, wu);    // and the graph (and its text) should not depend on it
-    x = b.add(x, b.linear(b.swiglu(gate, up), wd));
+    ir::ValueId gate = b.linear(h, w(wg));  // named steps: C++ leaves argument order unspecified,
+    ir::ValueId up = b.linear(h, w(wu));    // and the graph (and its text) should not depend on it
+    x = b.add(x, b.linear(b.swiglu(gate, up), w(wd)));
   }
   ir::ValueId norm = b.param("model.norm.weight", {D}, ones);
   x = b.rms_norm(x, norm, c.norm_eps);
   ir::ValueId head = c.tie_embeddings ? embed : b.param("lm_head.weight", {c.vocab_size, D}, normal);
-  lm_loss(b, x, head, targets);
+  lm_loss(b, x, w(head), targets);
   return g;
 }
 

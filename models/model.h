@@ -17,6 +17,11 @@ struct StepShape {
   int64_t batch = 1;
   int64_t seq_len = 0;
   bool documents = false;  // add the segment-id input and mask attention per document
+  // Activation type. Parameters stay f32 (the optimizer's master weights); with bf16, each
+  // is cast where it is used (norm weights excepted: the norm kernels read them as f32), so
+  // matmuls and attention run in bf16 and gradients come back in f32, as under PyTorch's
+  // autocast. Embedding rows are gathered in f32 and then cast.
+  DType dtype = DType::f32;
 };
 
 // Errors name the model.* key that is inconsistent.

@@ -1,8 +1,8 @@
 #include "runtime/collective_exec.h"
 
 #include <cmath>
-#include <cstring>
 
+#include "kernels/cpu/cast.h"
 #include "runtime/ring_attention.h"
 #include "runtime/sp_collectives.h"
 
@@ -36,33 +36,61 @@ RingAttentionArgs ring_args(const ir::RingAttentionAttrs& a, std::span<const Ten
   return r;
 }
 
+// Ring attention runs the f32 CPU kernels: a bf16 program's tensors go through f32 copies
+// (rounded back on output, like the CPU backend's other bf16 ops).
+Tensor f32_copy(const Tensor& t) {
+  if (t.dtype() != DType::bf16) return t;
+  Tensor f(Storage::host(t.nbytes() * 2), 0, DType::f32, t.shape());
+  kernels::cpu::cast_bf16_to_f32(t.data<uint16_t>(), f.data<float>(), t.numel());
+  return f;
+}
+
 }  // namespace
 
-void run_communication(const Mesh& mesh, const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out) {
+void run_communication(const Mesh& mesh, const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out,
+                       MemOps& mem) {
+  AUTOSP_CHECK(!mem.device() || (ins.op != ir::Op::ring_attention && ins.op != ir::Op::ring_attention_backward))
+      << ir::op_name(ins.op) << " runs on host tensors only";
+  if ((ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward) &&
+      in[0].dtype() == DType::bf16) {
+    std::vector<Tensor> in32, out32;
+    for (const Tensor& t : in) in32.push_back(f32_copy(t));
+    for (const Tensor& t : out) out32.push_back(f32_copy(t));
+    run_communication(mesh, ins, in32, out32);
+    for (size_t i = 0; i < out.size(); ++i)
+      if (out[i].dtype() == DType::bf16)
+        kernels::cpu::cast_f32_to_bf16(out32[i].data<float>(), out[i].data<uint16_t>(), out[i].numel());
+    return;
+  }
   const auto esize = int64_t(dtype_size(in[0].dtype()));
   switch (ins.op) {
     case ir::Op::all_to_all: {
       const auto& a = std::get<ir::AllToAllAttrs>(ins.attrs);
       all_to_all_tensor(comm_for(mesh, a.group, a.size), in[0].raw(), out[0].raw(), in[0].shape().dims(),
-                        int(a.split), int(a.concat), esize);
+                        int(a.split), int(a.concat), esize, mem);
       return;
     }
     case ir::Op::all_gather: {
       const auto& a = std::get<ir::AxisCollectiveAttrs>(ins.attrs);
       all_gather_tensor(comm_for(mesh, a.group, a.size), in[0].raw(), out[0].raw(), in[0].shape().dims(),
-                        int(a.axis), esize);
+                        int(a.axis), esize, mem);
       return;
     }
     case ir::Op::reduce_scatter: {
       const auto& a = std::get<ir::AxisCollectiveAttrs>(ins.attrs);
       reduce_scatter_tensor(comm_for(mesh, a.group, a.size), in[0].data<float>(), out[0].data<float>(),
-                            in[0].shape().dims(), int(a.axis));
+                            in[0].shape().dims(), int(a.axis), mem);
       return;
     }
     case ir::Op::all_reduce: {
       const auto& a = std::get<ir::GroupAttrs>(ins.attrs);
-      if (out[0].raw() != in[0].raw()) std::memcpy(out[0].raw(), in[0].raw(), in[0].nbytes());
-      comm_for(mesh, a.group, a.size).all_reduce_sum(out[0].data<float>(), out[0].numel());
+      Communicator& c = comm_for(mesh, a.group, a.size);
+      if (out[0].raw() != in[0].raw()) {
+        mem.copy(out[0].raw(), in[0].raw(), in[0].nbytes());
+        // A communicator that is not stream-ordered reads out[0] at once: the copy must have landed.
+        if (!c.stream_ordered()) mem.synchronize();
+      }
+      c.all_reduce_sum(out[0].data<float>(), out[0].numel());
       return;
     }
     case ir::Op::send_recv: {

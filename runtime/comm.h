@@ -1,12 +1,14 @@
-// Communicator: the collectives sequence parallelism and data parallelism need, over host
-// buffers. Implementations: MPI (processes on one or many hosts; comm_mpi.cc) and local
-// (ranks as threads of one process; comm_local.cc), used by fast tests and for several ranks
-// sharing one device. Both behave identically, including sub-groups from split().
+// Communicator: the collectives sequence parallelism and data parallelism need. Implementations:
+// MPI (processes on one or many hosts, host buffers; comm_mpi.cc), local (ranks as threads
+// of one process, host or device buffers; comm_local.cc), used by fast tests and for several
+// ranks sharing one device, and NCCL (device buffers, stream-ordered;
+// runtime/cuda/comm_nccl.h). All give the same results, including sub-groups from split(),
+// except that MPI and NCCL add sums in an order of their choosing (last bits may differ).
 //
 // Conventions: counts are elements (float collectives) or bytes (data movement); chunk i of
 // a buffer is the i-th of size() equal consecutive pieces; results are in rank order.
 // A failed peer (a rank that died or aborted) makes every waiting call throw CommError, so
-// no rank hangs.
+// no rank hangs (NCCL relies on its bootstrap communicator for this: comm_nccl.h).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -27,11 +29,17 @@ class Pending {
   virtual void wait() = 0;
 };
 
+class MemOps;
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // True when calls only enqueue work on a device stream and return (NCCL): results are
+  // ready in stream order, not when a call or wait() returns. False: a blocking call and
+  // wait() return with the data in place.
+  virtual bool stream_ordered() const { return false; }
 
   // data[n] := Σ over ranks of data[n] (identical result on every rank, summed in rank order).
   virtual void all_reduce_sum(float* data, int64_t n) = 0;
@@ -70,7 +78,13 @@ bool launched_by_mpi();
 
 // Runs fn(comm) on n threads, each with its own rank of an n-rank local communicator.
 // Rethrows the first exception a rank raised, after all threads ended (a rank that throws
-// aborts the group so its peers end too).
-void run_local(int n, const std::function<void(Communicator&)>& fn);
+// aborts the group so its peers end too). mem moves the bytes between ranks' buffers (null:
+// host memory): with a device MemOps every buffer handed to the communicators is a device
+// pointer, copies go through mem, and sums are staged through host memory and added in the
+// same order, so results are bit-identical to host buffers'. mem's copies must be callable
+// from any rank's thread at once (CudaMemOps's are); its scratch is not used. Calls still
+// complete on return (the communicator is not stream-ordered): each operation ends with
+// mem->synchronize().
+void run_local(int n, const std::function<void(Communicator&)>& fn, MemOps* mem = nullptr);
 
 }  // namespace autosp::runtime

@@ -9,12 +9,17 @@
 // pair - does all the copying for everyone, outside the lock. So a started operation never
 // depends on any rank calling wait(): ranks may wait in any order, and start-then-wait
 // patterns (a ring of start_send_recv) cannot deadlock. The price is that one thread does
-// the whole copy; for the host buffers this communicator carries that is memory-bound
-// anyway.
+// the whole copy; that is memory-bound anyway (host buffers), or copy-engine-bound (ranks
+// sharing one device).
 //
 // all_reduce_sum and reduce_scatter_sum add in rank order (((x0 + x1) + x2) + ...), computed
 // once and handed to every rank, so all ranks get bit-identical results equal to the serial
 // rank-order sum. (MPI's order is implementation-defined; see comm_mpi.cc.)
+//
+// Buffers. Every byte moves through the Universe's MemOps (run_local's mem): host memcpy, or
+// a device's copy engine when the ranks' buffers are device memory. Sums read each rank's
+// block into host memory (to_host), add on the host in rank order and write back
+// (from_host), the same arithmetic for host and device buffers.
 //
 // Failure. All groups of one run_local share a Universe: one mutex, one condition variable,
 // a failure flag and, per world rank, whether its function has ended. abort() on any
@@ -39,6 +44,7 @@
 #include <vector>
 
 #include "runtime/comm.h"
+#include "runtime/mem_ops.h"
 
 namespace autosp::runtime {
 namespace {
@@ -49,6 +55,7 @@ struct Universe {
   bool failed = false;
   std::string why;
   std::vector<bool> exited;  // by world rank: its function returned or threw
+  MemOps* mem = nullptr;     // moves every byte between ranks' buffers; never null
 };
 
 std::string aborted_message(const Universe& u) { return "communicator aborted: " + u.why; }
@@ -132,26 +139,46 @@ struct Group {
   int size() const { return static_cast<int>(world.size()); }
 };
 
-// Does the copying of a collective all ranks have joined. Runs outside the lock, on one thread.
+// dst[k][i] := ((src[0][i] + src[1][i]) + src[2][i]) + ... for every k and i < n: the
+// rank-order sum, computed once on the host. Blocked so the accumulator stays small; element
+// i depends only on element i of each source, so writing block b back (in place) cannot
+// disturb later blocks. Host sources are read where they are; device ones are staged, in
+// larger blocks so each copy is worth its overhead.
+void sum_in_rank_order(MemOps& mem, const std::vector<const float*>& src, const std::vector<float*>& dst,
+                       int64_t n) {
+  const int64_t block = std::min<int64_t>(n, mem.device() ? int64_t(1) << 20 : 2048);
+  std::vector<float> acc(block), staged(mem.device() ? block : 0);
+  for (int64_t b = 0; b < n; b += block) {
+    const int64_t m = std::min(block, n - b);
+    const size_t bytes = size_t(m) * sizeof(float);
+    mem.to_host(acc.data(), src[0] + b, bytes);
+    for (size_t r = 1; r < src.size(); ++r) {
+      const float* x = src[r] + b;
+      if (mem.device()) {
+        mem.to_host(staged.data(), x, bytes);
+        x = staged.data();
+      }
+      for (int64_t i = 0; i < m; ++i) acc[i] += x[i];
+    }
+    for (float* d : dst) mem.from_host(d + b, acc.data(), bytes);
+  }
+}
+
+// Does the copying of a collective all ranks have joined, complete on return. Runs outside
+// the lock, on one thread.
 void perform(Group& g, CollOp& op) {
+  MemOps& mem = *g.u->mem;
   const int p = g.size();
   const auto& a = op.args;
   switch (op.kind) {
     case Kind::all_reduce_sum: {
-      // Blocked so the sum fits in a stack buffer; element i depends only on element i of
-      // each rank, so writing block b back in place cannot disturb later blocks.
-      constexpr int64_t kBlock = 2048;
-      float acc[kBlock];
-      const int64_t n = a[0].n;
-      for (int64_t b = 0; b < n; b += kBlock) {
-        const int64_t m = std::min(kBlock, n - b);
-        std::memcpy(acc, static_cast<const float*>(a[0].in) + b, m * sizeof(float));
-        for (int r = 1; r < p; ++r) {
-          const float* x = static_cast<const float*>(a[r].in) + b;
-          for (int64_t i = 0; i < m; ++i) acc[i] += x[i];
-        }
-        for (int r = 0; r < p; ++r) std::memcpy(static_cast<float*>(a[r].out) + b, acc, m * sizeof(float));
+      std::vector<const float*> src(p);
+      std::vector<float*> dst(p);
+      for (int r = 0; r < p; ++r) {
+        src[r] = static_cast<const float*>(a[r].in);
+        dst[r] = static_cast<float*>(a[r].out);
       }
+      sum_in_rank_order(mem, src, dst, a[0].n);
       break;
     }
     case Kind::all_gather: {
@@ -159,20 +186,17 @@ void perform(Group& g, CollOp& op) {
       for (int r = 0; r < p; ++r)
         for (int j = 0; j < p; ++j) {
           char* dst = static_cast<char*>(a[r].out) + j * bytes;
-          // memmove: a rank may gather in place (send = its own chunk of recv).
-          if (dst != a[j].in && bytes > 0) std::memmove(dst, a[j].in, bytes);
+          // A rank may gather in place (send = its own chunk of recv): nothing to copy.
+          if (dst != a[j].in) mem.copy(dst, a[j].in, size_t(bytes));
         }
       break;
     }
     case Kind::reduce_scatter_sum: {
       const int64_t n = a[0].n;
+      std::vector<const float*> src(p);
       for (int r = 0; r < p; ++r) {
-        float* o = static_cast<float*>(a[r].out);
-        if (n > 0) std::memcpy(o, static_cast<const float*>(a[0].in) + r * n, n * sizeof(float));
-        for (int j = 1; j < p; ++j) {
-          const float* x = static_cast<const float*>(a[j].in) + r * n;
-          for (int64_t i = 0; i < n; ++i) o[i] += x[i];
-        }
+        for (int j = 0; j < p; ++j) src[j] = static_cast<const float*>(a[j].in) + r * n;
+        sum_in_rank_order(mem, src, {static_cast<float*>(a[r].out)}, n);
       }
       break;
     }
@@ -181,13 +205,14 @@ void perform(Group& g, CollOp& op) {
       if (bytes == 0) break;
       for (int i = 0; i < p; ++i)
         for (int j = 0; j < p; ++j)
-          std::memcpy(static_cast<char*>(a[i].out) + j * bytes, static_cast<const char*>(a[j].in) + i * bytes, bytes);
+          mem.copy(static_cast<char*>(a[i].out) + j * bytes, static_cast<const char*>(a[j].in) + i * bytes,
+                   size_t(bytes));
       break;
     }
     case Kind::broadcast: {
       const int root = a[0].root;
       for (int r = 0; r < p; ++r)
-        if (r != root && a[0].n > 0) std::memcpy(a[r].out, a[root].in, a[0].n);
+        if (r != root) mem.copy(a[r].out, a[root].in, size_t(a[0].n));
       break;
     }
     case Kind::barrier: break;
@@ -217,6 +242,7 @@ void perform(Group& g, CollOp& op) {
       break;
     }
   }
+  mem.synchronize();
 }
 
 // The error, if any, of rank r joining op with args x (mismatched calls between ranks).
@@ -523,8 +549,9 @@ std::unique_ptr<Pending> LocalComm::start_send_recv(const void* send, int64_t se
     u.cv.notify_all();
   }
   if (!matched.empty()) {
-    for (auto& [snd, rcv] : matched)
-      if (snd->bytes > 0) std::memcpy(rcv->recv, snd->send, snd->bytes);
+    MemOps& mem = *u.mem;
+    for (auto& [snd, rcv] : matched) mem.copy(rcv->recv, snd->send, size_t(snd->bytes));
+    mem.synchronize();
     std::lock_guard lk(u.mu);
     for (auto& [snd, rcv] : matched) snd->state = rcv->state = State::done;
     u.cv.notify_all();
@@ -554,10 +581,11 @@ bool is_comm_error(const std::exception_ptr& e) {
 
 }  // namespace
 
-void run_local(int n, const std::function<void(Communicator&)>& fn) {
+void run_local(int n, const std::function<void(Communicator&)>& fn, MemOps* mem) {
   if (n < 1) throw std::invalid_argument("run_local: need at least 1 rank, got " + std::to_string(n));
   auto u = std::make_shared<Universe>();
   u->exited.assign(n, false);
+  u->mem = mem ? mem : &host_mem_ops();
   std::vector<int> world(n);
   std::iota(world.begin(), world.end(), 0);
   auto g = std::make_shared<Group>(u, std::move(world));

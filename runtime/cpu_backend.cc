@@ -1,11 +1,17 @@
 // CPU backend: maps each instruction to the fp32 kernels in kernels/cpu. The only logic here
 // is reading sizes out of the slot shapes and attributes.
+//
+// bf16 programs run too, for testing what a GPU will run: a compute op on bf16 tensors reads
+// them into f32 copies, runs the f32 kernel, and rounds its outputs back to bf16 (what a
+// bf16 kernel with fp32 arithmetic does). Data movement is dtype-agnostic and runs as is.
 #include <cmath>
 #include <cstring>
 
 #include "ir/registry.h"
 #include "kernels/cpu/activation.h"
+#include "kernels/cpu/adamw.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/cast.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/embedding.h"
@@ -15,6 +21,7 @@
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/rope.h"
 #include "runtime/backend.h"
+#include "runtime/op_args.h"
 
 namespace autosp::runtime {
 
@@ -27,38 +34,33 @@ const float* F(const Tensor& t) { return t.data<float>(); }
 float* F(Tensor& t) { return t.data<float>(); }
 const int32_t* I(const Tensor& t) { return t.data<int32_t>(); }
 
-std::vector<bool> axis_mask(const std::vector<int64_t>& axes, int rank) {
-  std::vector<bool> m(rank, axes.empty());
-  for (int64_t a : axes) m[a] = true;
-  return m;
-}
-
-// Attention inputs after the first `fixed` tensors are [segments] [index] (ir/ops_attention.cc).
-k::AttentionArgs attention_args(const ir::Instr& ins, std::span<const Tensor> in, size_t fixed) {
-  const auto& a = std::get<ir::AttentionAttrs>(ins.attrs);
-  const Shape& q = in[0].shape();
-  const Shape& kv = in[1].shape();
-  k::AttentionArgs r;
-  r.B = q[0];
-  r.Tq = q[1];
-  r.Tk = kv[1];
-  r.H = q[2];
-  r.Hkv = kv[2];
-  r.D = q[3];
-  r.causal = a.causal;
-  r.scale = a.scale != 0.0f ? a.scale : float(1.0 / std::sqrt(double(r.D)));
-  if (in.size() - fixed - size_t(a.indexed) == 1) r.q_seg = r.k_seg = I(in[fixed]);
-  if (a.indexed) r.q_pos = r.k_pos = I(in[in.size() - 1]);
-  return r;
-}
-
 k::CrossEntropyArgs ce_args(const ir::Instr& ins, std::span<const Tensor> in) {
-  const auto& a = std::get<ir::CrossEntropyAttrs>(ins.attrs);
-  return {in[2].numel(), in[0].shape()[-1], in[1].shape()[0], int32_t(a.ignore_index), a.chunk};
+  return cross_entropy_args<k::CrossEntropyArgs>(ins, in[0].shape(), in[1].shape());
 }
 
 void binary(k::BinaryOp op, std::span<const Tensor> in, std::span<Tensor> out) {
   k::binary(op, F(in[0]), F(in[1]), F(out[0]), in[0].numel(), in[1].numel());
+}
+
+bool moves_bytes_only(Op op) {
+  return op == Op::reshape || op == Op::permute || op == Op::pack || op == Op::unpack || op == Op::split ||
+         op == Op::concat;
+}
+
+Tensor as_f32(const Tensor& t) {
+  if (t.dtype() != DType::bf16) return t;
+  Tensor f(Storage::host(size_t(t.numel()) * 4), 0, DType::f32, t.shape());
+  k::cast_bf16_to_f32(t.data<uint16_t>(), F(f), t.numel());
+  return f;
+}
+
+void cast(const Tensor& x, Tensor& y) {
+  if (x.dtype() == y.dtype())
+    std::memcpy(y.raw(), x.raw(), x.nbytes());
+  else if (x.dtype() == DType::f32)
+    k::cast_f32_to_bf16(F(x), y.data<uint16_t>(), x.numel());
+  else
+    k::cast_bf16_to_f32(x.data<uint16_t>(), F(y), x.numel());
 }
 
 class CpuBackend final : public Backend {
@@ -66,7 +68,19 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   std::shared_ptr<Storage> allocate(size_t bytes) override { return Storage::host(bytes); }
 
+  double sum_squares(std::span<const Tensor> xs) override {
+    double s = 0;
+    for (const Tensor& x : xs) s += k::sum_squares(F(x), x.numel());
+    return s;
+  }
+  void adamw(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamWStep& a) override {
+    k::adamw_step(F(p), F(g), F(m), F(v), p.numel(), a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step,
+                  a.grad_scale);
+  }
+
   void launch(const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out) override {
+    if (ins.op == Op::cast) return cast(in[0], out[0]);
+    if (!moves_bytes_only(ins.op) && has_bf16(in, out)) return launch_in_f32(ins, in, out);
     switch (ins.op) {
       case Op::embedding:
         k::embedding_forward(I(in[0]), F(in[1]), F(out[0]), in[0].numel(), in[1].shape()[1]);
@@ -92,20 +106,20 @@ class CpuBackend final : public Backend {
         k::scale(F(in[0]), F(out[0]), in[0].numel(), std::get<ir::ScaleAttrs>(ins.attrs).scale);
         return;
       case Op::rms_norm:
-        k::rms_norm_forward(F(in[0]), F(in[1]), F(out[0]), in[0].numel() / in[0].shape()[-1], in[0].shape()[-1],
+        k::rms_norm_forward(F(in[0]), F(in[1]), F(out[0]), rows_of(in[0].shape()), in[0].shape()[-1],
                             std::get<ir::NormAttrs>(ins.attrs).eps);
         return;
       case Op::rms_norm_backward:
-        k::rms_norm_backward(F(in[0]), F(in[1]), F(in[2]), F(out[0]), F(out[1]), in[0].numel() / in[0].shape()[-1],
+        k::rms_norm_backward(F(in[0]), F(in[1]), F(in[2]), F(out[0]), F(out[1]), rows_of(in[0].shape()),
                              in[0].shape()[-1], std::get<ir::NormAttrs>(ins.attrs).eps);
         return;
       case Op::layer_norm:
-        k::layer_norm_forward(F(in[0]), F(in[1]), F(in[2]), F(out[0]), in[0].numel() / in[0].shape()[-1],
+        k::layer_norm_forward(F(in[0]), F(in[1]), F(in[2]), F(out[0]), rows_of(in[0].shape()),
                               in[0].shape()[-1], std::get<ir::NormAttrs>(ins.attrs).eps);
         return;
       case Op::layer_norm_backward:
         k::layer_norm_backward(F(in[0]), F(in[1]), F(in[2]), F(out[0]), F(out[1]), F(out[2]),
-                               in[0].numel() / in[0].shape()[-1], in[0].shape()[-1],
+                               rows_of(in[0].shape()), in[0].shape()[-1],
                                std::get<ir::NormAttrs>(ins.attrs).eps);
         return;
       case Op::rope: {
@@ -132,11 +146,11 @@ class CpuBackend final : public Backend {
         return;
       }
       case Op::attention:
-        k::attention_forward(attention_args(ins, in, 3), F(in[0]), F(in[1]), F(in[2]), F(out[0]),
+        k::attention_forward(attention_args<k::AttentionArgs>(ins, in, 3), F(in[0]), F(in[1]), F(in[2]), F(out[0]),
                              F(out[1]));
         return;
       case Op::attention_backward:
-        k::attention_backward(attention_args(ins, in, 6), F(in[0]), F(in[1]), F(in[2]), F(in[3]),
+        k::attention_backward(attention_args<k::AttentionArgs>(ins, in, 6), F(in[0]), F(in[1]), F(in[2]), F(in[3]),
                               F(in[4]), F(in[5]), F(out[0]), F(out[1]), F(out[2]));
         return;
       case Op::cross_entropy:
@@ -202,8 +216,29 @@ class CpuBackend final : public Backend {
         k::broadcast(F(in[0]), F(out[0]), a.shape, axis_mask(a.axes, int(a.shape.size())), a.scale);
         return;
       }
+      case Op::cast: break;  // handled above
     }
     AUTOSP_CHECK(false) << "cpu backend: no kernel for " << ir::op_name(ins.op);
+  }
+
+ private:
+  static bool has_bf16(std::span<const Tensor> in, std::span<Tensor> out) {
+    for (const Tensor& t : in)
+      if (t.dtype() == DType::bf16) return true;
+    for (const Tensor& t : out)
+      if (t.dtype() == DType::bf16) return true;
+    return false;
+  }
+
+  void launch_in_f32(const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out) {
+    std::vector<Tensor> in32, out32;
+    for (const Tensor& t : in) in32.push_back(as_f32(t));
+    for (Tensor& t : out)
+      out32.push_back(t.dtype() == DType::bf16 ? Tensor(Storage::host(size_t(t.numel()) * 4), 0, DType::f32, t.shape())
+                                               : t);
+    launch(ins, in32, out32);
+    for (size_t i = 0; i < out.size(); ++i)
+      if (out[i].dtype() == DType::bf16) cast(out32[i], out[i]);
   }
 };
 

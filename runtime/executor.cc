@@ -15,6 +15,7 @@ Executor::Executor(ir::Program program, Backend& backend, const Mesh* mesh)
   for (const ir::Instr& ins : program_.instrs)
     AUTOSP_CHECK(mesh_ || !is_communication(ins.op)) << "a program with " << ir::op_name(ins.op) << " needs a mesh";
   arena_ = backend_.allocate(size_t(program_.arena_bytes));
+  backend_.prepare(program_);
   // The k-th collective on the communication stream completes k-th (FIFO): an instruction
   // waits until as many have completed as the latest one it depends on needs.
   const int n = int(program_.instrs.size());
@@ -23,6 +24,7 @@ Executor::Executor(ir::Program program, Backend& backend, const Mesh* mesh)
     const ir::Instr& ins = program_.instrs[i];
     if (ins.stream != ir::Stream::comm) continue;
     ++comm_count_;
+    comm_instr_.push_back(i);
     const int w = std::clamp(ins.wait_before, i + 1, n);
     done_before_[w] = std::max(done_before_[w], comm_count_);
   }
@@ -55,6 +57,18 @@ Tensor& Executor::tensor(const std::string& name) {
   int s = program_.find_external(name);
   AUTOSP_CHECK(s >= 0) << "no argument or output named " << name;
   return external(s);
+}
+
+void Executor::write(const std::string& name, const void* host, size_t bytes) {
+  Tensor& t = tensor(name);
+  AUTOSP_CHECK(bytes == t.nbytes()) << "writing " << bytes << " bytes into " << name << " of " << t.nbytes();
+  backend_.upload(t.raw(), host, bytes);
+}
+
+void Executor::read(const std::string& name, void* host, size_t bytes) {
+  Tensor& t = tensor(name);
+  AUTOSP_CHECK(bytes == t.nbytes()) << "reading " << bytes << " bytes from " << name << " of " << t.nbytes();
+  backend_.download(host, t.raw(), bytes);
 }
 
 Tensor& Executor::external(int s) {
@@ -102,10 +116,15 @@ void Executor::execute(int index) {
   for (int64_t seen = high_water_.load(); top > seen && !high_water_.compare_exchange_weak(seen, top);) {
   }
   const auto t0 = clock_type::now();
-  if (is_communication(ins.op))
-    run_communication(*mesh_, ins, in, out);
-  else
+  if (is_communication(ins.op)) {
+    if (ins.stream == ir::Stream::compute) backend_.comm_enqueued(index);
+    backend_.comm_begin(index, !mesh_->stream_ordered());
+    run_communication(*mesh_, ins, in, out, backend_.mem(ins.stream));
+    backend_.comm_end(index);
+    if (ins.stream == ir::Stream::compute) backend_.compute_waits(index);
+  } else {
     backend_.launch(ins, in, out);
+  }
   const auto t1 = clock_type::now();
   record(index, t0, t1);
   // A collective the calling thread runs itself (no overlap) is exposed communication, except
@@ -140,18 +159,23 @@ void Executor::comm_loop() {
 }
 
 void Executor::wait_for(int64_t completed) {
-  std::unique_lock<std::mutex> l(mu_);
-  if (completed_ >= completed && !comm_error_) return;
-  const auto t0 = clock_type::now();
-  cv_.wait(l, [&] { return completed_ >= completed || comm_error_; });
-  const auto t1 = clock_type::now();
-  exposed_comm_s_ += std::chrono::duration<double>(t1 - t0).count();
-  if (tracing_) {
-    std::lock_guard<std::mutex> tl(trace_mu_);
-    trace_.push_back({"wait", ir::Stream::compute, std::chrono::duration<double, std::micro>(t0 - run_start_).count(),
-                      std::chrono::duration<double, std::micro>(t1 - t0).count()});
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    if (completed_ < completed || comm_error_) {
+      const auto t0 = clock_type::now();
+      cv_.wait(l, [&] { return completed_ >= completed || comm_error_; });
+      const auto t1 = clock_type::now();
+      exposed_comm_s_ += std::chrono::duration<double>(t1 - t0).count();
+      if (tracing_) {
+        std::lock_guard<std::mutex> tl(trace_mu_);
+        trace_.push_back({"wait", ir::Stream::compute,
+                          std::chrono::duration<double, std::micro>(t0 - run_start_).count(),
+                          std::chrono::duration<double, std::micro>(t1 - t0).count()});
+      }
+      if (comm_error_) std::rethrow_exception(comm_error_);
+    }
   }
-  if (comm_error_) std::rethrow_exception(comm_error_);
+  backend_.compute_waits(comm_instr_[size_t(completed - 1)]);
 }
 
 Status Executor::run() {
@@ -172,6 +196,7 @@ Status Executor::run() {
   for (int i = 0; i < n; ++i) {
     if (done_before_[i] > 0) wait_for(done_before_[i]);
     if (program_.instrs[i].stream == ir::Stream::comm) {
+      backend_.comm_enqueued(i);
       {
         std::lock_guard<std::mutex> l(mu_);
         queue_.push_back(i);
@@ -181,7 +206,8 @@ Status Executor::run() {
       execute(i);
     }
   }
-  wait_for(done_before_[n]);
+  if (done_before_[n] > 0) wait_for(done_before_[n]);
+  backend_.synchronize();
   return Status::Ok();
 }
 

@@ -7,6 +7,11 @@
 // one communication thread, and the calling thread waits for each before the instruction
 // named by its wait_before. Time the calling thread spends waiting (or running collectives
 // itself, without overlap) is the step's exposed communication.
+//
+// On a device backend both threads only enqueue work: the backend's comm_* hooks order the
+// compute and communication streams with events, the host waits for a collective's issue
+// (not its completion) before the instruction that needs it, and run() ends by waiting for
+// the device. Exposed communication is then the host's waiting, a lower bound.
 #pragma once
 #include <array>
 #include <atomic>
@@ -46,8 +51,12 @@ class Executor {
   // Binds an argument or output slot; the tensor's dtype and shape must match the slot.
   Status bind(const std::string& name, Tensor t);
   bool has(const std::string& name) const { return program_.find_external(name) >= 0; }
-  // The tensor bound to (or allocated for) an external slot.
+  // The tensor bound to (or allocated for) an external slot. On a device backend its bytes
+  // are device memory: use write()/read() from the host.
   Tensor& tensor(const std::string& name);
+  // Host bytes into / out of an external tensor (complete on return); bytes must equal its size.
+  void write(const std::string& name, const void* host, size_t bytes);
+  void read(const std::string& name, void* host, size_t bytes);
   // Fails when an argument is unbound. A communication failure throws CommError.
   Status run();
 
@@ -81,6 +90,7 @@ class Executor {
 
   // Communication stream.
   std::vector<int64_t> done_before_;  // per instruction: collectives that must have completed first
+  std::vector<int> comm_instr_;       // the instruction index of the k-th collective on the comm stream
   int64_t comm_count_ = 0;
   std::thread comm_thread_;
   std::mutex mu_;

@@ -24,6 +24,8 @@ class Mesh {
   int rank() const { return world_->rank(); }
   int sp_rank() const { return sp_->rank(); }
   int dp_rank() const { return dp_->rank(); }
+  // The communicators enqueue on a device stream (NCCL) rather than complete on return.
+  bool stream_ordered() const { return world_->stream_ordered(); }
 
  private:
   Mesh() = default;

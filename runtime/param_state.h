@@ -49,7 +49,10 @@ class ParameterState {
   virtual Status load(const TrainState& s) = 0;
 };
 
-std::unique_ptr<ParameterState> make_replicated_state(const std::vector<ParamSpec>& specs);
+// backend: where the live tensors are; a device backend keeps them there (the host copy is a
+// mirror for checkpoints), null or the CPU keeps them on the host.
+std::unique_ptr<ParameterState> make_replicated_state(const std::vector<ParamSpec>& specs,
+                                                      Backend* backend = nullptr);
 std::unique_ptr<ParameterState> make_zero_state(const ir::BucketPlan& plan, Communicator& world);
 
 }  // namespace autosp::runtime

@@ -1,5 +1,10 @@
 // ZeRO stage 0: every rank holds whole parameters, gradients (all-reduced by the program) and
 // AdamW moments, and rank 0 writes the single-writer checkpoint.
+//
+// On a device backend the live tensors are the device's (the program binds them and the
+// backend runs the optimizer on them); the host ParamStore is their mirror for initialisation,
+// checkpoints and full_parameters(), copied across only at those moments.
+#include <cmath>
 #include <cstring>
 
 #include "runtime/checkpoint.h"
@@ -25,13 +30,39 @@ Status copy_into(const NamedTensors& from, const std::string& name, const std::s
 
 class ReplicatedState final : public ParameterState {
  public:
-  explicit ReplicatedState(const std::vector<ParamSpec>& specs) : store_(specs) {}
+  ReplicatedState(const std::vector<ParamSpec>& specs, Backend* device) : store_(specs), device_(device) {
+    if (!device_) return;
+    auto alloc = [&](const Tensor& like) {
+      return Tensor(device_->allocate(like.nbytes()), 0, DType::f32, like.shape());
+    };
+    for (const Param& p : store_.params())
+      dev_.push_back({p.spec, alloc(p.value), alloc(p.grad), alloc(p.exp_avg), alloc(p.exp_avg_sq)});
+  }
 
-  void initialize(uint64_t seed) override { store_.initialize(seed); }
-  Status bind(Executor& ex) override { return store_.bind(ex); }
-  double grad_norm() override { return store_.grad_norm(); }
+  void initialize(uint64_t seed) override {
+    store_.initialize(seed);
+    push();
+  }
+  Status bind(Executor& ex) override {
+    if (!device_) return store_.bind(ex);
+    for (Param& p : dev_) {
+      RETURN_IF_ERROR(ex.bind(p.spec.name, p.value));
+      const std::string g = "grad." + p.spec.name;
+      if (ex.has(g)) RETURN_IF_ERROR(ex.bind(g, p.grad));
+    }
+    return Status::Ok();
+  }
+  double grad_norm() override {
+    if (!device_) return store_.grad_norm();
+    std::vector<Tensor> grads;
+    for (const Param& p : dev_) grads.push_back(p.grad);
+    return std::sqrt(device_->sum_squares(grads));
+  }
   void update(const AdamWConfig& cfg, float lr, int64_t step, float grad_scale) override {
-    adamw_update(store_, cfg, lr, step, grad_scale);
+    if (!device_) return adamw_update(store_, cfg, lr, step, grad_scale);
+    for (Param& p : dev_)
+      device_->adamw(p.value, p.grad, p.exp_avg, p.exp_avg_sq,
+                     {lr, cfg.beta1, cfg.beta2, cfg.eps, p.decay() ? cfg.weight_decay : 0.0f, step, grad_scale});
   }
   PersistentBytes persistent_bytes() const override {
     const int64_t b = store_.num_elements() * int64_t(sizeof(float));
@@ -39,11 +70,13 @@ class ReplicatedState final : public ParameterState {
   }
   int64_t num_elements() const override { return store_.num_elements(); }
   NamedTensors full_parameters() override {
+    pull(&Param::value);
     NamedTensors out;
     for (Param& p : store_.params()) out.push_back({p.spec.name, p.value});
     return out;
   }
   NamedTensors full_gradients() override {
+    pull(&Param::grad);
     NamedTensors out;
     for (Param& p : store_.params()) out.push_back({p.spec.name, p.grad});
     return out;
@@ -53,6 +86,7 @@ class ReplicatedState final : public ParameterState {
               int keep) override {
     Status st;
     if (!world || world->rank() == 0) {
+      for (Tensor Param::*t : {&Param::value, &Param::exp_avg, &Param::exp_avg_sq}) pull(t);
       Checkpoint ck;
       for (const Param& p : store_.params()) {
         ck.model.push_back({p.spec.name, p.value});
@@ -76,17 +110,34 @@ class ReplicatedState final : public ParameterState {
       RETURN_IF_ERROR(copy_into(s.exp_avg, p.spec.name, "exp_avg", p.exp_avg, s.path));
       RETURN_IF_ERROR(copy_into(s.exp_avg_sq, p.spec.name, "exp_avg_sq", p.exp_avg_sq, s.path));
     }
+    push();
     return Status::Ok();
   }
 
  private:
+  // Host mirror -> device: values and moments (gradients are the program's output).
+  void push() {
+    if (!device_) return;
+    for (size_t i = 0; i < dev_.size(); ++i)
+      for (Tensor Param::*t : {&Param::value, &Param::exp_avg, &Param::exp_avg_sq})
+        device_->upload((dev_[i].*t).raw(), (store_.params()[i].*t).raw(), (dev_[i].*t).nbytes());
+  }
+  // Device -> host mirror, for one kind of tensor.
+  void pull(Tensor Param::*t) {
+    if (!device_) return;
+    for (size_t i = 0; i < dev_.size(); ++i)
+      device_->download((store_.params()[i].*t).raw(), (dev_[i].*t).raw(), (dev_[i].*t).nbytes());
+  }
+
   ParamStore store_;
+  Backend* device_;          // null: the host tensors are the live ones
+  std::vector<Param> dev_;   // the live tensors on a device backend
 };
 
 }  // namespace
 
-std::unique_ptr<ParameterState> make_replicated_state(const std::vector<ParamSpec>& specs) {
-  return std::make_unique<ReplicatedState>(specs);
+std::unique_ptr<ParameterState> make_replicated_state(const std::vector<ParamSpec>& specs, Backend* backend) {
+  return std::make_unique<ReplicatedState>(specs, backend && backend->device() != Device::host ? backend : nullptr);
 }
 
 }  // namespace autosp::runtime

@@ -7,15 +7,16 @@ namespace autosp::sp {
 StatusOr<Hardware> hardware(const std::string& name) {
   // cpu: measured here (scripts/bench_cpu_ops.sh): sgemm ~380 GFLOP/s on 2 threads, attention
   // ~45% of it; ~15 GB/s memory; MPI over shared memory ~5 GB/s per rank.
-  if (name == "cpu") return Hardware{"cpu", 380e9, 0.45, 15e9, 5e9, 5e9, 1 << 20, 4};
-  if (name == "h100" || name == "h100x8-nvlink") return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8, 2};
-  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8, 2};
+  if (name == "cpu") return Hardware{"cpu", 380e9, 0.45, 15e9, 5e9, 5e9, 1 << 20};
+  if (name == "h100" || name == "h100x8-nvlink") return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8};
+  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8};
   return InvalidArgument("--hardware: unknown \"" + name + "\" (expected cpu, h100, h200 or h100x8-nvlink)");
 }
 
 namespace {
 
 double elems(const ir::Program& p, int s) { return double(p.slots[s].type.shape.numel()); }
+double bytes(const ir::Program& p, int s) { return elems(p, s) * double(dtype_size(p.slots[s].type.dtype)); }
 
 // A group of P ranks spans nodes when P exceeds a node (SP groups are consecutive ranks).
 double bandwidth(const Hardware& hw, ir::MeshGroup g, int64_t size, int world) {
@@ -37,21 +38,18 @@ int64_t group_size(const ir::Attrs& a) {
 
 }  // namespace
 
-double comm_bytes(const ir::Program& p, const ir::Instr& ins, const Hardware& hw) {
+double comm_bytes(const ir::Program& p, const ir::Instr& ins) {
   const double P = double(group_size(ins.attrs));
   const auto& in = ins.in;
   switch (ins.op) {
-    case ir::Op::all_to_all: return elems(p, in[0]) * hw.act_bytes * (P - 1) / P;
-    case ir::Op::all_gather: {  // activations or parameters at hw.act_bytes; token ids as they are
-      const DType t = p.slots[in[0]].type.dtype;
-      return elems(p, in[0]) * (t == DType::f32 ? hw.act_bytes : double(dtype_size(t))) * (P - 1);
-    }
-    case ir::Op::reduce_scatter: return elems(p, in[0]) * 4.0 * (P - 1) / P;
-    case ir::Op::all_reduce: return 2.0 * elems(p, in[0]) * 4.0 * (P - 1) / P;
-    case ir::Op::send_recv: return elems(p, in[0]) * hw.act_bytes;
+    case ir::Op::all_to_all: return bytes(p, in[0]) * (P - 1) / P;
+    case ir::Op::all_gather: return bytes(p, in[0]) * (P - 1);
+    case ir::Op::reduce_scatter: return bytes(p, in[0]) * (P - 1) / P;
+    case ir::Op::all_reduce: return 2.0 * bytes(p, in[0]) * (P - 1) / P;
+    case ir::Op::send_recv: return bytes(p, in[0]);
     case ir::Op::ring_attention:
     case ir::Op::ring_attention_backward: {
-      const double kv = (elems(p, in[1]) + elems(p, in[2])) * hw.act_bytes;
+      const double kv = bytes(p, in[1]) + bytes(p, in[2]);
       return kv * (P - 1) * (ins.op == ir::Op::ring_attention ? 1.0 : 2.0);
     }
     default: return 0;
@@ -95,12 +93,12 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
       }
       default:
         if (ir::is_collective(ins.op)) break;
-        for (int s : ins.in) mem_bytes += elems(p, s) * hw.act_bytes;
-        for (int s : ins.out) mem_bytes += elems(p, s) * hw.act_bytes;
+        for (int s : ins.in) mem_bytes += bytes(p, s);
+        for (int s : ins.out) mem_bytes += bytes(p, s);
         break;
     }
-    const double bytes = comm_bytes(p, ins, hw);
-    if (bytes > 0) {
+    const double sent = comm_bytes(p, ins);
+    if (sent > 0) {
       const double bw = std::visit(
           [&](const auto& at) -> double {
             if constexpr (requires { at.group; at.size; })
@@ -109,7 +107,7 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
               return hw.intra_bw;
           },
           ins.attrs);
-      c.comm_s += bytes / bw;
+      c.comm_s += sent / bw;
     }
   }
   c.compute_s = c.flops / (hw.peak_flops * hw.matmul_eff);

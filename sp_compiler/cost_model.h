@@ -19,7 +19,6 @@ struct Hardware {
   double intra_bw;       // per-rank all-to-all / ring bandwidth inside a node, bytes/s
   double inter_bw;       // per-rank bandwidth across nodes (one NIC per rank), bytes/s
   int ranks_per_node;
-  double act_bytes;      // bytes per activation element on this hardware (bf16: 2, fp32: 4)
 };
 
 // "cpu" (this 2-core class of machine, fp32), "h100", "h200", "h100x8-nvlink". Numbers:
@@ -40,11 +39,11 @@ struct StepCost {
 // collective uses: all_to_all keeps 1/P of its input; all_gather sends its piece to P-1
 // peers; reduce_scatter and all_reduce run as rings ((P-1)/P of the data, twice for
 // all_reduce) in fp32; a ring attention sends its K/V block P-1 times (the backward also the
-// dK/dV accumulators). Activations count hw.act_bytes per element.
-double comm_bytes(const ir::Program& p, const ir::Instr& ins, const Hardware& hw);
+// dK/dV accumulators). Tensors count their dtype's size (bf16 activations in a bf16 program).
+double comm_bytes(const ir::Program& p, const ir::Instr& ins);
 
 // `world` ranks, `sp_inner` the size of the inner (intra-node) SP groups; overlap as the
-// schedule would run it. The program's f32 activations are costed at hw.act_bytes.
+// schedule would run it.
 StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap);
 
 }  // namespace autosp::sp

@@ -50,7 +50,8 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
                            std::to_string(world_size));
   c.mesh = {world_size / sp_degree,  sp_degree, opts.parallel.sp_strategy, c.hardware.intra_bw, c.hardware.inter_bw,
             c.hardware.ranks_per_node};
-  const models::StepShape shape{opts.train.batch_size, opts.train.seq_len, opts.data.documents};
+  const models::StepShape shape{opts.train.batch_size, opts.train.seq_len, opts.data.documents,
+                                opts.train.dtype == "bf16" ? DType::bf16 : DType::f32};
   ASSIGN_OR_RETURN(c.forward, models::build(opts.model, shape));
   if (world_size > 1) {
     ASSIGN_OR_RETURN(c.plan, sp::plan_sequence_parallel(c.forward, c.mesh));

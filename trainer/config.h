@@ -41,7 +41,8 @@ struct TrainOptions {
   int64_t seed = 1234;          // parameter init and data order
   int64_t eval_every = 50;      // steps between evals on data.val; 0 = off
   int64_t eval_steps = 4;       // batches per eval
-  std::string dtype = "f32";    // "f32" | "bf16" (bf16 is CUDA only; the runtime rejects it on CPU)
+  std::string device = "cpu";   // "cpu" | "cuda" (one GPU per rank; a build with nvcc)
+  std::string dtype = "f32";    // "f32" | "bf16" (activations; parameters and optimizer state stay f32; the CPU emulates bf16 through f32 kernels)
   // Activation recompute: "none", "selective" (recompute norms, rope, activations; keep
   // matmul outputs and attention), "layer" (keep each layer's input, attention and collective
   // results; recompute the rest of the layer in backward), "full" (also re-run the layer's

@@ -229,7 +229,7 @@ int run(const Flags& f) {
       s.tokens_per_s = double(window_steps * to.batch_size * dp * to.seq_len) / secs;
       s.step_ms = 1000.0 * secs / double(window_steps);
       s.comm_ms = world_size > 1 ? comm_acc / double(window_steps) : -1.0;
-      s.mem_bytes = peak_rss_bytes();
+      s.mem_bytes = t.device_peak_bytes() > 0 ? t.device_peak_bytes() : peak_rss_bytes();
       s.eta_s = all_secs / double(step - first_step) * double(to.steps - step);
       std::optional<EvalResult> ev;
       if (t.has_val() && to.eval_every > 0 && (step % to.eval_every == 0 || step == to.steps)) {

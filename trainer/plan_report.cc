@@ -39,20 +39,14 @@ MemoryPlan memory_plan(const Compiled& c) {
   }
   m.train_arena = c.train.arena_bytes;
   m.eval_arena = c.eval.arena_bytes;
-  if (c.hardware.act_bytes < 4) {
-    // GPU (bf16): activations in bf16, plus a bf16 working copy of the fp32 master weights.
-    m.train_arena = int64_t(double(m.train_arena) * c.hardware.act_bytes / 4);
-    m.eval_arena = int64_t(double(m.eval_arena) * c.hardware.act_bytes / 4);
-    m.params += c.buckets.stage == 3 ? m.params / 2 : 2 * m.num_params;  // sharded at stage 3, like the master
-  }
   return m;
 }
 
 // Bytes by collective kind, as the cost model counts them (sp::comm_bytes).
-std::vector<CommVolume> communication_per_step(const ir::Program& p, const sp::Hardware& hw) {
+std::vector<CommVolume> communication_per_step(const ir::Program& p) {
   std::map<std::string, CommVolume> by_kind;
   for (const ir::Instr& ins : p.instrs) {
-    const double bytes = sp::comm_bytes(p, ins, hw);
+    const double bytes = sp::comm_bytes(p, ins);
     if (bytes <= 0) continue;
     const std::string kind = std::string(ir::op_name(ins.op)) + " (" + group_of(ins.attrs) + ")";
     CommVolume& v = by_kind[kind];
@@ -103,7 +97,7 @@ std::string format_plan(const Options& o, const Compiled& c) {
   add("recompute: %s%s - %s\n", sp::recompute_name(c.recompute),
       c.mlp_chunks > 1 ? (", MLP in " + std::to_string(c.mlp_chunks) + " sequence chunks").c_str() : "",
       c.recompute_reason.c_str());
-  const auto comm = communication_per_step(c.train, c.hardware);
+  const auto comm = communication_per_step(c.train);
   if (!comm.empty()) {
     add("communication per training step, per rank:\n");
     int64_t total = 0;
@@ -116,7 +110,7 @@ std::string format_plan(const Options& o, const Compiled& c) {
   add("memory per rank:\n");
   const char* sharded = c.buckets.stage > 0 ? ", this rank's shard" : "";
   add("  parameters   %12s  (%s%s)\n", human_bytes(double(m.params)).c_str(),
-      c.hardware.act_bytes < 4 ? "fp32 master + bf16 copy" : "fp32", c.buckets.stage == 3 ? sharded : "");
+      "fp32", c.buckets.stage == 3 ? sharded : "");
   add("  gradients    %12s  (fp32%s)\n", human_bytes(double(m.grads)).c_str(), c.buckets.stage >= 2 ? sharded : "");
   add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq%s)\n", human_bytes(double(m.optimizer)).c_str(), sharded);
   add("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",

@@ -23,7 +23,7 @@ struct CommVolume {
   std::string kind;  // op name, with its group: "all_to_all (sp)"
   int64_t calls = 0, bytes = 0;
 };
-std::vector<CommVolume> communication_per_step(const ir::Program& p, const sp::Hardware& hw);
+std::vector<CommVolume> communication_per_step(const ir::Program& p);
 
 // The --plan report: mesh, layout, strategy per attention op with its reason, recompute
 // policy, communication per step, and memory per rank.

@@ -1,6 +1,7 @@
 #include "trainer/shard_feed.h"
 
 #include <cstring>
+#include <vector>
 
 #include "sp_compiler/shard_sequence.h"
 
@@ -8,14 +9,17 @@ namespace autosp::trainer {
 
 void feed_shard(const DataLoader& loader, int64_t step, const ShardSpec& spec, runtime::Executor& ex) {
   const int64_t rows = spec.row_end - spec.row_begin, local = int64_t(spec.positions.size());
-  auto dst = [&](const char* name) -> int32_t* {
-    return ex.has(name) ? ex.tensor(name).data<int32_t>() : nullptr;
-  };
-  int32_t* tok = dst("tokens");
-  int32_t* tgt = dst("targets");
-  int32_t* pos = dst("positions");
-  int32_t* seg = dst("segments");
-  int32_t* idx = dst(sp::kTokenIndexInput);
+  // Assembled on the host, then written into the inputs (device memory on a GPU).
+  const char* names[] = {"tokens", "targets", "positions", "segments", sp::kTokenIndexInput};
+  std::vector<int32_t> host[5];
+  for (int i = 0; i < 5; ++i)
+    if (ex.has(names[i])) host[i].resize(size_t(rows * local));
+  auto dst = [&](int i) { return host[i].empty() ? nullptr : host[i].data(); };
+  int32_t* tok = dst(0);
+  int32_t* tgt = dst(1);
+  int32_t* pos = dst(2);
+  int32_t* seg = dst(3);
+  int32_t* idx = dst(4);
   // Walk maximal runs of consecutive positions: one loader read per run.
   for (int64_t c = 0; c < local;) {
     const int64_t first = spec.positions[c];
@@ -49,6 +53,8 @@ void feed_shard(const DataLoader& loader, int64_t step, const ShardSpec& spec, r
   if (idx)
     for (int64_t r = 0; r < rows; ++r)
       std::memcpy(idx + r * local, spec.positions.data(), size_t(local) * sizeof(int32_t));
+  for (int i = 0; i < 5; ++i)
+    if (!host[i].empty()) ex.write(names[i], host[i].data(), host[i].size() * sizeof(int32_t));
 }
 
 }  // namespace autosp::trainer

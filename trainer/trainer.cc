@@ -1,9 +1,14 @@
 #include "trainer/trainer.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "sp_compiler/autodiff.h"
+#ifdef AUTOSP_HAVE_CUDA
+#include "runtime/cuda/comm_nccl.h"
+#include "runtime/cuda/cuda_backend.h"
+#endif
 #include "trainer/compile.h"
 #include "trainer/schedule.h"
 
@@ -18,7 +23,30 @@ StatusOr<DataLoader> open_loader(const std::string& path, const Options& o, int 
                             int32_t(o.data.eod_token));
 }
 
-double scalar(runtime::Executor& ex, const char* name) { return ex.tensor(name).data<float>()[0]; }
+// The backend train.device names. A CUDA rank takes GPU (local rank mod #GPUs): one process
+// per GPU under mpirun, or every thread of a local test on one GPU.
+StatusOr<std::unique_ptr<runtime::Backend>> make_backend(const Options& o, int rank) {
+  if (o.train.device == "cpu") return runtime::make_cpu_backend();
+#ifdef AUTOSP_HAVE_CUDA
+  std::string why;
+  const int n = runtime::cuda_device_count(&why);
+  if (n == 0) return FailedPrecondition("train.device = \"cuda\", but this machine has no usable GPU: " + why);
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (!local) local = std::getenv("SLURM_LOCALID");
+  const int local_rank = local ? std::atoi(local) : rank;
+  return runtime::make_cuda_backend(local_rank % n);
+#else
+  (void)rank;
+  return FailedPrecondition("train.device = \"cuda\", but this autosp-train was built without CUDA (no nvcc at "
+                            "configure time, or -DAUTOSP_CUDA=OFF)");
+#endif
+}
+
+double scalar(runtime::Executor& ex, const char* name) {
+  float v = 0;
+  ex.read(name, &v, sizeof v);
+  return v;
+}
 
 }  // namespace
 
@@ -26,24 +54,42 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
                                                    runtime::Communicator* world) {
   std::unique_ptr<Trainer> t(new Trainer(opts));
   t->world_ = world;
-  if (opts.train.dtype != "f32")
-    return InvalidArgument("train.dtype: \"" + opts.train.dtype + "\" needs the CUDA backend; the CPU backend runs f32");
   const int world_size = t->world_size();
   // Only rank 0 dumps: every rank's graph is the same program.
   ASSIGN_OR_RETURN(Compiled c, compile(opts, world_size, t->rank() == 0 ? dump_ir_dir : ""));
   const sp::SpOptions spo = c.mesh;
   t->plan_ = c.plan;
 
-  if (world_size > 1) t->mesh_ = runtime::Mesh::create(*world, {spo.dp, spo.sp, t->plan_.layout.inner});
+  ASSIGN_OR_RETURN(t->backend_, make_backend(opts, t->rank()));
+  const bool device = t->backend_->device() != Device::host;
+  if (device && c.buckets.stage > 0)
+    return InvalidArgument("parallel.zero_stage = " + std::to_string(c.buckets.stage) +
+                           " with train.device = \"cuda\": ZeRO's flat buckets live on the host for now; use 0");
+  if (device)
+    for (const auto& d : t->plan_.attention)
+      if (d.strategy != sp::Strategy::ulysses)
+        return InvalidArgument(std::string("parallel.sp_strategy: ") + sp::strategy_name(d.strategy) +
+                               " attention has no CUDA kernel yet (ring attention runs on the CPU); use \"ulysses\"");
+  if (world_size > 1) {
+    runtime::Communicator* mesh_world = world;
+#ifdef AUTOSP_HAVE_CUDA
+    // Under mpirun the GPUs talk through NCCL, bootstrapped over MPI; a local test's ranks
+    // share one GPU through the local communicator, which moves device buffers itself.
+    if (device && runtime::launched_by_mpi()) {
+      t->device_world_ = runtime::make_nccl_communicator(*world, runtime::cuda_comm_stream(*t->backend_));
+      mesh_world = t->device_world_.get();
+    }
+#endif
+    t->mesh_ = runtime::Mesh::create(*mesh_world, {spo.dp, spo.sp, t->plan_.layout.inner});
+  }
   const int sp_rank = t->mesh_ ? t->mesh_->sp_rank() : 0, dp_rank = t->mesh_ ? t->mesh_->dp_rank() : 0;
   t->shard_.row_begin = int64_t(dp_rank) * opts.train.batch_size;
   t->shard_.row_end = t->shard_.row_begin + opts.train.batch_size;
   t->shard_.positions = t->plan_.layout.positions(sp_rank);
   t->shard_.seq_len = opts.train.seq_len;
 
-  t->backend_ = runtime::make_cpu_backend();
   if (c.buckets.stage == 0)
-    t->params_ = runtime::make_replicated_state(runtime::param_specs(c.forward));
+    t->params_ = runtime::make_replicated_state(runtime::param_specs(c.forward), t->backend_.get());
   else
     t->params_ = runtime::make_zero_state(c.buckets, *world);
   t->params_->initialize(uint64_t(opts.train.seed));
@@ -53,7 +99,8 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   RETURN_IF_ERROR(t->params_->bind(*t->train_));
   RETURN_IF_ERROR(t->params_->bind(*t->eval_));
   // Every rank holds the same loss and backpropagates partial sums, so the seeds add to 1.
-  t->train_->tensor(sp::kLossSeedInput).data<float>()[0] = 1.0f / float(world_size);
+  const float seed = 1.0f / float(world_size);
+  t->train_->write(sp::kLossSeedInput, &seed, sizeof seed);
 
   ASSIGN_OR_RETURN(DataLoader train_data, open_loader(opts.data.train, opts, spo.dp, uint64_t(opts.train.seed)));
   t->train_data_ = std::move(train_data);

@@ -63,15 +63,18 @@ class Trainer {
   // The training step's executor (per-op timings for --profile, traces for --trace).
   runtime::Executor& train_executor() { return *train_; }
   int world_size() const { return world_ ? world_->size() : 1; }
+  // Peak device memory of this process's GPU allocations (0 on the CPU: see peak RSS there).
+  int64_t device_peak_bytes() const { return backend_->peak_bytes(); }
 
  private:
   explicit Trainer(const Options& o) : opts_(o) {}
   Options opts_;
   runtime::Communicator* world_ = nullptr;
+  std::unique_ptr<runtime::Backend> backend_;            // before everything holding its memory
+  std::unique_ptr<runtime::Communicator> device_world_;  // NCCL over world, on a GPU under mpirun
   std::unique_ptr<runtime::Mesh> mesh_;
   sp::SpPlan plan_;
   ShardSpec shard_;
-  std::unique_ptr<runtime::Backend> backend_;
   std::unique_ptr<runtime::ParameterState> params_;
   std::unique_ptr<runtime::Executor> train_, eval_;
   std::optional<DataLoader> train_data_, val_;

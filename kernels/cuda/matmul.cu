@@ -1,34 +1,110 @@
-// Batched GEMM through cuBLASLt: bf16 operands, fp32 accumulation, bf16 result. Same
-// contract as kernels/cpu/matmul.h (row-major; op(A) M×K, op(B) K×N; a shared B folds the
-// batch into M). cuBLASLt is column-major, and a row-major X is the column-major Xᵀ, so we
-// ask for Cᵀ = op(B)ᵀ · op(A)ᵀ: B is the first operand, A the second.
+// Batched GEMM through cuBLASLt with fp32 accumulation: bf16 → bf16, bf16 → fp32 and
+// fp32 → fp32 storage. Same contract as kernels/cpu/matmul.h (row-major; op(A) M×K, op(B)
+// K×N; C = alpha·op(A)·op(B) + beta·C; a shared B folds the batch into M). cuBLASLt is
+// column-major, and a row-major X is the column-major Xᵀ, so we ask for
+// Cᵀ = op(B)ᵀ · op(A)ᵀ: B is the first operand, A the second.
+//
+// The heuristic assumes 256-byte-aligned operands unless told otherwise, and the kernel it
+// picks may then fault on a pointer into the middle of a buffer (a row block of h, a chunk of
+// the LM head). So each call states the actual alignment of every operand (its address and,
+// when batched, its batch stride).
 #include <cublasLt.h>
 
 #include "core/check.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/kernels.h"
 
-#define CUBLAS_CHECK(call)                                                                                   \
-  do {                                                                                                       \
-    cublasStatus_t autosp_st_ = (call);                                                                      \
+#define CUBLAS_CHECK(call)                                                                                          \
+  do {                                                                                                              \
+    cublasStatus_t autosp_st_ = (call);                                                                             \
     AUTOSP_CHECK(autosp_st_ == CUBLAS_STATUS_SUCCESS) << #call << " failed: " << cublasGetStatusString(autosp_st_); \
   } while (0)
 
 namespace autosp::kernels::cuda {
 
 namespace {
+
 // A row-major [rows, cols] matrix seen by cuBLASLt: column-major [cols, rows], ld = cols.
-cublasLtMatrixLayout_t layout(int64_t rows, int64_t cols, int64_t batch, int64_t stride) {
+cublasLtMatrixLayout_t layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t batch, int64_t stride) {
   cublasLtMatrixLayout_t l;
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, uint64_t(cols), uint64_t(rows), cols));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, uint64_t(cols), uint64_t(rows), cols));
   if (batch > 1) {
     const int32_t count = int32_t(batch);
     CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
-    CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
-                                                  sizeof stride));
+    CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
   }
   return l;
 }
+
+// The largest power of two (≤ 256) dividing the address and, when batched, the batch stride.
+uint32_t alignment(const void* p, int64_t batch, int64_t stride_bytes) {
+  uint64_t bits = reinterpret_cast<uintptr_t>(p) | 256u;
+  if (batch > 1) bits |= uint64_t(stride_bytes);
+  return uint32_t(bits & (~bits + 1));
+}
+
+void set_alignment(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr, uint32_t bytes) {
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof bytes));
+}
+
+size_t type_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
+
+void gemm(GemmContext& ctx, cudaDataType_t ab_type, cudaDataType_t c_type, const void* A, const void* B, void* C,
+          int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s,
+          float alpha, float beta) {
+  AUTOSP_CHECK(batch >= 0 && M >= 0 && N >= 0 && K >= 0) << "matmul " << batch << "x" << M << "x" << N << "x" << K;
+  AUTOSP_CHECK(!(b_broadcast && trans_a && batch > 1)) << "a shared B needs trans_a = false";
+  if (batch == 0 || M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum (a weight gradient over zero tokens): cuBLASLt rejects ld = 0
+    const int64_t n = batch * M * N;
+    if (beta == 0.0f)  // BLAS semantics: C is not read, so garbage in it must not survive as NaN
+      CUDA_CHECK(cudaMemsetAsync(C, 0, size_t(n) * type_size(c_type), s));
+    else if (c_type == CUDA_R_32F)
+      scale(static_cast<float*>(C), static_cast<float*>(C), n, beta, s);
+    else
+      scale(static_cast<bf16*>(C), static_cast<bf16*>(C), n, beta, s);
+    return;
+  }
+  if (b_broadcast && !trans_a) {  // one GEMM over all rows of the batch
+    M *= batch;
+    batch = 1;
+  }
+  cublasLtMatmulDesc_t desc;
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                          op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
+  // Stored shapes (row-major): B is [K, N] or, transposed, [N, K]; A is [M, K] or [K, M].
+  const int64_t b_stride = b_broadcast ? 0 : K * N;
+  cublasLtMatrixLayout_t lb = layout(ab_type, trans_b ? N : K, trans_b ? K : N, batch, b_stride);
+  cublasLtMatrixLayout_t la = layout(ab_type, trans_a ? K : M, trans_a ? M : K, batch, M * K);
+  cublasLtMatrixLayout_t lc = layout(c_type, M, N, batch, M * N);
+
+  cublasLtMatmulPreference_t pref;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
+  const int64_t ab = int64_t(type_size(ab_type)), c = int64_t(type_size(c_type));
+  // cuBLASLt's A is our B, its B our A; C and D are both our C.
+  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment(B, batch, b_stride * ab));
+  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment(A, batch, M * K * ab));
+  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment(C, batch, M * N * c));
+  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment(C, batch, M * N * c));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc, lb, la, lc, lc, pref, 1, &heuristic, &found));
+  AUTOSP_CHECK(found > 0) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K;
+  CUBLAS_CHECK(cublasLtMatmul(ctx.handle, desc, &alpha, B, lb, A, la, &beta, C, lc, C, lc, &heuristic.algo,
+                              ctx.workspace, ctx.workspace_bytes, s));
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatmulDescDestroy(desc);
+}
+
 }  // namespace
 
 // launchers
@@ -44,40 +120,18 @@ GemmContext::~GemmContext() {
 }
 
 void matmul(GemmContext& ctx, const bf16* A, const bf16* B, bf16* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s) {
-  AUTOSP_CHECK(batch >= 1 && M >= 0 && N >= 0 && K >= 0) << "matmul " << batch << "x" << M << "x" << N << "x" << K;
-  AUTOSP_CHECK(!(b_broadcast && trans_a && batch > 1)) << "a shared B needs trans_a = false";
-  if (M == 0 || N == 0) return;
-  if (b_broadcast && !trans_a) {  // one GEMM over all rows of the batch
-    M *= batch;
-    batch = 1;
-  }
-  cublasLtMatmulDesc_t desc;
-  CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
-  // Stored shapes (row-major): B is [K, N] or, transposed, [N, K]; A is [M, K] or [K, M].
-  cublasLtMatrixLayout_t lb = layout(trans_b ? N : K, trans_b ? K : N, batch, b_broadcast ? 0 : K * N);
-  cublasLtMatrixLayout_t la = layout(trans_a ? K : M, trans_a ? M : K, batch, M * K);
-  cublasLtMatrixLayout_t lc = layout(M, N, batch, M * N);
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta) {
+  gemm(ctx, CUDA_R_16BF, CUDA_R_16BF, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta);
+}
 
-  cublasLtMatmulPreference_t pref;
-  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                    &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc, lb, la, lc, lc, pref, 1, &heuristic, &found));
-  AUTOSP_CHECK(found > 0) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K;
-  const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasLtMatmul(ctx.handle, desc, &alpha, B, lb, A, la, &beta, C, lc, C, lc, &heuristic.algo,
-                              ctx.workspace, ctx.workspace_bytes, s));
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(lc);
-  cublasLtMatrixLayoutDestroy(la);
-  cublasLtMatrixLayoutDestroy(lb);
-  cublasLtMatmulDescDestroy(desc);
+void matmul(GemmContext& ctx, const bf16* A, const bf16* B, float* C, int64_t batch, int64_t M, int64_t N, int64_t K,
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta) {
+  gemm(ctx, CUDA_R_16BF, CUDA_R_32F, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta);
+}
+
+void matmul(GemmContext& ctx, const float* A, const float* B, float* C, int64_t batch, int64_t M, int64_t N, int64_t K,
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta) {
+  gemm(ctx, CUDA_R_32F, CUDA_R_32F, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta);
 }
 
 }  // namespace autosp::kernels::cuda

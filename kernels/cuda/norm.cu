@@ -1,88 +1,223 @@
-// RMSNorm forward and backward over the last axis: one block per row, fp32 sums reduced in
-// shared memory in a fixed order (deterministic). dg is a second kernel, one thread per
-// column walking the rows, so no atomics are needed.
+// RMSNorm and LayerNorm over the last axis, forward and backward; x/y/dx of T, gain/bias of W.
+//
+// Row kernels: one block per row, fp32 sums reduced by detail::block_sum (a fixed tree, so
+// deterministic). LayerNorm's variance is two-pass (mean first), as on the CPU, so rows with a
+// large mean do not cancel. The backward writes each row's statistics to the caller's scratch;
+// a second kernel then forms dg (and db) column by column: a block owns 32 columns, its 32
+// thread rows stride over the rows, and the 32 partials per column are added in row-group
+// order — no atomics, so dg repeats bit for bit. dx must not alias dy: the parameter pass reads
+// dy after the row pass has written dx.
 #include "core/check.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/device.cuh"
 #include "kernels/cuda/kernels.h"
 
 namespace autosp::kernels::cuda {
 
+using detail::block_sum;
+using detail::from_f32;
+using detail::to_f32;
+
+namespace {
+
 // kernels
 
-constexpr int kThreads = 256;
+constexpr int kRowThreads = 256;
+constexpr int kColTile = 32;    // columns per parameter-gradient block (one warp wide)
+constexpr int kRowGroups = 32;  // thread rows per parameter-gradient block
+constexpr int kParamThreads = kColTile * kRowGroups;
 
-__device__ float block_sum(float v, float* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
-    __syncthreads();
-  }
-  const float total = shared[0];
-  __syncthreads();
-  return total;
-}
-
-__global__ void rms_norm_forward_kernel(const bf16* x, const float* g, bf16* y, int64_t dim, float eps) {
-  __shared__ float shared[kThreads];
-  const bf16* xr = x + blockIdx.x * dim;
+template <class T, class W>
+__global__ void rms_norm_forward_kernel(const T* x, const W* g, T* y, int64_t dim, float eps) {
+  __shared__ float shared[32];
+  const int64_t base = int64_t(blockIdx.x) * dim;
   float ss = 0;
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    const float v = __bfloat162float(xr[j]);
+    const float v = to_f32(x[base + j]);
     ss += v * v;
   }
   const float rstd = rsqrtf(block_sum(ss, shared) / float(dim) + eps);
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
-    y[blockIdx.x * dim + j] = __float2bfloat16_rn(__bfloat162float(xr[j]) * rstd * g[j]);
+    y[base + j] = from_f32<T>(to_f32(x[base + j]) * rstd * to_f32(g[j]));
 }
 
-// dx = rstd·(g·dy) − x·rstd³·mean(g·dy·x)
-__global__ void rms_norm_backward_kernel(const bf16* x, const float* g, const bf16* dy, bf16* dx, float* rstd_out,
-                                         int64_t dim, float eps) {
-  __shared__ float shared[kThreads];
-  const int64_t base = blockIdx.x * dim;
-  float ss = 0, dot = 0;
+// With xhat = x·r, r = (mean(x²) + eps)^(-1/2): dx = r (dy g − xhat · mean(dy g xhat)).
+template <class T, class W>
+__global__ void rms_norm_backward_kernel(const T* x, const W* g, const T* dy, T* dx, float* rstd_out, int64_t dim,
+                                         float eps) {
+  __shared__ float shared[32];
+  const int64_t base = int64_t(blockIdx.x) * dim;
+  float ss = 0;
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    const float v = __bfloat162float(x[base + j]);
+    const float v = to_f32(x[base + j]);
     ss += v * v;
-    dot += g[j] * __bfloat162float(dy[base + j]) * v;
   }
   const float rstd = rsqrtf(block_sum(ss, shared) / float(dim) + eps);
-  const float mean_dot = block_sum(dot, shared) / float(dim);
+  float dot = 0;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+    dot += to_f32(dy[base + j]) * to_f32(g[j]) * (to_f32(x[base + j]) * rstd);
+  const float c = block_sum(dot, shared) / float(dim);
   if (threadIdx.x == 0) rstd_out[blockIdx.x] = rstd;
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    const float v = __bfloat162float(x[base + j]);
-    dx[base + j] = __float2bfloat16_rn(rstd * g[j] * __bfloat162float(dy[base + j]) - v * rstd * rstd * rstd * mean_dot);
+    const float xhat = to_f32(x[base + j]) * rstd;
+    dx[base + j] = from_f32<T>(rstd * (to_f32(dy[base + j]) * to_f32(g[j]) - xhat * c));
   }
 }
 
-__global__ void rms_norm_dg_kernel(const bf16* x, const bf16* dy, const float* rstd, float* dg, int64_t rows,
-                                   int64_t dim) {
-  const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (j >= dim) return;
-  float acc = 0;
-  for (int64_t r = 0; r < rows; ++r)
-    acc += __bfloat162float(dy[r * dim + j]) * __bfloat162float(x[r * dim + j]) * rstd[r];
-  dg[j] = acc;
+template <class T, class W>
+__global__ void layer_norm_forward_kernel(const T* x, const W* g, const W* b, T* y, int64_t dim, float eps) {
+  __shared__ float shared[32];
+  const int64_t base = int64_t(blockIdx.x) * dim;
+  float sum = 0;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) sum += to_f32(x[base + j]);
+  const float mean = block_sum(sum, shared) / float(dim);
+  float ss = 0;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float d = to_f32(x[base + j]) - mean;
+    ss += d * d;
+  }
+  const float rstd = rsqrtf(block_sum(ss, shared) / float(dim) + eps);  // biased variance, as PyTorch
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+    y[base + j] = from_f32<T>((to_f32(x[base + j]) - mean) * rstd * to_f32(g[j]) + to_f32(b[j]));
 }
+
+// With xhat = (x − mean)·r and dxhat = dy g: dx = r (dxhat − mean(dxhat) − xhat · mean(dxhat xhat)).
+template <class T, class W>
+__global__ void layer_norm_backward_kernel(const T* x, const W* g, const T* dy, T* dx, float* mean_out, float* rstd_out,
+                                           int64_t dim, float eps) {
+  __shared__ float shared[32];
+  const int64_t base = int64_t(blockIdx.x) * dim;
+  float sum = 0;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) sum += to_f32(x[base + j]);
+  const float mean = block_sum(sum, shared) / float(dim);
+  float ss = 0;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float d = to_f32(x[base + j]) - mean;
+    ss += d * d;
+  }
+  const float rstd = rsqrtf(block_sum(ss, shared) / float(dim) + eps);
+  float sum_dxhat = 0, dot = 0;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float dxhat = to_f32(dy[base + j]) * to_f32(g[j]);
+    sum_dxhat += dxhat;
+    dot += dxhat * ((to_f32(x[base + j]) - mean) * rstd);
+  }
+  const float c1 = block_sum(sum_dxhat, shared) / float(dim);
+  const float c2 = block_sum(dot, shared) / float(dim);
+  if (threadIdx.x == 0) {
+    mean_out[blockIdx.x] = mean;
+    rstd_out[blockIdx.x] = rstd;
+  }
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float xhat = (to_f32(x[base + j]) - mean) * rstd;
+    dx[base + j] = from_f32<T>(rstd * (to_f32(dy[base + j]) * to_f32(g[j]) - c1 - xhat * c2));
+  }
+}
+
+// dg[j] = Σ_r dy·xhat and, when db is given, db[j] = Σ_r dy, with xhat = (x − mean_r)·rstd_r
+// (mean null for RMSNorm). Block (kColTile, kRowGroups) owns columns [32·blockIdx.x, +32).
+template <class T, class W>
+__global__ void __launch_bounds__(kParamThreads)
+    norm_params_kernel(const T* x, const T* dy, const float* mean, const float* rstd, W* dg, W* db, int64_t rows,
+                       int64_t dim) {
+  __shared__ float part_g[kRowGroups][kColTile + 1], part_b[kRowGroups][kColTile + 1];
+  const int64_t j = int64_t(blockIdx.x) * kColTile + threadIdx.x;
+  float acc_g = 0, acc_b = 0;
+  if (j < dim) {
+    for (int64_t r = threadIdx.y; r < rows; r += kRowGroups) {
+      const float d = to_f32(dy[r * dim + j]);
+      const float xhat = (to_f32(x[r * dim + j]) - (mean ? mean[r] : 0.0f)) * rstd[r];
+      acc_g += d * xhat;
+      acc_b += d;
+    }
+  }
+  part_g[threadIdx.y][threadIdx.x] = acc_g;
+  part_b[threadIdx.y][threadIdx.x] = acc_b;
+  __syncthreads();
+  if (threadIdx.y != 0 || j >= dim) return;
+  float sg = 0, sb = 0;
+  for (int k = 0; k < kRowGroups; ++k) {
+    sg += part_g[k][threadIdx.x];
+    sb += part_b[k][threadIdx.x];
+  }
+  dg[j] = from_f32<W>(sg);
+  if (db) db[j] = from_f32<W>(sb);
+}
+
+void check_sizes(const char* op, int64_t rows, int64_t dim) {
+  // Rows index the grid's x dimension (< 2^31 blocks).
+  AUTOSP_CHECK(rows >= 0 && dim > 0 && rows < (int64_t(1) << 31)) << op << ": rows = " << rows << ", dim = " << dim;
+}
+
+template <class T, class W>
+void launch_params(const T* x, const T* dy, const float* mean, const float* rstd, W* dg, W* db, int64_t rows,
+                   int64_t dim, cudaStream_t s) {
+  const dim3 block(kColTile, kRowGroups);
+  norm_params_kernel<<<unsigned((dim + kColTile - 1) / kColTile), block, 0, s>>>(x, dy, mean, rstd, dg, db, rows, dim);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
 
 // launchers
 
-void rms_norm_forward(const bf16* x, const float* g, bf16* y, int64_t rows, int64_t dim, float eps, cudaStream_t s) {
-  AUTOSP_CHECK(rows >= 0 && dim > 0 && rows < (int64_t(1) << 31)) << "rms_norm " << rows << "x" << dim;
+template <class T, class W>
+void rms_norm_forward(const T* x, const W* g, T* y, int64_t rows, int64_t dim, float eps, cudaStream_t s) {
+  check_sizes("rms_norm_forward", rows, dim);
   if (rows == 0) return;
-  rms_norm_forward_kernel<<<unsigned(rows), kThreads, 0, s>>>(x, g, y, dim, eps);
+  rms_norm_forward_kernel<<<unsigned(rows), kRowThreads, 0, s>>>(x, g, y, dim, eps);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void rms_norm_backward(const bf16* x, const float* g, const bf16* dy, bf16* dx, float* dg, float* rstd,
-                       int64_t rows, int64_t dim, float eps, cudaStream_t s) {
-  AUTOSP_CHECK(rows >= 0 && dim > 0 && rows < (int64_t(1) << 31)) << "rms_norm " << rows << "x" << dim;
-  if (rows == 0) return;
-  rms_norm_backward_kernel<<<unsigned(rows), kThreads, 0, s>>>(x, g, dy, dx, rstd, dim, eps);
+template <class T, class W>
+void rms_norm_backward(const T* x, const W* g, const T* dy, T* dx, W* dg, float* scratch, int64_t rows, int64_t dim,
+                       float eps, cudaStream_t s) {
+  check_sizes("rms_norm_backward", rows, dim);
+  if (rows == 0) {  // Σ over no rows
+    CUDA_CHECK(cudaMemsetAsync(dg, 0, size_t(dim) * sizeof(W), s));
+    return;
+  }
+  rms_norm_backward_kernel<<<unsigned(rows), kRowThreads, 0, s>>>(x, g, dy, dx, scratch, dim, eps);
   CUDA_CHECK(cudaGetLastError());
-  rms_norm_dg_kernel<<<unsigned((dim + 255) / 256), 256, 0, s>>>(x, dy, rstd, dg, rows, dim);
+  launch_params<T, W>(x, dy, nullptr, scratch, dg, nullptr, rows, dim, s);
+}
+
+template <class T, class W>
+void layer_norm_forward(const T* x, const W* g, const W* b, T* y, int64_t rows, int64_t dim, float eps,
+                        cudaStream_t s) {
+  check_sizes("layer_norm_forward", rows, dim);
+  if (rows == 0) return;
+  layer_norm_forward_kernel<<<unsigned(rows), kRowThreads, 0, s>>>(x, g, b, y, dim, eps);
   CUDA_CHECK(cudaGetLastError());
 }
+
+template <class T, class W>
+void layer_norm_backward(const T* x, const W* g, const T* dy, T* dx, W* dg, W* db, float* scratch, int64_t rows,
+                         int64_t dim, float eps, cudaStream_t s) {
+  check_sizes("layer_norm_backward", rows, dim);
+  if (rows == 0) {
+    CUDA_CHECK(cudaMemsetAsync(dg, 0, size_t(dim) * sizeof(W), s));
+    CUDA_CHECK(cudaMemsetAsync(db, 0, size_t(dim) * sizeof(W), s));
+    return;
+  }
+  float* mean = scratch;
+  float* rstd = scratch + rows;
+  layer_norm_backward_kernel<<<unsigned(rows), kRowThreads, 0, s>>>(x, g, dy, dx, mean, rstd, dim, eps);
+  CUDA_CHECK(cudaGetLastError());
+  launch_params<T, W>(x, dy, mean, rstd, dg, db, rows, dim, s);
+}
+
+#define AUTOSP_INSTANTIATE(T, W)                                                                                     \
+  template void rms_norm_forward<T, W>(const T*, const W*, T*, int64_t, int64_t, float, cudaStream_t);               \
+  template void rms_norm_backward<T, W>(const T*, const W*, const T*, T*, W*, float*, int64_t, int64_t, float,       \
+                                        cudaStream_t);                                                               \
+  template void layer_norm_forward<T, W>(const T*, const W*, const W*, T*, int64_t, int64_t, float, cudaStream_t);   \
+  template void layer_norm_backward<T, W>(const T*, const W*, const T*, T*, W*, W*, float*, int64_t, int64_t, float, \
+                                          cudaStream_t);
+AUTOSP_INSTANTIATE(float, float)
+AUTOSP_INSTANTIATE(float, bf16)
+AUTOSP_INSTANTIATE(bf16, float)
+AUTOSP_INSTANTIATE(bf16, bf16)
+#undef AUTOSP_INSTANTIATE
 
 }  // namespace autosp::kernels::cuda

@@ -11,8 +11,9 @@ using namespace autosp;
 
 TEST_CASE("Llama and GPT-2 graphs round-trip through the text form", "[text][models]") {
   for (const char* arch : {"llama", "gpt2"})
-    for (bool docs : {false, true}) {
-      DYNAMIC_SECTION(arch << (docs ? " with documents" : "")) {
+    for (bool docs : {false, true})
+      for (DType dt : {DType::f32, DType::bf16}) {
+      DYNAMIC_SECTION(arch << (docs ? " with documents" : "") << " " << dtype_name(dt)) {
         models::ModelConfig c;
         c.arch = arch;
         c.vocab_size = 50;
@@ -22,7 +23,7 @@ TEST_CASE("Llama and GPT-2 graphs round-trip through the text form", "[text][mod
         c.ffn_hidden = 40;
         c.max_seq_len = 16;
         c.tie_embeddings = std::string(arch) == "gpt2";
-        ir::Graph g = models::build(c, {2, 16, docs}).value();
+        ir::Graph g = models::build(c, {2, 16, docs, dt}).value();
         REQUIRE(ir::verify(g).ok());
         const std::string text = ir::print(g);
         auto parsed = ir::parse(text);
@@ -30,6 +31,8 @@ TEST_CASE("Llama and GPT-2 graphs round-trip through the text form", "[text][mod
         REQUIRE(parsed.ok());
         CHECK(ir::verify(parsed.value()).ok());
         CHECK(ir::print(parsed.value()) == text);
+        // bf16: every weight is cast at its use ("cast(%w) {dtype=bf16}" in the text).
+        CHECK((text.find(") {dtype=bf16}") != std::string::npos) == (dt == DType::bf16));
       }
-    }
+      }
 }

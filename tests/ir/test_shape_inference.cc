@@ -56,7 +56,7 @@ TEST_CASE("rope with an odd head_dim names operand 0, and bad positions operand 
   G t;
   ValueId x = t.f32({1, 8, 2, 15}), pos = t.i32({1, 8});
   CHECK(t.error(Op::rope, {x, pos}, RopeAttrs{}) ==
-        "rope operand 0 (f32[1,8,2,15]): expected f32 [batch, seq, heads, head_dim] with an even head_dim");
+        "rope operand 0 (f32[1,8,2,15]): expected f32 or bf16 [batch, seq, heads, head_dim] with an even head_dim");
   ValueId y = t.f32({1, 8, 2, 16}), bad = t.i32({1, 7});
   CHECK(t.error(Op::rope, {y, bad}, RopeAttrs{}) == "rope operand 1 (i32[1,7]): expected i32 positions [batch, seq]");
 }

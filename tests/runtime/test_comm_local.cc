@@ -8,20 +8,25 @@
 
 #include "runtime/comm.h"
 #include "tests/runtime/comm_checks.h"
+#include "tests/runtime/staging_mem_ops.h"
 
 using namespace autosp::runtime;
 namespace tc = autosp::testing::comm;
 
 namespace {
 
-// Runs one shared check on n local ranks; returns every rank's failures, rank by rank.
-std::vector<std::string> run_check(int n, const tc::NamedCheck& check) {
+// Runs one shared check on n local ranks (moving bytes with mem; null: host); returns every
+// rank's failures, rank by rank.
+std::vector<std::string> run_check(int n, const tc::NamedCheck& check, MemOps* mem = nullptr) {
   std::vector<tc::Report> reports(n);
-  run_local(n, [&](Communicator& c) {
-    tc::Report& rep = reports[c.rank()];
-    rep.rank = c.rank();
-    check.run(c, rep, tc::SumOrder::rank_order);
-  });
+  run_local(
+      n,
+      [&](Communicator& c) {
+        tc::Report& rep = reports[c.rank()];
+        rep.rank = c.rank();
+        check.run(c, rep, tc::SumOrder::rank_order);
+      },
+      mem);
   std::vector<std::string> failures;
   for (const auto& r : reports) {
     failures.insert(failures.end(), r.failures.begin(), r.failures.end());
@@ -81,6 +86,22 @@ TEST_CASE("local communicator: started collectives complete whatever order ranks
 }
 TEST_CASE("local communicator: a ring of start_send_recv completes when all ranks start then wait") {
   run_shared_check("start_send_recv ring");
+}
+
+TEST_CASE("local communicator: with a device MemOps every check gives the host path's bits, sums staged on the host") {
+  // Host memory behind a MemOps that claims to be a device's: the same checks (rank-order
+  // sums bit for bit) through the staging path device buffers take.
+  for (const auto& check : tc::all_checks())
+    for (int n : {1, 2, 3, 4}) {
+      INFO(check.name << " on " << n << " ranks");
+      autosp::testing::StagingMemOps mem;
+      const auto failures = run_check(n, check, &mem);
+      for (const auto& f : failures) UNSCOPED_INFO(f);
+      CHECK(failures.empty());
+      if (n > 1) CHECK(mem.copies + mem.to_host_calls > 0);  // every check moves bytes between ranks
+      // Every operation is complete when it returns: each ends with a synchronize.
+      CHECK(mem.synchronizes > 0);
+    }
 }
 
 TEST_CASE("local communicator: 4 ranks split by rank/2 and by rank%2 form the expected pairs") {

@@ -9,11 +9,14 @@
 // boundary, a rank's gradient missing or counted twice, a mask crossing documents — changes
 // gradients by O(1/P) ≥ 25%.
 #pragma once
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "runtime/comm.h"
 #include "trainer/trainer.h"
 
 namespace autosp::testing {
@@ -72,6 +75,51 @@ inline StepRecord record_single(const trainer::Options& o, int steps) {
   StepRecord r = record_steps(*t.value(), steps, error);
   AUTOSP_CHECK(error.empty()) << error;
   return r;
+}
+
+// `world` ranks as threads of one process over the local communicator (mem: how it moves
+// the ranks' buffers; null for host memory); every rank's record. Throws a rank's error.
+inline std::vector<StepRecord> record_local(const trainer::Options& o, int world, int steps,
+                                            runtime::MemOps* mem = nullptr) {
+  std::vector<StepRecord> per_rank(static_cast<size_t>(world));
+  runtime::run_local(
+      world,
+      [&](runtime::Communicator& c) {
+        auto t = trainer::Trainer::create(o, "", &c);
+        if (!t.ok()) throw std::runtime_error(t.status().message());
+        std::string error;
+        per_rank[size_t(c.rank())] = record_steps(*t.value(), steps, error);
+        if (!error.empty()) throw std::runtime_error(error);
+      },
+      mem);
+  return per_rank;
+}
+
+// For runs that round differently (bf16 against f32, GPU against CPU; the tests say why
+// their bounds hold): "" when each loss is within loss_rtol of ref's and each gradient
+// within grad_rtol of its tensor's largest element in ref. That scale is floored at 1e-3 of
+// the largest gradient of any parameter: a gradient that is exactly zero in exact arithmetic
+// (a key bias: softmax ignores a shift shared by every key) is round-off in both runs.
+inline std::string compare_rounded(const StepRecord& ref, const StepRecord& got, double loss_rtol,
+                                   double grad_rtol) {
+  std::ostringstream err;
+  if (got.losses.size() != ref.losses.size()) return "different number of steps";
+  for (size_t i = 0; i < ref.losses.size(); ++i)
+    if (!(std::abs(got.losses[i] - ref.losses[i]) <= loss_rtol * std::abs(ref.losses[i])))
+      err << "step " << i + 1 << ": loss " << got.losses[i] << " vs " << ref.losses[i] << "; ";
+  if (got.grads.size() != ref.grads.size()) return err.str() + "different parameter count";
+  double largest = 0;
+  for (const auto& g : ref.grads)
+    for (float x : g) largest = std::max(largest, double(std::abs(x)));
+  for (size_t k = 0; k < ref.grads.size(); ++k) {
+    double scale = 1e-3 * largest, worst = 0;
+    for (size_t i = 0; i < ref.grads[k].size(); ++i) {
+      scale = std::max(scale, double(std::abs(ref.grads[k][i])));
+      worst = std::max(worst, double(std::abs(got.grads[k][i] - ref.grads[k][i])));
+    }
+    if (!(worst <= grad_rtol * scale)) err << "parameter " << k << ": max |diff| " << worst << " vs " << scale << "; ";
+  }
+  return err.str();
 }
 
 // "" when `got` matches `ref`; otherwise what differs. The loss bound grows with the step

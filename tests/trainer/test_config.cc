@@ -191,6 +191,8 @@ TEST_CASE("impossible values are errors naming the key and what was expected") {
       {{"train.beta1=1.0"}, "train.beta1", "in [0, 1)"},
       {{"train.beta2=-0.5"}, "train.beta2", "in [0, 1)"},
       {{"train.dtype=fp16"}, "train.dtype", "\"f32\" or \"bf16\""},
+      {{"train.device=tpu"}, "train.device", "\"cpu\" or \"cuda\""},
+      {{"train.device=cuda"}, "train.dtype", "\"bf16\" with train.device = \"cuda\""},
       {{"data.format=txt"}, "data.format", "\"u16\", \"u32\" or \"llmc\""},
       {{"data.eod_token=257"}, "data.eod_token", "when data.documents is true"},
       {{"model.vocab_size=70000"}, "model.vocab_size", "16-bit tokens"},
@@ -216,6 +218,6 @@ TEST_CASE("sp must divide the world size") {
 }
 
 TEST_CASE("bf16 and an eod token outside the vocabulary without documents are accepted by the config") {
-  CHECK(validate_error({"train.dtype=bf16"}).empty());  // the CPU runtime rejects it later
+  CHECK(validate_error({"train.dtype=bf16"}).empty());
   CHECK(validate_error({"data.documents=false", "data.eod_token=9999"}).empty());
 }

@@ -56,7 +56,7 @@ TEST_CASE("recompute under sequence parallelism: numbers unchanged, collectives 
   auto calls = [](const Options& o, const std::string& kind) {
     auto c = trainer::compile(o, 2);
     REQUIRE(c.ok());
-    for (const auto& v : trainer::communication_per_step(c->train, c->hardware))
+    for (const auto& v : trainer::communication_per_step(c->train))
       if (v.kind == kind) return v.calls;
     return int64_t(0);
   };

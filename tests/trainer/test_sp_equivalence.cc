@@ -17,14 +17,7 @@ namespace {
 
 // Runs `world` ranks as threads; returns rank 0's record after checking all ranks agree.
 StepRecord parallel(const Options& o, int world, int steps) {
-  std::vector<StepRecord> per_rank(world);
-  runtime::run_local(world, [&](runtime::Communicator& c) {
-    auto t = Trainer::create(o, "", &c);
-    if (!t.ok()) throw std::runtime_error(t.status().message());
-    std::string error;
-    per_rank[c.rank()] = record_steps(*t.value(), steps, error);
-    if (!error.empty()) throw std::runtime_error(error);
-  });
+  const std::vector<StepRecord> per_rank = record_local(o, world, steps);
   for (int r = 1; r < world; ++r) {
     REQUIRE(per_rank[r].losses == per_rank[0].losses);  // replicated: bit-identical on every rank
     REQUIRE(per_rank[r].grads == per_rank[0].grads);

@@ -1,0 +1,94 @@
+// Attention forward and backward on CUDA: bf16 q/k/v/o and gradients, fp32 lse and fp32 math.
+// Same contract as kernels/cpu/attention.h (tests/cuda/test_cuda_attention.cc compares them):
+//   q, o, dq: [B, Tq, H, D]     k, v, dk, dv: [B, Tk, Hkv, D]     lse: [B, H, Tq] fp32,
+//   the natural-log logsumexp of the scaled scores; GQA head h reads kv head h / (H / Hkv);
+//   key j is visible to query i iff (!causal || k_pos[j] <= q_pos[i]) && (no segments ||
+//   q_seg[i] == k_seg[j]); positions default to 0..Tq-1 and 0..Tk-1 (top-left aligned); a row
+//   that sees no key gets o = 0 and lse = -inf.
+//
+// Two implementations:
+//   cuDNN SDPA (attention_cudnn.cc, through the cuDNN frontend graph API) for the plain cases:
+//     default positions, no segments, D % 8 == 0 and whatever else cuDNN's support check
+//     accepts for the shape. Built only when CMake finds the frontend headers.
+//   our flash-attention kernels (attention.cu), for everything: explicit positions (ring and
+//     zigzag blocks), segments (packed documents), any D <= 256. Deterministic: the backward
+//     writes dK/dV and dQ in two passes without atomics.
+// attention_forward/backward take cuDNN when it is built, applicable and supports the shape,
+// else the fallback. AUTOSP_ATTENTION=fallback in the environment (read when a context is
+// created) forces the fallback everywhere, e.g. to rule cuDNN out when chasing a numerical
+// difference.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace autosp::kernels::cuda {
+
+using bf16 = __nv_bfloat16;
+
+struct AttentionArgs {
+  int64_t B = 1, Tq = 0, Tk = 0, H = 1, Hkv = 1, D = 0;
+  bool causal = true;
+  float scale = 1.0f;                // usually 1/sqrt(D)
+  const int32_t* q_pos = nullptr;    // device [B, Tq] or null
+  const int32_t* k_pos = nullptr;    // device [B, Tk] or null
+  const int32_t* q_seg = nullptr;    // device [B, Tq] or null (then k_seg must be null too)
+  const int32_t* k_seg = nullptr;    // device [B, Tk] or null
+};
+
+struct CudnnAttention;  // attention_cudnn.cc: the cuDNN handle and the built graphs
+
+// Per-device state of the attention calls. It serves one stream at a time: calls on different
+// streams that may overlap need their own contexts (the scratch buffer is shared by the calls).
+struct AttentionContext {
+  AttentionContext();
+  ~AttentionContext();
+  AttentionContext(const AttentionContext&) = delete;
+  AttentionContext& operator=(const AttentionContext&) = delete;
+
+  // Device scratch of at least `bytes` (cuDNN's workspace; the fallback's tile ranges and
+  // delta). Grown, never shrunk, so steady-state calls allocate nothing; growing waits for the
+  // device (cudaFree), which only happens while shapes are still new.
+  void* scratch(size_t bytes);
+
+  bool force_fallback = false;      // AUTOSP_ATTENTION=fallback
+  CudnnAttention* cudnn = nullptr;  // created by the first cuDNN call, owned
+
+ private:
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+};
+
+void attention_forward(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k, const bf16* v,
+                       bf16* o, float* lse, cudaStream_t s);
+
+// dq, dk, dv are overwritten. lse and o are the forward's (for ring attention: merged over all
+// key blocks, which makes this the exact per-block backward, as on the CPU). Rows with
+// lse = -inf get zero gradient.
+void attention_backward(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k, const bf16* v,
+                        const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv,
+                        cudaStream_t s);
+
+// The flash-attention kernels of attention.cu, whatever cuDNN could do (tests and benchmarks).
+void attention_forward_fallback(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                                const bf16* v, bf16* o, float* lse, cudaStream_t s);
+void attention_backward_fallback(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                                 const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq,
+                                 bf16* dk, bf16* dv, cudaStream_t s);
+
+// cuDNN SDPA directly: false, having done nothing, when this build has no cuDNN frontend, the
+// arguments need the fallback (positions, segments, D % 8 != 0, misaligned pointers) or cuDNN
+// rejects the shape (the first rejection of a shape prints cuDNN's reason to stderr).
+bool attention_cudnn_built();
+bool attention_forward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                             const bf16* v, bf16* o, float* lse, cudaStream_t s);
+bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                              const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
+                              bf16* dv, cudaStream_t s);
+
+// Releases what attention_cudnn.cc created for the context (its destructor calls this).
+void release_cudnn_attention(CudnnAttention* c);
+
+}  // namespace autosp::kernels::cuda

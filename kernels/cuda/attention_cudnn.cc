@@ -1,0 +1,248 @@
+// cuDNN SDPA forward and backward through the cuDNN frontend's graph API (header-only C++;
+// CMake compiles this file, and defines AUTOSP_HAVE_CUDNN_FRONTEND, only when it finds the
+// headers). Written against nvidia-cudnn-frontend 1.32.
+//
+// No copies or permutes: our [B, T, H, D] tensors are cuDNN's logical [B, H, T, D] with strides
+// {T·H·D, D, H·D, 1}, and GQA is K/V with Hkv heads. Stats, [B, H, Tq, 1] fp32, is the
+// natural-log logsumexp of the scaled scores (the frontend's default; set_stats_use_log2 would
+// make it base 2) — exactly our lse [B, H, Tq]. Causal is cuDNN's top-left diagonal band with
+// right bound 0: key j visible to query i iff j <= i, which is our causal mask with default
+// positions (0..Tq-1 and 0..Tk-1), Tq != Tk included. Positions and segments have no cuDNN
+// equivalent here and go to the fallback kernels.
+//
+// A graph is built once per shape (B, Tq, Tk, H, Hkv, D, causal, scale, direction) and cached
+// in the context with its workspace size; a shape cuDNN rejects is cached as rejected, and
+// its reason printed once. The backward asks for cuDNN's deterministic algorithm (like the
+// fallback, repeated steps give identical gradients) and takes the default one only when
+// that is not supported for the shape.
+#include <cudnn_frontend.h>
+
+#include <cstdio>
+#include <exception>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+
+#include "core/check.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/check.h"
+
+#define CUDNN_CHECK(call)                                                                                       \
+  do {                                                                                                          \
+    cudnnStatus_t autosp_st_ = (call);                                                                          \
+    AUTOSP_CHECK(autosp_st_ == CUDNN_STATUS_SUCCESS) << #call << " failed: " << cudnnGetErrorString(autosp_st_); \
+  } while (0)
+
+namespace autosp::kernels::cuda {
+
+namespace fe = cudnn_frontend;
+
+namespace {
+
+using Tensor = std::shared_ptr<fe::graph::Tensor_attributes>;
+using Graph = std::shared_ptr<fe::graph::Graph>;
+
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV };
+
+// B, Tq, Tk, H, Hkv, D, causal, scale, backward
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, float, bool>;
+
+struct Built {
+  Graph graph;  // null: cuDNN rejected the shape
+  int64_t workspace = 0;
+};
+
+}  // namespace
+
+struct CudnnAttention {
+  cudnnHandle_t handle = nullptr;
+  std::map<Key, Built> graphs;
+};
+
+namespace {
+
+// dims [B, heads, T, D] over our [B, T, heads, D] memory.
+std::vector<int64_t> dims(int64_t B, int64_t heads, int64_t T, int64_t D) { return {B, heads, T, D}; }
+std::vector<int64_t> strides(int64_t heads, int64_t T, int64_t D) { return {T * heads * D, D, heads * D, 1}; }
+
+Tensor input(fe::graph::Graph& g, const char* name, Uid uid, int64_t B, int64_t heads, int64_t T, int64_t D) {
+  return g.tensor(fe::graph::Tensor_attributes()
+                      .set_name(name)
+                      .set_uid(uid)
+                      .set_dim(dims(B, heads, T, D))
+                      .set_stride(strides(heads, T, D)));
+}
+
+void output(const Tensor& t, Uid uid, int64_t B, int64_t heads, int64_t T, int64_t D) {
+  t->set_output(true).set_uid(uid).set_dim(dims(B, heads, T, D)).set_stride(strides(heads, T, D));
+}
+
+// Stats, [B, H, Tq, 1] fp32: our lse [B, H, Tq].
+fe::graph::Tensor_attributes& stats_layout(fe::graph::Tensor_attributes& t, const AttentionArgs& a) {
+  return t.set_uid(kStats)
+      .set_data_type(fe::DataType_t::FLOAT)
+      .set_dim({a.B, a.H, a.Tq, 1})
+      .set_stride({a.H * a.Tq, a.Tq, 1, 1});
+}
+
+Graph new_graph() {
+  auto g = std::make_shared<fe::graph::Graph>();
+  g->set_io_data_type(fe::DataType_t::BFLOAT16)
+      .set_intermediate_data_type(fe::DataType_t::FLOAT)
+      .set_compute_data_type(fe::DataType_t::FLOAT);
+  return g;
+}
+
+Graph forward_graph(const AttentionArgs& a) {
+  Graph g = new_graph();
+  const Tensor q = input(*g, "Q", kQ, a.B, a.H, a.Tq, a.D);
+  const Tensor k = input(*g, "K", kK, a.B, a.Hkv, a.Tk, a.D);
+  const Tensor v = input(*g, "V", kV, a.B, a.Hkv, a.Tk, a.D);
+  auto opts = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(true).set_attn_scale(a.scale);
+  if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
+  auto [o, stats] = g->sdpa(q, k, v, opts);
+  output(o, kO, a.B, a.H, a.Tq, a.D);
+  stats_layout(stats->set_output(true), a);
+  return g;
+}
+
+Graph backward_graph(const AttentionArgs& a, bool deterministic) {
+  Graph g = new_graph();
+  const Tensor q = input(*g, "Q", kQ, a.B, a.H, a.Tq, a.D);
+  const Tensor k = input(*g, "K", kK, a.B, a.Hkv, a.Tk, a.D);
+  const Tensor v = input(*g, "V", kV, a.B, a.Hkv, a.Tk, a.D);
+  const Tensor o = input(*g, "O", kO, a.B, a.H, a.Tq, a.D);
+  const Tensor dout = input(*g, "dO", kdO, a.B, a.H, a.Tq, a.D);
+  const Tensor stats = g->tensor(stats_layout(fe::graph::Tensor_attributes().set_name("Stats"), a));
+  auto opts = fe::graph::SDPA_backward_attributes()
+                  .set_name("sdpa_backward")
+                  .set_attn_scale(a.scale)
+                  .set_deterministic_algorithm(deterministic);
+  if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
+  auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, opts);
+  output(dq, kdQ, a.B, a.H, a.Tq, a.D);
+  output(dk, kdK, a.B, a.Hkv, a.Tk, a.D);
+  output(dv, kdV, a.B, a.Hkv, a.Tk, a.D);
+  return g;
+}
+
+// The frontend's build steps, stopping at the first failure; "" when the graph is ready.
+// Some failures below the graph API surface as exceptions, which mean "not supported" too.
+std::string build(fe::graph::Graph& g, cudnnHandle_t handle) {
+  try {
+    fe::error_t e = g.validate();
+    if (e.is_good()) e = g.build_operation_graph(handle);
+    if (e.is_good()) e = g.create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK});
+    if (e.is_good()) e = g.check_support();
+    if (e.is_good()) e = g.build_plans();
+    if (e.is_good()) return "";
+    const std::string message = e.get_message();
+    return message.empty() ? "error code " + std::to_string(int(e.get_code())) : message;
+  } catch (const std::exception& ex) {
+    return ex.what();
+  }
+}
+
+std::string describe(const AttentionArgs& a, bool backward) {
+  return std::string(backward ? "backward" : "forward") + " B=" + std::to_string(a.B) + " Tq=" + std::to_string(a.Tq) +
+         " Tk=" + std::to_string(a.Tk) + " H=" + std::to_string(a.H) + " Hkv=" + std::to_string(a.Hkv) +
+         " D=" + std::to_string(a.D) + (a.causal ? " causal" : "");
+}
+
+// The cached graph for these arguments, built on first use; null when cuDNN rejects them.
+const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, bool backward) {
+  if (!ctx.cudnn) {
+    ctx.cudnn = new CudnnAttention;
+    CUDNN_CHECK(cudnnCreate(&ctx.cudnn->handle));
+  }
+  const Key key{a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D, a.causal, a.scale, backward};
+  auto it = ctx.cudnn->graphs.find(key);
+  if (it != ctx.cudnn->graphs.end()) return it->second;
+
+  Built built;
+  std::string why;
+  if (!backward) {
+    Graph g = forward_graph(a);
+    why = build(*g, ctx.cudnn->handle);
+    if (why.empty()) built.graph = g;
+  } else {
+    for (bool deterministic : {true, false}) {
+      Graph g = backward_graph(a, deterministic);
+      const std::string reason = build(*g, ctx.cudnn->handle);
+      if (reason.empty()) {
+        built.graph = g;
+        break;
+      }
+      why += (deterministic ? "deterministic: " : "; default: ") + reason;
+    }
+  }
+  if (built.graph) {
+    AUTOSP_CHECK(built.graph->get_workspace_size(built.workspace).is_good()) << "cuDNN SDPA workspace size";
+  } else {
+    std::fprintf(stderr, "autosp: cuDNN SDPA %s not supported, using the fallback kernels: %s\n",
+                 describe(a, backward).c_str(), why.c_str());
+  }
+  return ctx.cudnn->graphs.emplace(key, std::move(built)).first->second;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// What cuDNN is never asked to do: masks beyond causal, head dims its kernels do not take
+// (multiples of 8 up to 256; the support check narrows that per GPU), empty problems, and
+// operands its vectorised loads cannot read.
+bool applicable(const AttentionArgs& a, std::initializer_list<const void*> ptrs) {
+  if (a.q_pos || a.k_pos || a.q_seg || a.k_seg) return false;
+  if (a.D % 8 != 0 || a.D > 256 || a.B == 0 || a.Tq == 0 || a.Tk == 0) return false;
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
+void execute(AttentionContext& ctx, const Built& built, std::unordered_map<int64_t, void*>& pack, cudaStream_t s) {
+  void* workspace = built.workspace > 0 ? ctx.scratch(size_t(built.workspace)) : nullptr;
+  CUDNN_CHECK(cudnnSetStream(ctx.cudnn->handle, s));
+  fe::error_t e = built.graph->execute(ctx.cudnn->handle, pack, workspace);
+  AUTOSP_CHECK(e.is_good()) << "cuDNN SDPA execute failed: " << e.get_message();
+}
+
+}  // namespace
+
+bool attention_cudnn_built() { return true; }
+
+bool attention_forward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                             const bf16* v, bf16* o, float* lse, cudaStream_t s) {
+  if (!applicable(a, {q, k, v, o, lse})) return false;
+  const Built& built = graph_for(ctx, a, false);
+  if (!built.graph) return false;
+  std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<bf16*>(q)}, {kK, const_cast<bf16*>(k)},
+                                             {kV, const_cast<bf16*>(v)}, {kO, o},
+                                             {kStats, lse}};
+  execute(ctx, built, pack, s);
+  return true;
+}
+
+bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                              const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
+                              bf16* dv, cudaStream_t s) {
+  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv})) return false;
+  const Built& built = graph_for(ctx, a, true);
+  if (!built.graph) return false;
+  std::unordered_map<int64_t, void*> pack = {
+      {kQ, const_cast<bf16*>(q)},    {kK, const_cast<bf16*>(k)},      {kV, const_cast<bf16*>(v)},
+      {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, const_cast<float*>(lse)},
+      {kdQ, dq},                     {kdK, dk},                       {kdV, dv}};
+  execute(ctx, built, pack, s);
+  return true;
+}
+
+void release_cudnn_attention(CudnnAttention* c) {
+  if (!c) return;
+  c->graphs.clear();  // plans hold cuDNN descriptors: gone before the handle
+  cudnnDestroy(c->handle);
+  delete c;
+}
+
+}  // namespace autosp::kernels::cuda

@@ -1,0 +1,156 @@
+// Times CUDA attention forward and backward (kernels/cuda/attention.h) with CUDA events and
+// prints one JSON line per (implementation, head count):
+//   {"path":"cudnn","gpu":"NVIDIA H100 80GB HBM3","B":1,"T":32768,"H":8,"D":128,"causal":true,
+//    "fwd_ms":...,"bwd_ms":...,"fwd_tflops":...,"bwd_tflops":...}
+// A benchmark prints numbers; it is not a test (STYLE.md) and ctest does not run it.
+//   bench_attention_cuda [--T 32768] [--H 8,16,32] [--iters 5]
+// Shape: B = 1, D = 128, causal, Hkv = H. Implementations: cuDNN SDPA when this build has it
+// (a shape cuDNN rejects is reported on stderr and skipped) and our fallback kernels.
+//
+// FLOPs convention (FlashAttention's): the forward is two matmuls, Q·Kᵀ and P·V, of 2·T²·D each
+// per head, 4·B·H·T²·D in all, halved for causal masking; the backward counts 2.5× the forward
+// (five matmuls instead of two; the recomputation of S, and our fallback's second S and dP, are
+// not counted).
+//
+// Without a usable GPU it prints why and exits 0.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/check.h"
+
+namespace gpu = autosp::kernels::cuda;
+using gpu::bf16;
+
+namespace {
+
+struct Options {
+  int64_t T = 32768;
+  std::vector<int64_t> heads = {8};
+  int iters = 5;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--T") {
+      o.T = std::stoll(value);
+    } else if (flag == "--iters") {
+      o.iters = std::stoi(value);
+    } else if (flag == "--H") {
+      o.heads.clear();
+      std::stringstream ss(value);
+      for (std::string h; std::getline(ss, h, ',');) o.heads.push_back(std::stoll(h));
+    } else {
+      std::fprintf(stderr, "usage: bench_attention_cuda [--T 32768] [--H 8,16,32] [--iters 5]\n");
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+// A device buffer of n bf16 values drawn from N(0, 1).
+bf16* random_bf16(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<bf16> h(n);
+  for (bf16& x : h) x = __float2bfloat16(dist(rng));
+  bf16* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, n * sizeof(bf16)));
+  CUDA_CHECK(cudaMemcpy(d, h.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+  return d;
+}
+
+// Milliseconds per call of f, after one untimed call (graph builds, scratch growth).
+template <class F>
+float time_ms(int iters, F f) {
+  f();
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  CUDA_CHECK(cudaEventRecord(start));
+  for (int i = 0; i < iters; ++i) f();
+  CUDA_CHECK(cudaEventRecord(stop));
+  CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0.0f;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  return ms / float(iters);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = parse(argc, argv);
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("bench_attention_cuda: skipped, no CUDA device\n");
+    return 0;
+  }
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const int64_t B = 1, D = 128, T = opt.T;
+
+  for (int64_t H : opt.heads) {
+    const size_t n = size_t(B * T * H * D);
+    bf16 *q = random_bf16(n, 1), *k = random_bf16(n, 2), *v = random_bf16(n, 3), *dout = random_bf16(n, 4);
+    bf16 *o, *dq, *dk, *dv;
+    float* lse;
+    for (bf16** p : {&o, &dq, &dk, &dv}) CUDA_CHECK(cudaMalloc(p, n * sizeof(bf16)));
+    CUDA_CHECK(cudaMalloc(&lse, size_t(B * H * T) * sizeof(float)));
+    const gpu::AttentionArgs a{B, T, T, H, H, D, true, 1.0f / std::sqrt(float(D))};
+    const double fwd_flop = 4.0 * double(B * H) * double(T) * double(T) * double(D) / 2.0;
+    const double bwd_flop = 2.5 * fwd_flop;
+
+    for (const char* path : {"cudnn", "fallback"}) {
+      gpu::AttentionContext ctx;
+      const bool cudnn = std::strcmp(path, "cudnn") == 0;
+      if (cudnn && !gpu::attention_forward_cudnn(ctx, a, q, k, v, o, lse, nullptr)) {
+        std::fprintf(stderr, "bench_attention_cuda: no cuDNN SDPA for H = %lld in this build or on this GPU\n",
+                     static_cast<long long>(H));
+        continue;
+      }
+      const float fwd_ms = time_ms(opt.iters, [&] {
+        if (cudnn) {
+          gpu::attention_forward_cudnn(ctx, a, q, k, v, o, lse, nullptr);
+        } else {
+          gpu::attention_forward_fallback(ctx, a, q, k, v, o, lse, nullptr);
+        }
+      });
+      bool bwd_ok = true;
+      const float bwd_ms = time_ms(opt.iters, [&] {
+        if (cudnn) {
+          bwd_ok = gpu::attention_backward_cudnn(ctx, a, q, k, v, o, lse, dout, dq, dk, dv, nullptr) && bwd_ok;
+        } else {
+          gpu::attention_backward_fallback(ctx, a, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
+        }
+      });
+      CUDA_CHECK(cudaDeviceSynchronize());
+      if (!bwd_ok) {
+        std::fprintf(stderr, "bench_attention_cuda: no cuDNN SDPA backward for H = %lld\n", static_cast<long long>(H));
+        continue;
+      }
+      std::printf(
+          "{\"path\":\"%s\",\"gpu\":\"%s\",\"B\":%lld,\"T\":%lld,\"H\":%lld,\"D\":%lld,\"causal\":true,"
+          "\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_tflops\":%.1f,\"bwd_tflops\":%.1f}\n",
+          path, prop.name, static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(H),
+          static_cast<long long>(D), fwd_ms, bwd_ms, fwd_flop / (fwd_ms * 1e9), bwd_flop / (bwd_ms * 1e9));
+      std::fflush(stdout);
+    }
+    for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(dout),
+                    static_cast<void*>(o), static_cast<void*>(dq), static_cast<void*>(dk), static_cast<void*>(dv),
+                    static_cast<void*>(lse)})
+      CUDA_CHECK(cudaFree(p));
+  }
+  return 0;
+}

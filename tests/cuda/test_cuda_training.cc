@@ -1,0 +1,113 @@
+// Whole training steps on the GPU (train.device = cuda) against the same bf16 program on the
+// CPU, and sequence parallelism on one GPU (ranks as threads over the local communicator,
+// moving device buffers) against SP = 1. Without a CUDA device each test prints why it
+// skipped and passes.
+//
+// Tolerances (as in tests/trainer/test_bf16.cc, which bounds bf16 against f32): the GPU and
+// the CPU run one bf16 program, rounding to bf16 at the same points, but their fp32 sums run
+// in other orders (tiled GEMMs, cuDNN's attention, the cross-entropy's bf16 dlogits), and each
+// difference can flip a bf16 rounding that later ops carry on. A loss is a mean over hundreds
+// of tokens: 1% of it. A gradient: 5% of its tensor's largest element (floored at 1e-3 of the
+// largest gradient of any parameter, for the key biases whose exact gradient is 0). A
+// missing kernel argument, a stream race or a wrong layout is off by O(1).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "runtime/cuda/cuda_mem_ops.h"
+#include "tests/cuda/cuda_test_util.h"
+#include "tests/trainer/sp_equivalence.h"
+
+using namespace autosp;
+using namespace autosp::testing;
+using autosp::trainer::Options;
+using autosp::trainer::Trainer;
+
+namespace {
+
+Options gpu(std::vector<std::string> sets) {
+  sets.push_back("train.dtype=bf16");
+  sets.push_back("train.device=cuda");
+  return sp_test_options(sets);
+}
+
+Options cpu_of(Options o) {
+  o.train.device = "cpu";
+  return o;
+}
+
+// `world` ranks as threads on one GPU; the local communicator moves their device buffers.
+StepRecord parallel_on_one_gpu(const Options& o, int world, int steps) {
+  cudaStream_t stream;
+  REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+  std::vector<StepRecord> per_rank;
+  {
+    runtime::CudaMemOps mem(stream, /*synchronous=*/true);
+    per_rank = record_local(o, world, steps, &mem);
+  }
+  cudaStreamDestroy(stream);
+  for (int r = 1; r < world; ++r) CHECK(per_rank[r].losses == per_rank[0].losses);
+  return per_rank[0];
+}
+
+}  // namespace
+
+TEST_CASE("a GPU training step equals the CPU's bf16 step: loss and every gradient", "[cuda][train]") {
+  REQUIRE_GPU();
+  for (const char* arch : {"llama", "gpt2"})
+    for (const char* docs : {"true", "false"}) {
+      DYNAMIC_SECTION(arch << (std::string(docs) == "true" ? " with packed documents" : "")) {
+        const Options o = gpu({std::string("model.arch=") + arch, "model.max_seq_len=64",
+                               std::string("data.documents=") + docs});
+        const StepRecord want = record_single(cpu_of(o), 1);
+        const StepRecord got = record_single(o, 1);
+        CHECK(compare_rounded(want, got, 1e-2, 5e-2) == "");
+      }
+    }
+}
+
+TEST_CASE("GQA and a head dim of 128 (the cuDNN path) train like the CPU", "[cuda][train]") {
+  REQUIRE_GPU();
+  const Options o = gpu({"model.d_model=256", "model.n_heads=2", "model.n_kv_heads=1", "model.ffn_hidden=256",
+                         "data.documents=false"});
+  CHECK(compare_rounded(record_single(cpu_of(o), 1), record_single(o, 1), 1e-2, 5e-2) == "");
+}
+
+TEST_CASE("20 GPU steps follow the CPU's bf16 loss curve", "[cuda][train]") {
+  REQUIRE_GPU();
+  const Options o = gpu({"train.steps=20"});
+  const StepRecord want = record_single(cpu_of(o), 20);
+  const StepRecord got = record_single(o, 20);
+  // Adam normalises each update, so round-off differences grow over steps: 2% by step 20.
+  for (size_t i = 0; i < want.losses.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(std::abs(got.losses[i] - want.losses[i]) <= 2e-2 * want.losses[i]);
+  }
+  CHECK(got.losses.back() < 0.8 * got.losses.front());
+}
+
+TEST_CASE("SP = 2 and 4 on one GPU (local communicator) equal SP = 1", "[cuda][sp]") {
+  REQUIRE_GPU();
+  for (int sp : {2, 4})
+    for (const char* overlap : {"true", "false"}) {
+      DYNAMIC_SECTION("ulysses sp=" << sp << " overlap=" << overlap) {
+        const Options o = gpu({"parallel.sp=" + std::to_string(sp), "parallel.sp_strategy=ulysses",
+                               std::string("parallel.overlap=") + overlap});
+        const StepRecord want = record_single(reference_options(o, sp), 1);
+        const StepRecord got = parallel_on_one_gpu(o, sp, 1);
+        CHECK(compare_rounded(want, got, 1e-2, 5e-2) == "");
+      }
+    }
+}
+
+TEST_CASE("without a GPU, train.device = cuda fails at start, naming the key", "[cuda]") {
+  if (cuda_test::no_device().empty()) {
+    WARN("skipped: this machine has a GPU");
+    return;
+  }
+  auto t = Trainer::create(gpu({}), "");
+  REQUIRE(!t.ok());
+  CHECK(t.status().message().find("train.device = \"cuda\"") != std::string::npos);
+}
