@@ -10,11 +10,14 @@ namespace autosp::runtime {
 using ir::Slot;
 using clock_type = std::chrono::steady_clock;
 
-Executor::Executor(ir::Program program, Backend& backend, const Mesh* mesh)
-    : program_(std::move(program)), backend_(backend), mesh_(mesh), external_(program_.slots.size()) {
+Executor::Executor(ir::Program program, Backend& backend, const Mesh* mesh, std::shared_ptr<Storage> arena)
+    : program_(std::move(program)), backend_(backend), mesh_(mesh), arena_(std::move(arena)),
+      external_(program_.slots.size()) {
   for (const ir::Instr& ins : program_.instrs)
     AUTOSP_CHECK(mesh_ || !is_communication(ins.op)) << "a program with " << ir::op_name(ins.op) << " needs a mesh";
-  arena_ = backend_.allocate(size_t(program_.arena_bytes));
+  if (!arena_) arena_ = backend_.allocate(size_t(program_.arena_bytes));
+  AUTOSP_CHECK(arena_->bytes() >= size_t(program_.arena_bytes))
+      << "shared arena of " << arena_->bytes() << " bytes for a program planning " << program_.arena_bytes;
   backend_.prepare(program_);
   // The k-th collective on the communication stream completes k-th (FIFO): an instruction
   // waits until as many have completed as the latest one it depends on needs.

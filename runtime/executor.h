@@ -43,7 +43,10 @@ struct TraceEvent {
 class Executor {
  public:
   // mesh: the communicators for the program's collectives (null for a single-rank program).
-  Executor(ir::Program program, Backend& backend, const Mesh* mesh = nullptr);
+  // arena: storage to plan into, shared by executors that never run at once (training and
+  // eval steps); null allocates the program's own. It must hold the program's arena_bytes.
+  Executor(ir::Program program, Backend& backend, const Mesh* mesh = nullptr,
+           std::shared_ptr<Storage> arena = nullptr);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;

@@ -35,8 +35,12 @@ class ReplicatedState final : public ParameterState {
     auto alloc = [&](const Tensor& like) {
       return Tensor(device_->allocate(like.nbytes()), 0, DType::f32, like.shape());
     };
-    for (const Param& p : store_.params())
+    for (const Param& p : store_.params()) {
       dev_.push_back({p.spec, alloc(p.value), alloc(p.grad), alloc(p.exp_avg), alloc(p.exp_avg_sq)});
+      // Device memory starts as garbage, the host mirror's gradients as zeros: until a step
+      // writes them, grad_norm() and full_gradients() must see the zeros the host path does.
+      device_->upload(dev_.back().grad.raw(), p.grad.raw(), p.grad.nbytes());
+    }
   }
 
   void initialize(uint64_t seed) override {

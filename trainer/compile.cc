@@ -44,6 +44,7 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
                            const std::string& hardware) {
   Compiled c;
   ASSIGN_OR_RETURN(c.hardware, sp::hardware(hardware));
+  c.device = opts.train.device;
   const int sp_degree = int(opts.parallel.sp);
   if (sp_degree < 1 || world_size % sp_degree != 0)
     return InvalidArgument("parallel.sp = " + std::to_string(sp_degree) + " does not divide the world size " +

@@ -18,6 +18,7 @@ namespace autosp::trainer {
 
 struct Compiled {
   sp::Hardware hardware;  // what the cost model and sp_strategy "auto" assume
+  std::string device;     // train.device: which kernels' workspace the memory plan counts
   sp::SpOptions mesh;
   ir::Graph forward;  // the single-device model, as written
   sp::SpPlan plan;    // strategies and token layout (trivial for one rank)

@@ -39,7 +39,52 @@ MemoryPlan memory_plan(const Compiled& c) {
   }
   m.train_arena = c.train.arena_bytes;
   m.eval_arena = c.eval.arena_bytes;
+  m.workspace = std::max(kernel_workspace_bytes(c.train, c.device), kernel_workspace_bytes(c.eval, c.device));
   return m;
+}
+
+int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) {
+  const bool cuda = device == "cuda";
+  auto shape = [&](int slot) -> const Shape& { return p.slots[slot].type.shape; };
+  auto rows = [&](int slot) { return shape(slot).numel() / shape(slot)[-1]; };
+  auto align = [](int64_t b) { return (b + 255) / 256 * 256; };
+  int64_t most = 0;
+  for (const ir::Instr& ins : p.instrs) {
+    int64_t b = 0;
+    switch (ins.op) {
+      case ir::Op::cross_entropy:
+      case ir::Op::cross_entropy_backward:
+        if (cuda) {
+          const int64_t n = rows(ins.in[0]), d = shape(ins.in[0])[-1], v = shape(ins.in[1])[0];
+          const int64_t r = std::min<int64_t>(4096, n), ch = std::min(std::get<ir::CrossEntropyAttrs>(ins.attrs).chunk, v);
+          b = align(r * ch * 4) + align(r * ch * 2) + align(r * d * 4) + 3 * align(r * 4) + align(16 * ((n + r - 1) / r));
+        }
+        break;
+      case ir::Op::attention_backward:
+      case ir::Op::ring_attention_backward: {
+        const Shape& q = shape(ins.in[0]);  // [B, T, H, D]
+        b = q[0] * q[2] * q[1] * 4 * (cuda ? q[3] + 2 : 2);
+        break;
+      }
+      case ir::Op::rms_norm_backward: b = cuda ? 4 * rows(ins.in[0]) : 0; break;
+      case ir::Op::layer_norm_backward: b = cuda ? 8 * rows(ins.in[0]) : 0; break;
+      case ir::Op::embedding_backward:  // counting sort of the ids: 3·N + V + 1 int32, and CUB's temp (~N·8)
+        b = cuda ? 4 * (3 * shape(ins.in[0]).numel() + shape(ins.out[0])[0] + 1) + 8 * shape(ins.in[0]).numel() : 0;
+        break;
+      default: break;
+    }
+    if (!cuda) {  // f32 copies of a bf16 op's operands
+      int64_t copies = 0;
+      for (const auto* group : {&ins.in, &ins.out})
+        for (int s : *group)
+          if (p.slots[s].type.dtype == DType::bf16) copies += 4 * shape(s).numel();
+      if (ins.op != ir::Op::cast && ins.op != ir::Op::reshape && ins.op != ir::Op::permute && ins.op != ir::Op::split &&
+          ins.op != ir::Op::concat)
+        b += copies;
+    }
+    most = std::max(most, b);
+  }
+  return most + (cuda ? int64_t(32) << 20 : 0);  // the cuBLASLt workspace (kernels/cuda GemmContext)
 }
 
 // Bytes by collective kind, as the cost model counts them (sp::comm_bytes).
@@ -115,6 +160,8 @@ std::string format_plan(const Options& o, const Compiled& c) {
   add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq%s)\n", human_bytes(double(m.optimizer)).c_str(), sharded);
   add("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",
       human_bytes(double(m.train_arena)).c_str(), human_bytes(double(m.eval_arena)).c_str());
+  add("  workspace    %12s  (%s kernels' scratch for the largest op)\n", human_bytes(double(m.workspace)).c_str(),
+      c.device.c_str());
   add("  total        %12s\n", human_bytes(double(m.total())).c_str());
   return s;
 }

@@ -13,10 +13,21 @@ namespace autosp::trainer {
 struct MemoryPlan {
   int64_t params = 0, grads = 0, optimizer = 0;
   int64_t train_arena = 0, eval_arena = 0;
+  int64_t workspace = 0;  // kernels' scratch beside the arena (kernel_workspace_bytes)
   int64_t num_params = 0;
-  int64_t total() const { return params + grads + optimizer + std::max(train_arena, eval_arena); }
+  int64_t total() const { return params + grads + optimizer + std::max(train_arena, eval_arena) + workspace; }
 };
 MemoryPlan memory_plan(const Compiled& c);
+
+// The scratch the kernels of `device` ("cpu" | "cuda") take beside the arena for the program's
+// largest instruction. CUDA (one workspace shared by the compute stream's kernels, plus the
+// cuBLASLt workspace and attention's): the fused cross-entropy's tiles
+// (kernels/cuda/cross_entropy.cu), norm and embedding backward scratch, and attention
+// backward's fp32 dQ accumulator and row statistics (cuDNN keeps [B, H, T, D] fp32). CPU:
+// attention backward's row statistics and, in a bf16 program, the f32 copies of the largest
+// op's operands (the CPU runs bf16 through f32 kernels); per-thread tiles are left out
+// (kilobytes).
+int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device);
 
 // What one training step sends per rank, by collective kind.
 struct CommVolume {

@@ -1,5 +1,6 @@
 #include "trainer/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -94,8 +95,10 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
     t->params_ = runtime::make_zero_state(c.buckets, *world);
   t->params_->initialize(uint64_t(opts.train.seed));
   t->plan_mem_ = trainer::memory_plan(c);
-  t->train_ = std::make_unique<runtime::Executor>(std::move(c.train), *t->backend_, t->mesh_.get());
-  t->eval_ = std::make_unique<runtime::Executor>(std::move(c.eval), *t->backend_, t->mesh_.get());
+  // Training and eval steps never overlap: one arena serves both (the plan counts the larger).
+  auto arena = t->backend_->allocate(size_t(std::max(c.train.arena_bytes, c.eval.arena_bytes)));
+  t->train_ = std::make_unique<runtime::Executor>(std::move(c.train), *t->backend_, t->mesh_.get(), arena);
+  t->eval_ = std::make_unique<runtime::Executor>(std::move(c.eval), *t->backend_, t->mesh_.get(), arena);
   RETURN_IF_ERROR(t->params_->bind(*t->train_));
   RETURN_IF_ERROR(t->params_->bind(*t->eval_));
   // Every rank holds the same loss and backpropagates partial sums, so the seeds add to 1.

@@ -1,8 +1,9 @@
 // Sum over any set of axes, its adjoint (broadcast), and sum of squares.
 //
-// Both ops first coalesce the shape: size-1 axes are dropped and neighbouring axes with the
-// same flag merged, so [B, T, E] reducing {B, T} becomes [B·T | E] and any axis set becomes
-// alternating kept/reduced groups. Three layouts remain for reduce_sum:
+// Both ops first coalesce the shape (kernels/shape_walk.h, shared with the CUDA kernels):
+// size-1 axes are dropped and neighbouring axes with the same flag merged, so [B, T, E]
+// reducing {B, T} becomes [B·T | E] and any axis set becomes alternating kept/reduced groups.
+// Three layouts remain for reduce_sum:
 //   - everything reduced: a flat sum, in fixed-size chunks added in chunk order;
 //   - last group reduced (e.g. [rows | dim]): one contiguous inner sum per output;
 //   - last group kept (e.g. a bias gradient [B·T | E]): each output column block gathers
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/shape_walk.h"
 
 namespace autosp::kernels::cpu {
 namespace {
@@ -24,29 +26,9 @@ constexpr int64_t kParallelMin = 1 << 15;  // elements before threads pay off
 constexpr int64_t kChunk = 1 << 16;        // flat-sum chunk; fixed so the sum order is too
 constexpr int64_t kColBlock = 256;         // output columns per task in the "last kept" layout
 
-struct Axis {
-  int64_t size;
-  bool reduced;
-  int64_t stride;  // in x's full layout, elements
-};
-
-// Drops size-1 axes and merges same-flag neighbours; strides are of the full layout.
-std::vector<Axis> coalesce(const std::vector<int64_t>& shape, const std::vector<bool>& reduce) {
-  std::vector<Axis> axes;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (!axes.empty() && axes.back().reduced == reduce[d])
-      axes.back().size *= shape[d];
-    else
-      axes.push_back({shape[d], reduce[d], 0});
-  }
-  int64_t stride = 1;
-  for (auto it = axes.rbegin(); it != axes.rend(); ++it) {
-    it->stride = stride;
-    stride *= it->size;
-  }
-  return axes;
-}
+using Axis = shape_walk::ReduceGroup;
+using shape_walk::coalesce;
+using shape_walk::product;
 
 // Walks every index combination of `axes` in row-major order, tracking the x offset.
 class Odometer {
@@ -108,24 +90,11 @@ double chunked_sum(const float* x, int64_t n, F f) {
   return total;
 }
 
-void check_shape(const char* op, const std::vector<int64_t>& shape, const std::vector<bool>& reduce) {
-  AUTOSP_CHECK(shape.size() == reduce.size())
-      << op << ": shape has " << shape.size() << " axes, reduce has " << reduce.size();
-  for (int64_t s : shape) AUTOSP_CHECK(s >= 0) << op << ": negative axis size " << s;
-}
-
-int64_t product(const std::vector<int64_t>& shape, const std::vector<bool>& reduce, bool of_reduced) {
-  int64_t n = 1;
-  for (size_t d = 0; d < shape.size(); ++d)
-    if (reduce[d] == of_reduced) n *= shape[d];
-  return n;
-}
-
 }  // namespace
 
 void reduce_sum(const float* x, float* out, const std::vector<int64_t>& shape, const std::vector<bool>& reduce,
                 float scale) {
-  check_shape("reduce_sum", shape, reduce);
+  shape_walk::check_reduce_shape("reduce_sum", shape, reduce);
   const int64_t n_out = product(shape, reduce, false);
   const int64_t n_red = product(shape, reduce, true);
   const int64_t n = n_out * n_red;
@@ -184,7 +153,7 @@ void reduce_sum(const float* x, float* out, const std::vector<int64_t>& shape, c
 
 void broadcast(const float* x, float* out, const std::vector<int64_t>& shape, const std::vector<bool>& reduce,
                float scale) {
-  check_shape("broadcast", shape, reduce);
+  shape_walk::check_reduce_shape("broadcast", shape, reduce);
   const int64_t n = product(shape, reduce, false) * product(shape, reduce, true);
   if (n == 0) return;
   std::vector<Axis> axes = coalesce(shape, reduce);
@@ -192,13 +161,7 @@ void broadcast(const float* x, float* out, const std::vector<int64_t>& shape, co
     out[0] = x[0] * scale;
     return;
   }
-  // Re-stride the kept axes for x's compact (kept-only) layout; reduced axes get stride 0,
-  // which is what broadcasting means.
-  int64_t stride = 1;
-  for (auto it = axes.rbegin(); it != axes.rend(); ++it) {
-    it->stride = it->reduced ? 0 : stride;
-    if (!it->reduced) stride *= it->size;
-  }
+  shape_walk::restride_for_broadcast(axes);  // x is compact: reduced axes get stride 0
   const Axis last = axes.back();
   axes.pop_back();
   const int64_t rows = n / last.size;

@@ -23,8 +23,8 @@
 // blocks it can see.
 #include <mma.h>
 
-#include <cfloat>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -59,7 +59,7 @@ struct BwdTile {
 };
 
 struct Params {
-  const bf16 *q, *k, *v, *o, *dout;
+  const bf16 *q, *k, *v, *dout;
   bf16 *out, *dq, *dk, *dv;
   float* lse_out;
   const float *lse, *delta;
@@ -546,20 +546,40 @@ void launch(void (*kernel)(Params), dim3 grid, const Params& p, cudaStream_t s) 
 }
 
 template <int DP>
-void forward_fallback(AttentionContext& ctx, const AttentionArgs& a, Params p, cudaStream_t s) {
+void forward_fallback(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k, const bf16* v,
+                      bf16* o, float* lse, cudaStream_t s) {
+  Params p = make_params(a, FwdTile<DP>::BQ, FwdTile<DP>::BK);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = o;
+  p.lse_out = lse;
+  p.vec = a.D % 8 == 0 && aligned16(q) && aligned16(k) && aligned16(v);
   ranges_and_scratch(ctx, a, p, FwdTile<DP>::BQ, FwdTile<DP>::BK, 0, s);
   launch<FwdShared<DP>>(attention_forward_kernel<DP>, dim3(p.nqt, p.H, unsigned(a.B)), p, s);
 }
 
 template <int DP>
-void backward_fallback(AttentionContext& ctx, const AttentionArgs& a, Params p, cudaStream_t s) {
+void backward_fallback(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k, const bf16* v,
+                       const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv,
+                       cudaStream_t s) {
   constexpr int BQ = BwdTile<DP>::BQ, BK = BwdTile<DP>::BK;
+  Params p = make_params(a, BQ, BK);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.dout = dout;
+  p.lse = lse;
+  p.dq = dq;
+  p.dk = dk;
+  p.dv = dv;
+  p.vec = a.D % 8 == 0 && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout);
   const int64_t rows = a.B * a.Tq * a.H;
   float* delta = static_cast<float*>(ranges_and_scratch(ctx, a, p, BQ, BK, size_t(rows) * sizeof(float), s));
   if (rows > 0) {
     constexpr int kRowsPerBlock = 8;
     attention_delta_kernel<<<unsigned(ceil_div(rows, kRowsPerBlock)), 32 * kRowsPerBlock, 0, s>>>(
-        p.o, p.dout, delta, rows, a.Tq, p.H, p.D);
+        o, dout, delta, rows, a.Tq, p.H, p.D);
     CUDA_CHECK(cudaGetLastError());
   }
   p.delta = delta;
@@ -599,19 +619,10 @@ void attention_forward_fallback(AttentionContext& ctx, const AttentionArgs& a, c
                                 const bf16* v, bf16* o, float* lse, cudaStream_t s) {
   check_fallback_args(a);
   if (a.B == 0 || a.Tq == 0) return;
-  const int dp = padded_dim(a.D);
-  const int bq = 64, bk = dp == 256 ? 32 : 64;  // FwdTile<dp>
-  Params p = make_params(a, bq, bk);
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.out = o;
-  p.lse_out = lse;
-  p.vec = a.D % 8 == 0 && aligned16(q) && aligned16(k) && aligned16(v);
-  switch (dp) {
-    case 64: return forward_fallback<64>(ctx, a, p, s);
-    case 128: return forward_fallback<128>(ctx, a, p, s);
-    default: return forward_fallback<256>(ctx, a, p, s);
+  switch (padded_dim(a.D)) {
+    case 64: return forward_fallback<64>(ctx, a, q, k, v, o, lse, s);
+    case 128: return forward_fallback<128>(ctx, a, q, k, v, o, lse, s);
+    default: return forward_fallback<256>(ctx, a, q, k, v, o, lse, s);
   }
 }
 
@@ -620,23 +631,10 @@ void attention_backward_fallback(AttentionContext& ctx, const AttentionArgs& a, 
                                  bf16* dk, bf16* dv, cudaStream_t s) {
   check_fallback_args(a);
   if (a.B == 0) return;
-  const int dp = padded_dim(a.D);
-  const int bq = 32, bk = dp == 256 ? 32 : 64;  // BwdTile<dp>
-  Params p = make_params(a, bq, bk);
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.o = o;
-  p.dout = dout;
-  p.lse = lse;
-  p.dq = dq;
-  p.dk = dk;
-  p.dv = dv;
-  p.vec = a.D % 8 == 0 && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(dout);
-  switch (dp) {
-    case 64: return backward_fallback<64>(ctx, a, p, s);
-    case 128: return backward_fallback<128>(ctx, a, p, s);
-    default: return backward_fallback<256>(ctx, a, p, s);
+  switch (padded_dim(a.D)) {
+    case 64: return backward_fallback<64>(ctx, a, q, k, v, o, lse, dout, dq, dk, dv, s);
+    case 128: return backward_fallback<128>(ctx, a, q, k, v, o, lse, dout, dq, dk, dv, s);
+    default: return backward_fallback<256>(ctx, a, q, k, v, o, lse, dout, dq, dk, dv, s);
   }
 }
 

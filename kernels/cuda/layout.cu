@@ -1,21 +1,21 @@
 // Data movement, type-agnostic (elements of 2, 4 or 8 bytes moved as raw bits): axis
 // permutation, split / concat along an axis, and the pack / unpack of ZeRO buckets.
 //
-// permute simplifies the permutation as the CPU kernel does (size-1 axes dropped, output axes
-// that are consecutive in x merged: [B,T,H,D] → [B,H,T,D] becomes a walk with a contiguous inner
-// run of D), then one thread writes each output chunk. When the last output axis is contiguous
-// in x, whole runs are moved in the widest chunk (up to 16 bytes) that the run's byte size and
-// both addresses allow; every other axis's x stride is a multiple of that run (the run is x's
-// trailing axes), so the walk rescales exactly. Otherwise reads are strided, one element each.
+// permute simplifies the permutation with the CPU kernel's code (kernels/shape_walk.h: size-1
+// axes dropped, output axes that are consecutive in x merged: [B,T,H,D] → [B,H,T,D] becomes a
+// walk with a contiguous inner run of D), then one thread writes each output chunk. When the
+// last output axis is contiguous in x, whole runs are moved in the widest chunk (up to 16
+// bytes) that the run's byte size and both addresses allow; every other axis's x stride is a
+// multiple of that run (the run is x's trailing axes), so the walk rescales exactly. Otherwise
+// reads are strided, one element each.
 //
 // split / concat are strided copies: a part is `outer` rows of size·inner bytes at a pitch of
 // full·inner bytes in the whole tensor, which is what cudaMemcpy2DAsync moves.
-#include <utility>
-
 #include "core/check.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device.cuh"
 #include "kernels/cuda/kernels.h"
+#include "kernels/shape_walk.h"
 
 namespace autosp::kernels::cuda {
 
@@ -36,14 +36,6 @@ template <class U>
 void launch_permute(const void* x, void* out, Strided walk, int64_t n, cudaStream_t s) {
   permute_kernel<<<detail::grid_for(n), 256, 0, s>>>(static_cast<const U*>(x), static_cast<U*>(out), walk, n);
   CUDA_CHECK(cudaGetLastError());
-}
-
-// Rows before the axis, and bytes of one index step along it (everything after the axis).
-std::pair<int64_t, int64_t> outer_inner(const std::vector<int64_t>& shape, int axis, int64_t elem_bytes) {
-  int64_t outer = 1, inner = elem_bytes;
-  for (int d = 0; d < axis; ++d) outer *= shape[size_t(d)];
-  for (size_t d = size_t(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
-  return {outer, inner};
 }
 
 void check_parts(const char* op, size_t n_parts, const std::vector<int64_t>& shape, int axis,
@@ -79,50 +71,18 @@ void copy_rows(void* dst, int64_t dpitch, const void* src, int64_t spitch, int64
 
 void permute(const void* x, void* out, const std::vector<int64_t>& shape, const std::vector<int>& perm,
              int64_t elem_bytes, cudaStream_t s) {
-  const size_t rank = shape.size();
-  AUTOSP_CHECK(rank <= 6) << "permute: rank " << rank << " > 6";
-  AUTOSP_CHECK(perm.size() == rank) << "permute: perm has " << perm.size() << " axes, shape has " << rank;
-  std::vector<bool> seen(rank, false);
-  for (int p : perm) {
-    AUTOSP_CHECK(p >= 0 && size_t(p) < rank && !seen[size_t(p)]) << "permute: perm is not a permutation";
-    seen[size_t(p)] = true;
-  }
-  AUTOSP_CHECK(elem_bytes == 2 || elem_bytes == 4 || elem_bytes == 8) << "permute: elem_bytes = " << elem_bytes;
+  // Output axes in order, with size-1 axes dropped and x-consecutive neighbours merged (at most
+  // the rank, so at most detail::Strided's 6).
+  const shape_walk::PermuteWalk simple = shape_walk::permute_walk(shape, perm, elem_bytes, 6);
   AUTOSP_CHECK((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(out)) % uint64_t(elem_bytes) == 0)
       << "permute: buffers not aligned to their " << elem_bytes << "-byte elements";
-
-  std::vector<int64_t> x_stride(rank, 1);
-  int64_t n = 1;
-  for (size_t d = rank; d-- > 0;) {
-    AUTOSP_CHECK(shape[d] >= 0) << "permute: negative axis size " << shape[d];
-    x_stride[d] = n;
-    n *= shape[d];
-  }
+  int64_t n = simple.n;
   if (n == 0) return;
-
-  // Output axes in order, with size-1 axes dropped and x-consecutive neighbours merged
-  // (consecutive up to size-1 x axes in between, which add nothing to the layout).
   Strided walk;
-  int prev = -2;  // x axis of the previous kept output axis
-  for (size_t i = 0; i < rank; ++i) {
-    const int a = perm[i];
-    if (shape[size_t(a)] == 1) continue;
-    bool follows = prev >= 0 && a > prev;
-    for (int k = prev + 1; follows && k < a; ++k) follows = shape[size_t(k)] == 1;
-    if (follows) {
-      walk.size[walk.rank - 1] *= shape[size_t(a)];
-      walk.stride[walk.rank - 1] = x_stride[size_t(a)];
-    } else {
-      walk.size[walk.rank] = shape[size_t(a)];
-      walk.stride[walk.rank] = x_stride[size_t(a)];
-      ++walk.rank;
-    }
-    prev = a;
-  }
-  if (walk.rank == 0) {  // every axis has size 1: one element
-    walk.size[0] = 1;
-    walk.stride[0] = 1;
-    walk.rank = 1;
+  for (const shape_walk::PermuteAxis& a : simple.axes) {
+    walk.size[walk.rank] = a.size;
+    walk.stride[walk.rank] = a.x_stride;
+    ++walk.rank;
   }
   const int last = walk.rank - 1;
   if (walk.rank == 1 && walk.stride[0] == 1) {  // the identity, once simplified
@@ -154,7 +114,7 @@ void permute(const void* x, void* out, const std::vector<int64_t>& shape, const 
 void split(const void* x, const std::vector<void*>& parts, const std::vector<int64_t>& shape, int axis,
            const std::vector<int64_t>& sizes, int64_t elem_bytes, cudaStream_t s) {
   check_parts("split", parts.size(), shape, axis, sizes, elem_bytes);
-  const auto [outer, inner] = outer_inner(shape, axis, elem_bytes);
+  const auto [outer, inner] = shape_walk::outer_inner(shape, axis, elem_bytes);
   const int64_t pitch = shape[size_t(axis)] * inner;
   const char* src = static_cast<const char*>(x);
   for (size_t k = 0; k < parts.size(); ++k) {
@@ -166,7 +126,7 @@ void split(const void* x, const std::vector<void*>& parts, const std::vector<int
 void concat(const std::vector<const void*>& parts, void* out, const std::vector<int64_t>& shape, int axis,
             const std::vector<int64_t>& sizes, int64_t elem_bytes, cudaStream_t s) {
   check_parts("concat", parts.size(), shape, axis, sizes, elem_bytes);
-  const auto [outer, inner] = outer_inner(shape, axis, elem_bytes);
+  const auto [outer, inner] = shape_walk::outer_inner(shape, axis, elem_bytes);
   const int64_t pitch = shape[size_t(axis)] * inner;
   char* dst = static_cast<char*>(out);
   for (size_t k = 0; k < parts.size(); ++k) {

@@ -1,9 +1,10 @@
 // Sum over any set of axes (rank ≤ 6), its adjoint (broadcast), and the sum of squares used for
 // gradient norms. Semantics of kernels/cpu/reduce.h.
 //
-// The shape is first coalesced as on the CPU: size-1 axes dropped and neighbouring axes with
-// the same flag merged, leaving alternating kept / reduced groups. reduce_sum then has two
-// layouts, each deterministic (a fixed summation tree per output):
+// The shape is first coalesced as on the CPU, by the same code (kernels/shape_walk.h): size-1
+// axes dropped and neighbouring axes with the same flag merged, leaving alternating kept /
+// reduced groups. reduce_sum then has two layouts, each deterministic (a fixed summation tree
+// per output):
 //   - last group reduced (a row sum): one block per output, threads striding over the reduced
 //     elements — consecutive threads read consecutive addresses — then detail::block_sum;
 //   - last group kept (a bias gradient [B·T | E], a GQA group sum [.. | f | D]): a block owns 32
@@ -16,6 +17,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device.cuh"
 #include "kernels/cuda/kernels.h"
+#include "kernels/shape_walk.h"
 
 namespace autosp::kernels::cuda {
 
@@ -85,35 +87,13 @@ __global__ void __launch_bounds__(1024) sum_squares_final_kernel(const double* p
   if (threadIdx.x == 0) *out = float(acc);
 }
 
-struct Group {
-  int64_t size;
-  bool reduced;
-  int64_t stride;  // in x's full layout, elements
-};
+using Group = shape_walk::ReduceGroup;
+using shape_walk::coalesce;
+using shape_walk::product;
 
+// The kernels' index walks (detail::Strided) hold at most 6 axes.
 void check_shape(const char* op, const std::vector<int64_t>& shape, const std::vector<bool>& reduce) {
-  AUTOSP_CHECK(shape.size() == reduce.size())
-      << op << ": shape has " << shape.size() << " axes, reduce has " << reduce.size();
-  AUTOSP_CHECK(shape.size() <= 6) << op << ": rank " << shape.size() << " > 6";
-  for (int64_t s : shape) AUTOSP_CHECK(s >= 0) << op << ": negative axis size " << s;
-}
-
-// Drops size-1 axes and merges same-flag neighbours; strides are of the full layout.
-std::vector<Group> coalesce(const std::vector<int64_t>& shape, const std::vector<bool>& reduce) {
-  std::vector<Group> groups;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (!groups.empty() && groups.back().reduced == reduce[d])
-      groups.back().size *= shape[d];
-    else
-      groups.push_back({shape[d], reduce[d], 0});
-  }
-  int64_t stride = 1;
-  for (auto it = groups.rbegin(); it != groups.rend(); ++it) {
-    it->stride = stride;
-    stride *= it->size;
-  }
-  return groups;
+  shape_walk::check_reduce_shape(op, shape, reduce, 6);
 }
 
 // The groups with the given flag among the first `end`, as a walk with their strides.
@@ -126,13 +106,6 @@ Strided select(const std::vector<Group>& groups, bool reduced, size_t end) {
       ++s.rank;
     }
   return s;
-}
-
-int64_t product(const std::vector<int64_t>& shape, const std::vector<bool>& reduce, bool of_reduced) {
-  int64_t n = 1;
-  for (size_t d = 0; d < shape.size(); ++d)
-    if (reduce[d] == of_reduced) n *= shape[d];
-  return n;
 }
 
 }  // namespace
@@ -175,14 +148,8 @@ void broadcast(const T* x, T* out, const std::vector<int64_t>& shape, const std:
   check_shape("broadcast", shape, reduce);
   const int64_t n = product(shape, reduce, false) * product(shape, reduce, true);
   if (n == 0) return;
-  // Re-stride for x's compact (kept-only) layout; reduced groups get stride 0, which is what
-  // broadcasting means.
   std::vector<Group> groups = coalesce(shape, reduce);
-  int64_t stride = 1;
-  for (auto it = groups.rbegin(); it != groups.rend(); ++it) {
-    it->stride = it->reduced ? 0 : stride;
-    if (!it->reduced) stride *= it->size;
-  }
+  shape_walk::restride_for_broadcast(groups);  // x is compact: reduced groups get stride 0
   Strided axes;
   for (const Group& g : groups) {
     axes.size[axes.rank] = g.size;

@@ -30,7 +30,8 @@ CudaMemOps::~CudaMemOps() {
   for (void* p : scratch_)
     if (p && e == cudaSuccess) e = cudaFree(p);
   if (e != cudaSuccess) std::fprintf(stderr, "CudaMemOps: releasing scratch buffers: %s\n", cudaGetErrorString(e));
-  cudaSetDevice(previous);
+  // As DeviceScope does: never create a context on a device this thread only seemed to have.
+  if (previous != device_ && detail::primary_context_active(previous)) cudaSetDevice(previous);
 }
 
 void CudaMemOps::finish_call() {
