@@ -57,7 +57,9 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
         if (cuda) {
           const int64_t n = rows(ins.in[0]), d = shape(ins.in[0])[-1], v = shape(ins.in[1])[0];
           const int64_t r = std::min<int64_t>(4096, n), ch = std::min(std::get<ir::CrossEntropyAttrs>(ins.attrs).chunk, v);
-          b = align(r * ch * 4) + align(r * ch * 2) + align(r * d * 4) + 3 * align(r * 4) + align(16 * ((n + r - 1) / r));
+          const int64_t blocks = (n + r - 1) / r;
+          b = align(r * ch * 4) + align(r * ch * 2) + align(r * d * 4) + 3 * align(r * 4) + align(16 * blocks) +
+              (blocks > 1 ? align(v * d * 4) : 0);  // the fp32 dw accumulator of several row blocks
         }
         break;
       case ir::Op::attention_backward:

@@ -10,9 +10,11 @@
 // dlogits = dloss·(softmax − onehot(target)) (0 for ignored rows), rounded to bf16 because
 // cuBLASLt multiplies like types only (values in [−1, 1]: 2^-9 relative error each), then
 //   dh[rows]  = Σ_chunks dlogits · w[chunk]   accumulated in an fp32 R × D scratch, rounded once;
-//   dw[chunk] = Σ_blocks dlogitsᵀ · h[rows]   accumulated in place in bf16 by the GEMM (beta = 1).
-// The loops run row block outer so that dh gets the fp32 accumulator: N/R row blocks are fewer
-// than V/C chunks, so dw is the one with fewer bf16 accumulations (none when N ≤ R).
+//   dw[chunk] = Σ_blocks dlogitsᵀ · h[rows]   written straight to bf16 when there is one row
+//               block, else accumulated in an fp32 V × D scratch and rounded once: at long
+//               context (128 blocks at 512k tokens) bf16 accumulation would lose the LM head's
+//               gradient to round-off.
+// The loops run row block outer, so dh needs only an R × D accumulator.
 //
 // Determinism: every GEMM and kernel runs in a fixed order on one stream, and cuBLASLt is
 // deterministic for a fixed algorithm; the loss is summed per row block by a fixed tree
@@ -21,7 +23,7 @@
 // Scratch (cross_entropy_scratch_bytes), each part 256-byte aligned, R = min(row_block, N),
 // C = min(chunk, V): logits fp32 [R, C]; dlogits bf16 [R, C]; dh accumulator fp32 [R, D];
 // running max, running sum and target logit fp32 [R] each; loss/count partials double
-// [2·⌈N/R⌉].
+// [2·⌈N/R⌉]; with more than one row block, the dw accumulator fp32 [V, D].
 #include <math_constants.h>
 
 #include "core/check.h"
@@ -140,7 +142,7 @@ size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 // Byte offsets of the scratch parts (see the top of the file).
 struct ScratchLayout {
   int64_t rows, cols, blocks;  // R, C, ⌈N/R⌉
-  size_t logits, dlogits, dh_acc, run_max, run_sum, target_logit, partials, total;
+  size_t logits, dlogits, dh_acc, run_max, run_sum, target_logit, partials, dw_acc, total;
 };
 
 ScratchLayout scratch_layout(const CrossEntropyArgs& a) {
@@ -162,6 +164,7 @@ ScratchLayout scratch_layout(const CrossEntropyArgs& a) {
   l.run_sum = take(R * sizeof(float));
   l.target_logit = take(R * sizeof(float));
   l.partials = take(2 * size_t(l.blocks) * sizeof(double));
+  l.dw_acc = take(l.blocks > 1 ? size_t(a.V) * size_t(a.D) * sizeof(float) : 0);
   l.total = off;
   return l;
 }
@@ -230,6 +233,7 @@ void cross_entropy_backward(GemmContext& ctx, const CrossEntropyArgs& a, const b
   float* logits = at<float>(scratch, l.logits);
   bf16* dlogits = at<bf16>(scratch, l.dlogits);
   float* dh_acc = at<float>(scratch, l.dh_acc);
+  float* dw_acc = l.blocks > 1 ? at<float>(scratch, l.dw_acc) : nullptr;
   for (int64_t r0 = 0; r0 < a.N; r0 += l.rows) {
     const int64_t nr = std::min(l.rows, a.N - r0);
     for (int64_t c0 = 0; c0 < a.V; c0 += l.cols) {
@@ -240,11 +244,15 @@ void cross_entropy_backward(GemmContext& ctx, const CrossEntropyArgs& a, const b
       CUDA_CHECK(cudaGetLastError());
       // dh_acc (+)= dlogits · w[chunk] ;  dw[chunk] (+)= dlogitsᵀ · h[rows]
       matmul(ctx, dlogits, w + c0 * a.D, dh_acc, 1, nr, a.D, nc, false, false, false, s, 1.0f, c0 == 0 ? 0.0f : 1.0f);
-      matmul(ctx, dlogits, h + r0 * a.D, dw + c0 * a.D, 1, nc, a.D, nr, true, false, false, s, 1.0f,
-             r0 == 0 ? 0.0f : 1.0f);
+      if (dw_acc)
+        matmul(ctx, dlogits, h + r0 * a.D, dw_acc + c0 * a.D, 1, nc, a.D, nr, true, false, false, s, 1.0f,
+               r0 == 0 ? 0.0f : 1.0f);
+      else
+        matmul(ctx, dlogits, h + r0 * a.D, dw + c0 * a.D, 1, nc, a.D, nr, true, false, false, s);
     }
     cast_f32_to_bf16(dh_acc, dh + r0 * a.D, nr * a.D, s);
   }
+  if (dw_acc) cast_f32_to_bf16(dw_acc, dw, a.V * a.D, s);
 }
 
 }  // namespace autosp::kernels::cuda

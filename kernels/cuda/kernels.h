@@ -36,6 +36,11 @@ struct GemmContext {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes;
+  // Descriptors and the heuristic's algorithm per GEMM shape, made on first use: a training
+  // step repeats the same few shapes hundreds of times, and building them costs host time
+  // comparable to a small GEMM.
+  struct Plans;
+  Plans* plans = nullptr;
 };
 void matmul(GemmContext& ctx, const bf16* A, const bf16* B, bf16* C, int64_t batch, int64_t M, int64_t N, int64_t K,
             bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha = 1.0f, float beta = 0.0f);

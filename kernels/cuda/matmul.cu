@@ -10,6 +10,9 @@
 // when batched, its batch stride).
 #include <cublasLt.h>
 
+#include <map>
+#include <tuple>
+
 #include "core/check.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/kernels.h"
@@ -50,6 +53,23 @@ void set_alignment(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttr
 
 size_t type_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
 
+// Everything the descriptors and the algorithm choice depend on.
+using PlanKey = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, bool, bool, int64_t, uint32_t, uint32_t, uint32_t>;
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+}  // namespace
+
+struct GemmContext::Plans {
+  std::map<PlanKey, Plan> by_key;
+};
+
+namespace {
+
 void gemm(GemmContext& ctx, cudaDataType_t ab_type, cudaDataType_t c_type, const void* A, const void* B, void* C,
           int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s,
           float alpha, float beta) {
@@ -70,51 +90,63 @@ void gemm(GemmContext& ctx, cudaDataType_t ab_type, cudaDataType_t c_type, const
     M *= batch;
     batch = 1;
   }
-  cublasLtMatmulDesc_t desc;
-  CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                          op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
-  // Stored shapes (row-major): B is [K, N] or, transposed, [N, K]; A is [M, K] or [K, M].
   const int64_t b_stride = b_broadcast ? 0 : K * N;
-  cublasLtMatrixLayout_t lb = layout(ab_type, trans_b ? N : K, trans_b ? K : N, batch, b_stride);
-  cublasLtMatrixLayout_t la = layout(ab_type, trans_a ? K : M, trans_a ? M : K, batch, M * K);
-  cublasLtMatrixLayout_t lc = layout(c_type, M, N, batch, M * N);
-
-  cublasLtMatmulPreference_t pref;
-  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                    &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
   const int64_t ab = int64_t(type_size(ab_type)), c = int64_t(type_size(c_type));
   // cuBLASLt's A is our B, its B our A; C and D are both our C.
-  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment(B, batch, b_stride * ab));
-  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment(A, batch, M * K * ab));
-  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment(C, batch, M * N * c));
-  set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment(C, batch, M * N * c));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc, lb, la, lc, lc, pref, 1, &heuristic, &found));
-  AUTOSP_CHECK(found > 0) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K;
-  CUBLAS_CHECK(cublasLtMatmul(ctx.handle, desc, &alpha, B, lb, A, la, &beta, C, lc, C, lc, &heuristic.algo,
+  const uint32_t align_a = alignment(B, batch, b_stride * ab), align_b = alignment(A, batch, M * K * ab),
+                 align_c = alignment(C, batch, M * N * c);
+  const PlanKey key{int(ab_type), int(c_type), batch, M, N, K, trans_a, trans_b, b_stride, align_a, align_b, align_c};
+  auto found_plan = ctx.plans->by_key.find(key);
+  if (found_plan == ctx.plans->by_key.end()) {
+    Plan p;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
+    // Stored shapes (row-major): B is [K, N] or, transposed, [N, K]; A is [M, K] or [K, M].
+    p.lb = layout(ab_type, trans_b ? N : K, trans_b ? K : N, batch, b_stride);
+    p.la = layout(ab_type, trans_a ? K : M, trans_a ? M : K, batch, M * K);
+    p.lc = layout(c_type, M, N, batch, M * N);
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                      &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, p.desc, p.lb, p.la, p.lc, p.lc, pref, 1, &heuristic, &found));
+    cublasLtMatmulPreferenceDestroy(pref);
+    AUTOSP_CHECK(found > 0) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K;
+    p.algo = heuristic.algo;
+    found_plan = ctx.plans->by_key.emplace(key, p).first;
+  }
+  const Plan& p = found_plan->second;
+  CUBLAS_CHECK(cublasLtMatmul(ctx.handle, p.desc, &alpha, B, p.lb, A, p.la, &beta, C, p.lc, C, p.lc, &p.algo,
                               ctx.workspace, ctx.workspace_bytes, s));
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(lc);
-  cublasLtMatrixLayoutDestroy(la);
-  cublasLtMatrixLayoutDestroy(lb);
-  cublasLtMatmulDescDestroy(desc);
 }
 
 }  // namespace
 
 // launchers
 
-GemmContext::GemmContext(size_t bytes) : workspace_bytes(bytes) {
+GemmContext::GemmContext(size_t bytes) : workspace_bytes(bytes), plans(new Plans) {
   CUBLAS_CHECK(cublasLtCreate(&handle));
   CUDA_CHECK(cudaMalloc(&workspace, workspace_bytes));
 }
 
 GemmContext::~GemmContext() {
+  for (auto& [key, p] : plans->by_key) {
+    cublasLtMatrixLayoutDestroy(p.lc);
+    cublasLtMatrixLayoutDestroy(p.la);
+    cublasLtMatrixLayoutDestroy(p.lb);
+    cublasLtMatmulDescDestroy(p.desc);
+  }
+  delete plans;
   cudaFree(workspace);
   cublasLtDestroy(handle);
 }
