@@ -11,9 +11,11 @@
 #   configure  CMake Release, CUDA on, -DAUTOSP_CUDA_ARCHS=90a, pointed at the carried
 #              packages, cuDNN/NCCL (CUDA toolkit, else torch's site-packages nvidia/*) and
 #              the cuDNN frontend headers (.gpu/cudnn_frontend/include)       (build.log)
-#   build      autosp-train, test_cuda, test_kernels, bench_attention_cuda (those that
-#              exist), every core                                            (build.log)
-#   test       test_cuda -> test_cuda.xml (JUnit) and test_cuda.log; bench_attention_cuda,
+#   build      autosp-train, test_cuda, test_kernels, bench_attention_cuda, corpus (the
+#              training tests' data; those that exist), every core           (build.log)
+#   test       test_cuda in four groups (comm, attention, kernels, training) so a crash
+#              keeps the other groups' results -> test_cuda.xml (merged JUnit) and
+#              test_cuda.log; bench_attention_cuda,
 #              when built, -> bench_attention_cuda.log
 #   bench      scripts/bench_gpu.sh -> bench_gpu.json, bench_gpu.log
 # and summary.json (each stage's exit code and seconds, the test counts), 8 files at most.
@@ -232,7 +234,7 @@ run_stage configure 150 "$out/build.log" configure
 # ---------------------------------------------------------------- build
 build() {
   # shellcheck disable=SC2206  # a space-separated list
-  local want=(${GPU_CHECK_TARGETS:-autosp-train test_cuda test_kernels bench_attention_cuda}) have=() t
+  local want=(${GPU_CHECK_TARGETS:-autosp-train test_cuda test_kernels bench_attention_cuda corpus}) have=() t
   local all
   all=$(cmake --build "$bdir" --target help 2>/dev/null)
   for t in "${want[@]}"; do
@@ -254,17 +256,36 @@ write_summary
 
 # ---------------------------------------------------------------- test
 test_stage() {
-  local exe=$bdir/tests/test_cuda rc=0
+  # In groups, one process each, so that a crash (an illegal address, a trap) in one group
+  # leaves the others' results; the JUnit files are merged into one.
+  local exe=$bdir/tests/test_cuda rc=0 g i=0 parts=()
   if [[ ! -x $exe ]]; then echo "test: $exe not built"; return 1; fi
-  "$exe" -r junit -o "$out/test_cuda.xml" || rc=$?
-  python3 - "$out/test_cuda.xml" "$gpu_root/test_summary.json" <<'PY' || true
+  for g in "[comm]" "[attention]" "~[comm]~[attention]~[train]~[sp]" "[train],[sp]"; do
+    echo "== test_cuda \"$g\""
+    "$exe" "$g" -r junit -o "$gpu_root/junit_$i.xml" || rc=$?
+    parts+=("$gpu_root/junit_$i.xml")
+    i=$((i + 1))
+  done
+  python3 - "$out/test_cuda.xml" "$gpu_root/test_summary.json" "${parts[@]}" <<'PY' || true
 import json, sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-cases = [c for s in suites for c in s.iter("testcase")]
-failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
-skipped = [c.get("name") for c in cases if c.find("skipped") is not None]
-s = dict(tests=len(cases), failed=len(failed), skipped=len(skipped), failed_names=failed[:20])
+merged = ET.Element("testsuites")
+cases = []
+for path in sys.argv[3:]:
+    try:
+        root = ET.parse(path).getroot()
+    except Exception as e:  # a group that crashed before writing its file
+        err = ET.SubElement(merged, "testsuite", name=path)
+        ET.SubElement(ET.SubElement(err, "testcase", name="(group crashed) " + path), "error", message=str(e))
+        cases.append(("(group crashed) " + path, True, False))
+        continue
+    for s in ([root] if root.tag == "testsuite" else root.findall("testsuite")):
+        merged.append(s)
+        for c in s.iter("testcase"):
+            bad = c.find("failure") is not None or c.find("error") is not None
+            cases.append((c.get("name"), bad, c.find("skipped") is not None))
+ET.ElementTree(merged).write(sys.argv[1])
+failed = [n for n, bad, _ in cases if bad]
+s = dict(tests=len(cases), failed=len(failed), skipped=sum(1 for *_, sk in cases if sk), failed_names=failed[:20])
 json.dump(s, open(sys.argv[2], "w"))
 print(f"test_cuda: {s['tests']} test cases, {s['tests'] - s['failed']} passed, {s['failed']} failed" +
       (": " + ", ".join(failed[:20]) if failed else ""))
