@@ -51,12 +51,13 @@ bool cheap(Op op) {
   }
 }
 
-// Never recomputed: attention (backward needs only O and LSE), the loss, parameter buckets,
-// the embedding, and — except under "full" — communication.
+// Never recomputed: the loss, parameter buckets, the embedding; and — except under "full",
+// which keeps nothing inside a layer — communication and attention (whose backward needs
+// only O and LSE, so keeping them is cheap next to re-running the quadratic forward).
 bool always_kept(Op op, RecomputePolicy policy) {
-  if (ir::is_collective(op)) return policy != RecomputePolicy::full;
-  return op == Op::attention || op == Op::ring_attention || op == Op::cross_entropy || op == Op::pack ||
-         op == Op::unpack || op == Op::embedding;
+  if (ir::is_collective(op) || op == Op::attention || op == Op::ring_attention)
+    return policy != RecomputePolicy::full;
+  return op == Op::cross_entropy || op == Op::pack || op == Op::unpack || op == Op::embedding;
 }
 
 class Recompute final : public Pass {
@@ -140,10 +141,14 @@ class Recompute final : public Pass {
 
  private:
   // Layer index of each forward node: the layer of a parameter it reads ("...layers.<i>." or
-  // "...h.<i>."), else the layer of its inputs; -1 outside the layers (embedding, head).
+  // "...h.<i>."), or -1 for a parameter outside the layers (the final norm, the head: they
+  // belong to no layer even though they read the last layer's output); else the layer of
+  // its inputs.
   static std::vector<int> layers(const ir::Graph& g, const std::vector<bool>& is_bwd) {
     std::vector<int> value_layer(g.values.size(), -1), out(g.nodes.size(), -1);
+    std::vector<bool> is_param(g.values.size(), false);
     for (const ir::Arg& a : g.args) {
+      is_param[a.value] = a.role == ir::ArgRole::param;
       const std::string& name = g.values[a.value].name;
       for (const char* key : {".layers.", ".h."}) {
         const size_t at = name.find(key);
@@ -156,9 +161,9 @@ class Recompute final : public Pass {
       int l = -1;
       for (ValueId v : g.nodes[i].inputs)
         if (g.values[v].name.empty() || value_layer[v] >= 0) l = std::max(l, value_layer[v]);
-      // A node reading a parameter belongs to that parameter's layer.
+      // A node reading a parameter belongs to that parameter's layer (or to none).
       for (ValueId v : g.nodes[i].inputs)
-        if (!g.values[v].name.empty() && value_layer[v] >= 0) l = value_layer[v];
+        if (is_param[v]) l = value_layer[v];
       out[i] = l;
       for (ValueId v : g.nodes[i].outputs) value_layer[v] = l;
     }

@@ -7,11 +7,12 @@
 //               keep matmul outputs, attention O/LSE, the loss;
 //   layer     — keep only each layer's input, attention O/LSE and collective results;
 //               recompute the rest of the layer (projections and MLP included) in backward;
-//   full      — keep only each layer's input and attention O/LSE: the layer's collectives
-//               (Ulysses all-to-alls) run again in backward, trading communication for the
-//               memory of their results.
-// Below "full", collective results are kept, so recompute never repeats communication.
-// Attention is never recomputed (its backward needs only O and LSE).
+//   full      — keep only each layer's input: attention and the layer's collectives (Ulysses
+//               all-to-alls) run again in backward, trading their compute and communication
+//               for the memory of O (as large as the layer's input) and the collectives'
+//               results.
+// Below "full", attention O/LSE and collective results are kept, so recompute never repeats
+// communication or the quadratic attention forward.
 #pragma once
 #include <memory>
 #include <string>
