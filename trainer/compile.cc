@@ -84,7 +84,14 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
     if (chunks == 0)
       for (int n : {4, 16}) candidates.push_back({p, n});
   } else {
-    for (P p : {P::none, P::selective, P::layer, P::full}) candidates.push_back({p, std::max(chunks, 1)});
+    // In order of extra work: chunking the MLP costs only smaller GEMMs, re-running attention
+    // (full) costs a quadratic forward, so layer with chunks comes before full. (full is not
+    // always smaller than layer: it re-materialises a whole layer, attention included, during
+    // that layer's backward, which on a shallow model outweighs the O tensors it drops.)
+    for (P p : {P::none, P::selective, P::layer}) candidates.push_back({p, std::max(chunks, 1)});
+    if (chunks == 0)
+      for (int n : {4, 16}) candidates.push_back({P::layer, n});
+    candidates.push_back({P::full, std::max(chunks, 1)});
     if (chunks == 0)
       for (int n : {4, 16}) candidates.push_back({P::full, n});
   }

@@ -143,7 +143,7 @@ TEST_CASE("chunking the MLP over the sequence keeps the numbers and shrinks the 
   CHECK(arena("8") < arena("1"));
 }
 
-TEST_CASE("auto chunks the MLP only when full recompute alone does not fit the budget", "[memory][chunk]") {
+TEST_CASE("auto chunks the MLP only when no unchunked policy fits the budget", "[memory][chunk]") {
   Options o = with({"train.recompute=auto", "train.seq_len=1024", "model.max_seq_len=1024", "model.ffn_hidden=512"});
   auto unlimited = trainer::compile(o, 1);
   REQUIRE(unlimited.ok());
@@ -164,7 +164,7 @@ TEST_CASE("auto chunks the MLP only when full recompute alone does not fit the b
   auto tight = trainer::compile(o, 1);
   REQUIRE(tight.ok());
   INFO(tight->recompute_reason);
-  CHECK(tight->recompute == sp::RecomputePolicy::full);
+  CHECK((tight->recompute == sp::RecomputePolicy::layer || tight->recompute == sp::RecomputePolicy::full));
   CHECK(tight->mlp_chunks > 1);
   CHECK(trainer::memory_plan(tight.value()).total() <= int64_t(o.train.memory_gib * double(1ll << 30)));
 }
