@@ -52,7 +52,8 @@ double scalar(runtime::Executor& ex, const char* name) {
 }  // namespace
 
 StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const std::string& dump_ir_dir,
-                                                   runtime::Communicator* world) {
+                                                   runtime::Communicator* world,
+                                                   std::unique_ptr<runtime::Backend> backend) {
   std::unique_ptr<Trainer> t(new Trainer(opts));
   t->world_ = world;
   const int world_size = t->world_size();
@@ -61,7 +62,11 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   const sp::SpOptions spo = c.mesh;
   t->plan_ = c.plan;
 
-  ASSIGN_OR_RETURN(t->backend_, make_backend(opts, t->rank()));
+  if (backend) {
+    t->backend_ = std::move(backend);
+  } else {
+    ASSIGN_OR_RETURN(t->backend_, make_backend(opts, t->rank()));
+  }
   const bool device = t->backend_->device() != Device::host;
   if (device && c.buckets.stage > 0)
     return InvalidArgument("parallel.zero_stage = " + std::to_string(c.buckets.stage) +

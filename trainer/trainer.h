@@ -36,9 +36,11 @@ class Trainer {
  public:
   // dump_ir_dir: when set, the graph is written there before and after each pass.
   // world: every rank of the run (MPI or local); null = one process. Collective: every rank
-  // of `world` calls create, and later each step, together.
+  // of `world` calls create, and later each step, together. backend: where to run; null
+  // makes the one train.device names (tests pass their own to watch what the runtime does).
   static StatusOr<std::unique_ptr<Trainer>> create(const Options& opts, const std::string& dump_ir_dir = "",
-                                                   runtime::Communicator* world = nullptr);
+                                                   runtime::Communicator* world = nullptr,
+                                                   std::unique_ptr<runtime::Backend> backend = nullptr);
 
   // Loads parameters, optimizer moments and the step from a checkpoint (a step directory or
   // a checkpoint root) of any ZeRO stage and world size; the model must match this config.
