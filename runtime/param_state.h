@@ -53,6 +53,10 @@ class ParameterState {
 // mirror for checkpoints), null or the CPU keeps them on the host.
 std::unique_ptr<ParameterState> make_replicated_state(const std::vector<ParamSpec>& specs,
                                                       Backend* backend = nullptr);
-std::unique_ptr<ParameterState> make_zero_state(const ir::BucketPlan& plan, Communicator& world);
+// world: the host communicator of every rank. On a device backend the buckets live on the
+// device and the gather after each update runs over device_world (the mesh's world: NCCL, or
+// a local communicator moving device buffers; null: world).
+std::unique_ptr<ParameterState> make_zero_state(const ir::BucketPlan& plan, Communicator& world,
+                                                Communicator* device_world = nullptr, Backend* backend = nullptr);
 
 }  // namespace autosp::runtime

@@ -5,6 +5,12 @@
 //            and all-gather the bucket.
 //   stage 2: as 1, but the program reduce-scatters the gradients into our shard.
 //   stage 3: parameters exist only as our shard; the program gathers them where used.
+//
+// On a device backend the live buckets are the device's: the program binds them, the
+// backend runs AdamW and the norm on them, and the gather after the update runs over the
+// device communicator (the mesh's world: NCCL, or the local communicator moving device
+// buffers). The host buckets become a mirror, copied at initialisation, checkpoints, resume
+// and full_parameters(), which keep their host collectives over `world`.
 #include <cmath>
 #include <cstring>
 
@@ -22,7 +28,8 @@ using ir::kParamShardPrefix;
 
 class ZeroState final : public ParameterState {
  public:
-  ZeroState(const ir::BucketPlan& plan, Communicator& world) : plan_(plan), world_(world) {
+  ZeroState(const ir::BucketPlan& plan, Communicator& world, Communicator& device_world, Backend* device)
+      : plan_(plan), world_(world), device_world_(device_world), device_(device) {
     AUTOSP_CHECK(plan.stage >= 1 && plan.stage <= 3 && plan.world == world.size()) << "bucket plan for stage "
                                                                                      << plan.stage;
     for (const ir::Bucket& b : plan_.buckets) {
@@ -39,6 +46,27 @@ class ZeroState final : public ParameterState {
       st.exp_avg_sq = Tensor::zeros(DType::f32, {S});
       buckets_.push_back(std::move(st));
     }
+    if (!device_) return;
+    for (const State& h : buckets_) {
+      auto alloc = [&](const Tensor& like) {
+        return Tensor(device_->allocate(like.nbytes()), 0, DType::f32, like.shape());
+      };
+      State d;
+      if (plan_.stage < 3) {
+        d.full = alloc(h.full);
+        d.shard = d.full.view(size_t(rank_begin_of(h)) * sizeof(float), DType::f32, h.shard.shape());
+      } else {
+        d.shard = alloc(h.shard);
+      }
+      d.grad = alloc(h.grad);
+      d.exp_avg = alloc(h.exp_avg);
+      d.exp_avg_sq = alloc(h.exp_avg_sq);
+      d.send = alloc(h.shard);
+      dev_.push_back(std::move(d));
+    }
+    // Gradients start as the host's zeros, as on the CPU (a norm before any step reads them).
+    for (size_t k = 0; k < buckets_.size(); ++k)
+      device_->upload(dev_[k].grad.raw(), buckets_[k].grad.raw(), buckets_[k].grad.nbytes());
   }
 
   void initialize(uint64_t seed) override {
@@ -55,12 +83,13 @@ class ZeroState final : public ParameterState {
       std::fill(buckets_[k].exp_avg.data<float>(), buckets_[k].exp_avg.data<float>() + S(b), 0.0f);
       std::fill(buckets_[k].exp_avg_sq.data<float>(), buckets_[k].exp_avg_sq.data<float>() + S(b), 0.0f);
     }
+    push();
   }
 
   Status bind(Executor& ex) override {
     for (size_t k = 0; k < buckets_.size(); ++k) {
       const ir::Bucket& b = plan_.buckets[k];
-      State& st = buckets_[k];
+      State& st = live(k);
       if (plan_.stage < 3) {
         for (const ir::BucketEntry& e : b.params)
           RETURN_IF_ERROR(ex.bind(e.name, st.full.view(size_t(e.offset) * sizeof(float), DType::f32, e.shape)));
@@ -75,13 +104,20 @@ class ZeroState final : public ParameterState {
 
   double grad_norm() override {
     double s = 0;
-    for (size_t k = 0; k < buckets_.size(); ++k) s += kernels::cpu::sum_squares(my_grad(k), S(plan_.buckets[k]));
+    if (device_) {
+      std::vector<Tensor> mine;
+      for (size_t k = 0; k < buckets_.size(); ++k) mine.push_back(my_grad_view(dev_[k], k));
+      s = device_->sum_squares(mine);
+    } else {
+      for (size_t k = 0; k < buckets_.size(); ++k) s += kernels::cpu::sum_squares(my_grad(k), S(plan_.buckets[k]));
+    }
     float total = float(s);  // partial sums of squares: each rank's shard, then the world
     world_.all_reduce_sum(&total, 1);
     return std::sqrt(double(total));
   }
 
   void update(const AdamWConfig& cfg, float lr, int64_t step, float grad_scale) override {
+    if (device_) return update_device(cfg, lr, step, grad_scale);
     for (size_t k = 0; k < buckets_.size(); ++k) {
       const ir::Bucket& b = plan_.buckets[k];
       State& st = buckets_[k];
@@ -120,6 +156,8 @@ class ZeroState final : public ParameterState {
   }
 
   NamedTensors full_parameters() override {
+    pull(&State::shard);
+    if (device_ && plan_.stage < 3) pull(&State::full);
     NamedTensors out;
     for (size_t k = 0; k < buckets_.size(); ++k) {
       const ir::Bucket& b = plan_.buckets[k];
@@ -137,6 +175,7 @@ class ZeroState final : public ParameterState {
   NamedTensors full_gradients() override {
     NamedTensors out;
     if (plan_.stage != 1) return out;
+    pull(&State::grad);
     for (size_t k = 0; k < buckets_.size(); ++k)
       for (const ir::BucketEntry& e : plan_.buckets[k].params)
         out.push_back({e.name, buckets_[k].grad.view(size_t(e.offset) * sizeof(float), DType::f32, e.shape)});
@@ -146,6 +185,7 @@ class ZeroState final : public ParameterState {
   Status save(Communicator* world, const std::string& dir, int64_t step, const nlohmann::json& state,
               int keep) override {
     AUTOSP_CHECK(world == &world_) << "ZeRO state saves over its own world";
+    for (Tensor State::*t : {&State::shard, &State::exp_avg, &State::exp_avg_sq}) pull(t);
     RankShards mine;
     for (State& st : buckets_) {
       mine.param.push_back(st.shard);
@@ -167,6 +207,7 @@ class ZeroState final : public ParameterState {
       std::memcpy(st.exp_avg_sq.raw(), mine.exp_avg_sq[k].raw(), bytes);
       if (plan_.stage < 3) world_.all_gather(mine.param[k].raw(), st.full.raw(), int64_t(bytes));
     }
+    push();
     return Status::Ok();
   }
 
@@ -176,9 +217,66 @@ class ZeroState final : public ParameterState {
     Tensor shard;  // this rank's parameter elements (a view of `full` below stage 3)
     Tensor grad;   // stage 1: whole bucket; stages 2-3: this rank's shard
     Tensor exp_avg, exp_avg_sq;
+    Tensor send;   // device only: the all_gather's send buffer (the shard is inside its destination)
   };
 
+  State& live(size_t k) { return device_ ? dev_[k] : buckets_[k]; }
+
+  // One AdamW step per parameter slice of each device shard, then (stages 1-2) the gather of
+  // the updated shards over the device communicator. The optimizer step is not overlapped:
+  // the device is synchronised before the gather (a blocking communicator reads the shards
+  // from the host thread) and after it (the next step's program reads the buckets).
+  void update_device(const AdamWConfig& cfg, float lr, int64_t step, float grad_scale) {
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const ir::Bucket& b = plan_.buckets[k];
+      State& st = dev_[k];
+      const int64_t lo = rank_begin(b), hi = lo + S(b);
+      const Tensor g = my_grad_view(st, k);
+      for (const ir::BucketEntry& e : b.params) {
+        const int64_t a = std::max(lo, e.offset), z = std::min(hi, e.offset + e.shape.numel());
+        if (a >= z) continue;
+        const size_t at = size_t(a - lo) * sizeof(float);
+        Tensor p = st.shard.view(at, DType::f32, {z - a}), m = st.exp_avg.view(at, DType::f32, {z - a}),
+               v = st.exp_avg_sq.view(at, DType::f32, {z - a});
+        device_->adamw(p, g.view(at, DType::f32, {z - a}), m, v,
+                       {lr, cfg.beta1, cfg.beta2, cfg.eps, e.shape.rank() >= 2 ? cfg.weight_decay : 0.0f, step,
+                        grad_scale});
+      }
+    }
+    if (plan_.stage == 3) return;
+    device_->synchronize();
+    MemOps& mem = device_->mem(ir::Stream::comm);
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      State& st = dev_[k];
+      mem.copy(st.send.raw(), st.shard.raw(), st.shard.nbytes());
+      if (!device_world_.stream_ordered()) mem.synchronize();
+      device_world_.all_gather(st.send.raw(), st.full.raw(), int64_t(st.shard.nbytes()));
+    }
+    mem.synchronize();
+    device_->synchronize();
+  }
+
+  // Host mirror -> device: parameters (the whole bucket below stage 3) and moments.
+  void push() {
+    if (!device_) return;
+    for (size_t k = 0; k < buckets_.size(); ++k)
+      for (Tensor State::*t : {plan_.stage < 3 ? &State::full : &State::shard, &State::exp_avg, &State::exp_avg_sq})
+        device_->upload((dev_[k].*t).raw(), (buckets_[k].*t).raw(), (dev_[k].*t).nbytes());
+  }
+  // Device -> host mirror, for one kind of tensor.
+  void pull(Tensor State::*t) {
+    if (!device_) return;
+    for (size_t k = 0; k < buckets_.size(); ++k)
+      device_->download((buckets_[k].*t).raw(), (dev_[k].*t).raw(), (dev_[k].*t).nbytes());
+  }
+  // This rank's elements of a bucket's gradient (at stage 1 the program leaves the whole sum).
+  Tensor my_grad_view(const State& st, size_t k) const {
+    const ir::Bucket& b = plan_.buckets[k];
+    return st.grad.view(plan_.stage == 1 ? size_t(rank_begin(b)) * sizeof(float) : 0, DType::f32, {S(b)});
+  }
+
   int64_t S(const ir::Bucket& b) const { return plan_.shard_numel(b); }
+  int64_t rank_begin_of(const State& h) const { return int64_t(world_.rank()) * h.shard.numel(); }
   int64_t rank_begin(const ir::Bucket& b) const { return int64_t(world_.rank()) * S(b); }
   const float* my_grad(size_t k) const {
     const Tensor& g = buckets_[k].grad;
@@ -186,15 +284,21 @@ class ZeroState final : public ParameterState {
   }
 
   ir::BucketPlan plan_;
-  Communicator& world_;
-  std::vector<State> buckets_;
+  Communicator& world_;         // host buffers: norms of partial sums, checkpoints, resume
+  Communicator& device_world_;  // the live buckets' gather (world_ itself without a device)
+  Backend* device_;             // null: the host buckets are the live ones
+  std::vector<State> buckets_;  // live on the host, else the device's mirror
+  std::vector<State> dev_;
   std::vector<float> send_;  // all_gather send buffer, reused across steps
 };
 
 }  // namespace
 
-std::unique_ptr<ParameterState> make_zero_state(const ir::BucketPlan& plan, Communicator& world) {
-  return std::make_unique<ZeroState>(plan, world);
+std::unique_ptr<ParameterState> make_zero_state(const ir::BucketPlan& plan, Communicator& world,
+                                                Communicator* device_world, Backend* backend) {
+  const bool device = backend && backend->device() != Device::host;
+  return std::make_unique<ZeroState>(plan, world, device && device_world ? *device_world : world,
+                                     device ? backend : nullptr);
 }
 
 }  // namespace autosp::runtime

@@ -68,9 +68,6 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
     ASSIGN_OR_RETURN(t->backend_, make_backend(opts, t->rank()));
   }
   const bool device = t->backend_->device() != Device::host;
-  if (device && c.buckets.stage > 0)
-    return InvalidArgument("parallel.zero_stage = " + std::to_string(c.buckets.stage) +
-                           " with train.device = \"cuda\": ZeRO's flat buckets live on the host for now; use 0");
   if (device)
     for (const auto& d : t->plan_.attention)
       if (d.strategy != sp::Strategy::ulysses)
@@ -97,7 +94,8 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   if (c.buckets.stage == 0)
     t->params_ = runtime::make_replicated_state(runtime::param_specs(c.forward), t->backend_.get());
   else
-    t->params_ = runtime::make_zero_state(c.buckets, *world);
+    t->params_ = runtime::make_zero_state(c.buckets, *world, &t->mesh_->group(ir::MeshGroup::world),
+                                          t->backend_.get());
   t->params_->initialize(uint64_t(opts.train.seed));
   t->plan_mem_ = trainer::memory_plan(c);
   // Training and eval steps never overlap: one arena serves both (the plan counts the larger).

@@ -111,3 +111,16 @@ TEST_CASE("without a GPU, train.device = cuda fails at start, naming the key", "
   REQUIRE(!t.ok());
   CHECK(t.status().message().find("train.device = \"cuda\"") != std::string::npos);
 }
+
+TEST_CASE("ZeRO 1 and 3 with SP = 2 on one GPU equal SP = 1", "[cuda][sp][zero]") {
+  REQUIRE_GPU();
+  for (const char* stage : {"1", "3"}) {
+    DYNAMIC_SECTION("zero " << stage) {
+      const Options o = gpu({"parallel.sp=2", "parallel.sp_strategy=ulysses", std::string("parallel.zero_stage=") + stage});
+      const StepRecord want = record_single(reference_options(o, 2), 2);
+      const StepRecord got = parallel_on_one_gpu(o, 2, 2);
+      // Two steps: the second reads parameters the device-side update and gather produced.
+      CHECK(compare_rounded(want, got, 2e-2, 5e-2) == "");
+    }
+  }
+}
