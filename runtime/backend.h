@@ -18,6 +18,8 @@
 
 namespace autosp::runtime {
 
+class Mesh;
+
 // One AdamW update's scalars (the formula is kernels/cpu/adamw.h's).
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
@@ -51,6 +53,14 @@ class Backend {
   // The compute stream waits for collective `index` (and, by stream order, every collective
   // issued before it on the same stream).
   virtual void compute_waits(int) {}
+  // Runs ring_attention or ring_attention_backward (with the mesh's communicators) on tensors
+  // this backend allocated, called by the executor between comm_begin and comm_end in place
+  // of the host implementation (collective_exec.h); false, having done nothing: the executor
+  // runs the host one, which needs host tensors.
+  virtual bool run_ring_attention(const Mesh&, const ir::Instr&, std::span<const Tensor> /*in*/,
+                                  std::span<Tensor> /*out*/) {
+    return false;
+  }
   // The host waits for all work issued so far.
   virtual void synchronize() {}
 

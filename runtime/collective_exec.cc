@@ -47,10 +47,20 @@ Tensor f32_copy(const Tensor& t) {
 
 }  // namespace
 
+Communicator& ring_communicator(const Mesh& mesh, const ir::Instr& ins) {
+  const auto& a = std::get<ir::RingAttentionAttrs>(ins.attrs);
+  return comm_for(mesh, a.group, a.size);
+}
+
+RingAttentionArgs ring_attention_args(const ir::Instr& ins, std::span<const Tensor> in) {
+  AUTOSP_CHECK(ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward);
+  return ring_args(std::get<ir::RingAttentionAttrs>(ins.attrs), in, ins.op == ir::Op::ring_attention ? 3 : 6);
+}
+
 void run_communication(const Mesh& mesh, const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out,
                        MemOps& mem) {
   AUTOSP_CHECK(!mem.device() || (ins.op != ir::Op::ring_attention && ins.op != ir::Op::ring_attention_backward))
-      << ir::op_name(ins.op) << " runs on host tensors only";
+      << ir::op_name(ins.op) << " runs on host tensors here (a device backend runs it: Backend::run_ring_attention)";
   if ((ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward) &&
       in[0].dtype() == DType::bf16) {
     std::vector<Tensor> in32, out32;

@@ -122,7 +122,9 @@ void Executor::execute(int index) {
   if (is_communication(ins.op)) {
     if (ins.stream == ir::Stream::compute) backend_.comm_enqueued(index);
     backend_.comm_begin(index, !mesh_->stream_ordered());
-    run_communication(*mesh_, ins, in, out, backend_.mem(ins.stream));
+    const bool ring = ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward;
+    if (!ring || !backend_.run_ring_attention(*mesh_, ins, in, out))
+      run_communication(*mesh_, ins, in, out, backend_.mem(ins.stream));
     backend_.comm_end(index);
     if (ins.stream == ir::Stream::compute) backend_.compute_waits(index);
   } else {

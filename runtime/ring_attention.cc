@@ -5,6 +5,7 @@
 // What travels is one buffer per block, [k | v | idx | seg | dk | dv], so each ring step is a
 // single send_recv of a contiguous byte range of it (forward sends [k..seg]). Two buffers
 // alternate: the one being computed on is being sent, the other receives the next block.
+// The schedule is written against RingOps (ring_attention.h); CpuRingOps below is the CPU's.
 #include "runtime/ring_attention.h"
 
 #include <algorithm>
@@ -32,46 +33,39 @@ void check_args(const Communicator& ring, const RingAttentionArgs& a) {
   AUTOSP_CHECK(ring.size() >= 1);
 }
 
-// Byte offsets of the travelling buffer. Every piece is a multiple of 4 bytes (float, int32),
-// so every piece stays 4-aligned. Forward has no gradients: its buffer ends at dk.
+// Bytes of one dk or dv accumulator (unpadded).
+int64_t layout_acc_bytes(const RingAttentionArgs& a, const RingOps& ops) {
+  return a.B * a.T * a.Hkv * a.D * int64_t(ops.acc_elem_bytes());
+}
+
+// Byte offsets of the travelling buffer. Every piece starts 16-aligned (padding where a bf16
+// piece has an odd length). Forward has no gradients: its buffer ends at dk.
 struct Layout {
-  Layout(const RingAttentionArgs& a, bool with_grads) {
-    const int64_t kv = a.B * a.T * a.Hkv * a.D * int64_t(sizeof(float));
-    const int64_t ids = a.B * a.T * int64_t(sizeof(int32_t));
+  Layout(const RingAttentionArgs& a, const RingOps& ops, bool with_grads) {
+    const int64_t elems = a.B * a.T * a.Hkv * a.D;
+    const int64_t kv = pad(elems * int64_t(ops.kv_elem_bytes())), acc = pad(elems * int64_t(ops.acc_elem_bytes()));
+    const int64_t ids = pad(a.B * a.T * int64_t(sizeof(int32_t)));
     v = k + kv;
     idx = v + kv;
     seg = idx + ids;
     dk = seg + (a.seg ? ids : 0);
-    dv = dk + kv;
-    total = with_grads ? dv + kv : dk;
+    dv = dk + acc;
+    total = with_grads ? dv + acc : dk;
   }
+  static int64_t pad(int64_t bytes) { return (bytes + 15) / 16 * 16; }
   int64_t k = 0, v, idx, seg, dk, dv, total;
   int64_t kv_bytes() const { return dk; }  // [k | v | idx | seg]
 };
 
-// One block in flight or being computed on.
-class Block {
- public:
-  explicit Block(const Layout& l) : l_(l), buf_(l.total) {}
-  std::byte* at(int64_t off) { return buf_.data() + off; }
-  float* k() { return reinterpret_cast<float*>(at(l_.k)); }
-  float* v() { return reinterpret_cast<float*>(at(l_.v)); }
-  int32_t* idx() { return reinterpret_cast<int32_t*>(at(l_.idx)); }
-  int32_t* seg() { return reinterpret_cast<int32_t*>(at(l_.seg)); }
-  float* dk() { return reinterpret_cast<float*>(at(l_.dk)); }
-  float* dv() { return reinterpret_cast<float*>(at(l_.dv)); }
-
-  void load(const RingAttentionArgs& a, const float* k, const float* v) {
-    std::memcpy(at(l_.k), k, l_.v - l_.k);
-    std::memcpy(at(l_.v), v, l_.idx - l_.v);
-    std::memcpy(at(l_.idx), a.idx, l_.seg - l_.idx);
-    if (a.seg) std::memcpy(at(l_.seg), a.seg, l_.dk - l_.seg);
-  }
-
- private:
-  const Layout& l_;
-  std::vector<std::byte> buf_;
-};
+RingBlock block_at(std::byte* buf, const Layout& l, const RingAttentionArgs& a, bool with_grads) {
+  RingBlock b;
+  b.k = buf + l.k;
+  b.v = buf + l.v;
+  b.idx = reinterpret_cast<int32_t*>(buf + l.idx);
+  if (a.seg) b.seg = reinterpret_cast<int32_t*>(buf + l.seg);
+  if (with_grads) b.dk = buf + l.dk, b.dv = buf + l.dv;
+  return b;
+}
 
 struct Range {
   int32_t lo, hi;
@@ -113,15 +107,6 @@ class HiddenTest {
   std::vector<Range> q_idx_, q_seg_;
 };
 
-kcpu::AttentionArgs block_args(const RingAttentionArgs& a, Block& blk) {
-  kcpu::AttentionArgs r;
-  r.B = a.B, r.Tq = a.T, r.Tk = a.T, r.H = a.H, r.Hkv = a.Hkv, r.D = a.D;
-  r.causal = a.causal, r.scale = a.scale;
-  r.q_pos = a.idx, r.k_pos = blk.idx();
-  if (a.seg) r.q_seg = a.seg, r.k_seg = blk.seg();
-  return r;
-}
-
 // (o, lse) := attention over the union of two disjoint key sets, given each set's normalised
 // output and lse: weights e^(lse_i - lse_new) with lse_new = logaddexp(lse, lse_blk), in fp32.
 // A set that no query saw (lse = -inf) contributes nothing, and never makes NaN.
@@ -155,47 +140,140 @@ void add_into(float* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
+// The CPU's block operations: fp32 everywhere, the result and dq accumulated in the outputs.
+class CpuRingOps final : public RingOps {
+ public:
+  CpuRingOps(const RingAttentionArgs& a, const float* q, const float* k, const float* v)
+      : a_(a), q_(q), k_(k), v_(v), test_(a) {}
+  void set_forward(float* o, float* lse) { o_ = o, lse_ = lse; }
+  void set_backward(const float* o, const float* lse, const float* dout, float* dq, float* dk, float* dv) {
+    o_in_ = o, lse_in_ = lse, dout_ = dout, dq_ = dq, dk_ = dk, dv_ = dv;
+  }
+
+  size_t kv_elem_bytes() const override { return sizeof(float); }
+  size_t acc_elem_bytes() const override { return sizeof(float); }
+  std::byte* block_buffer(int which, size_t bytes) override {
+    bufs_[which].resize((bytes + 15) / 16);
+    return reinterpret_cast<std::byte*>(bufs_[which].data());
+  }
+  void load(const RingBlock& dst) override {
+    const int64_t kv = kv_elems(), ids = a_.B * a_.T;
+    std::copy_n(k_, kv, static_cast<float*>(dst.k));
+    std::copy_n(v_, kv, static_cast<float*>(dst.v));
+    std::copy_n(a_.idx, ids, dst.idx);
+    if (a_.seg) std::copy_n(a_.seg, ids, dst.seg);
+  }
+  void zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  bool hidden(const RingBlock& blk) override { return test_.hidden(blk.idx, blk.seg); }
+
+  void attend(const RingBlock& blk, bool first) override {
+    const kcpu::AttentionArgs ka = block_args(blk);
+    if (first) {
+      kcpu::attention_forward(ka, q_, F(blk.k), F(blk.v), o_, lse_);
+      return;
+    }
+    o_blk_.resize(q_elems());
+    lse_blk_.resize(a_.B * a_.H * a_.T);
+    kcpu::attention_forward(ka, q_, F(blk.k), F(blk.v), o_blk_.data(), lse_blk_.data());
+    merge_block(a_, o_, lse_, o_blk_.data(), lse_blk_.data());
+  }
+  // Every query sees its own key, so this is T == 0 only; kept so the header's contract (o =
+  // 0, lse = -inf where nothing is seen) holds for any idx and seg.
+  void finish_forward(bool have_result) override {
+    if (have_result) return;
+    std::fill_n(o_, q_elems(), 0.0f);
+    std::fill_n(lse_, a_.B * a_.H * a_.T, kNegInf);
+  }
+
+  void attend_backward(const RingBlock& blk, bool first) override {
+    dk_part_.resize(kv_elems());
+    dv_part_.resize(kv_elems());
+    float* dq_dst = dq_;
+    if (!first) {
+      dq_part_.resize(q_elems());
+      dq_dst = dq_part_.data();
+    }
+    kcpu::attention_backward(block_args(blk), q_, F(blk.k), F(blk.v), o_in_, lse_in_, dout_, dq_dst,
+                             dk_part_.data(), dv_part_.data());
+    if (!first) add_into(dq_, dq_part_.data(), q_elems());
+  }
+  void keep_grads(void* acc_dk, void* acc_dv, bool first) override {
+    if (first) {
+      std::copy_n(dk_part_.data(), kv_elems(), static_cast<float*>(acc_dk));
+      std::copy_n(dv_part_.data(), kv_elems(), static_cast<float*>(acc_dv));
+    } else {
+      add_into(static_cast<float*>(acc_dk), dk_part_.data(), kv_elems());
+      add_into(static_cast<float*>(acc_dv), dv_part_.data(), kv_elems());
+    }
+  }
+  void finish_backward(const void* acc_dk, const void* acc_dv, bool have_dq) override {
+    std::copy_n(static_cast<const float*>(acc_dk), kv_elems(), dk_);
+    std::copy_n(static_cast<const float*>(acc_dv), kv_elems(), dv_);
+    if (!have_dq) std::fill_n(dq_, q_elems(), 0.0f);
+  }
+
+ private:
+  static const float* F(const void* p) { return static_cast<const float*>(p); }
+  int64_t q_elems() const { return a_.B * a_.T * a_.H * a_.D; }
+  int64_t kv_elems() const { return a_.B * a_.T * a_.Hkv * a_.D; }
+  kcpu::AttentionArgs block_args(const RingBlock& blk) const {
+    kcpu::AttentionArgs r;
+    r.B = a_.B, r.Tq = a_.T, r.Tk = a_.T, r.H = a_.H, r.Hkv = a_.Hkv, r.D = a_.D;
+    r.causal = a_.causal, r.scale = a_.scale;
+    r.q_pos = a_.idx, r.k_pos = blk.idx;
+    if (a_.seg) r.q_seg = a_.seg, r.k_seg = blk.seg;
+    return r;
+  }
+
+  const RingAttentionArgs& a_;
+  const float *q_, *k_, *v_;
+  float *o_ = nullptr, *lse_ = nullptr;
+  const float *o_in_ = nullptr, *lse_in_ = nullptr, *dout_ = nullptr;
+  float *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;
+  HiddenTest test_;
+  // 16-byte units keep the travelling buffers aligned for any piece.
+  struct alignas(16) Unit {
+    std::byte b[16];
+  };
+  std::vector<Unit> bufs_[2];
+  std::vector<float> o_blk_, lse_blk_;             // a visiting block's result before its merge
+  std::vector<float> dq_part_, dk_part_, dv_part_;  // a visiting block's gradient contributions
+};
+
 }  // namespace
+
+void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops) {
+  check_args(ring, a);
+  const int P = ring.size(), next_rank = (ring.rank() + 1) % P, prev_rank = (ring.rank() + P - 1) % P;
+  const Layout layout(a, ops, /*with_grads=*/false);
+  std::byte* bufs[2] = {ops.block_buffer(0, size_t(layout.total)), ops.block_buffer(1, size_t(layout.total))};
+  ops.load(block_at(bufs[0], layout, a, false));
+  bool have_result = false;  // the running result holds at least one block's
+
+  for (int s = 0; s < P; ++s) {
+    std::byte *cur = bufs[s % 2], *nxt = bufs[(s + 1) % 2];
+    const RingBlock blk = block_at(cur, layout, a, false);
+    // Reading cur while it is being sent is allowed: only writes must wait for the send.
+    std::unique_ptr<Pending> xfer;
+    if (s + 1 < P) {
+      ops.before_exchange();
+      xfer = ring.start_send_recv(cur, layout.kv_bytes(), next_rank, nxt, layout.kv_bytes(), prev_rank);
+    }
+    if (!ops.hidden(blk)) {
+      ops.attend(blk, /*first=*/!have_result);
+      have_result = true;
+    }
+    if (xfer) xfer->wait();
+  }
+  ops.finish_forward(have_result);
+}
 
 void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, const float* q, const float* k,
                             const float* v, float* o, float* lse) {
   check_args(ring, a);
-  const int P = ring.size(), next_rank = (ring.rank() + 1) % P, prev_rank = (ring.rank() + P - 1) % P;
-  const int64_t q_elems = a.B * a.T * a.H * a.D, rows = a.B * a.H * a.T;
-  const Layout layout(a, /*with_grads=*/false);
-  Block bufs[2] = {Block(layout), Block(layout)};
-  bufs[0].load(a, k, v);
-  const HiddenTest test(a);
-  std::vector<float> o_blk, lse_blk;  // a visiting block's result before its merge
-  bool have_result = false;           // o, lse hold at least one block's result
-
-  for (int s = 0; s < P; ++s) {
-    Block &cur = bufs[s % 2], &nxt = bufs[(s + 1) % 2];
-    // Reading cur while it is being sent is allowed: only writes must wait for the send.
-    std::unique_ptr<Pending> xfer;
-    if (s + 1 < P)
-      xfer = ring.start_send_recv(cur.at(0), layout.kv_bytes(), next_rank, nxt.at(0), layout.kv_bytes(),
-                                  prev_rank);
-    if (!test.hidden(cur.idx(), cur.seg())) {
-      const kcpu::AttentionArgs ka = block_args(a, cur);
-      if (!have_result) {
-        kcpu::attention_forward(ka, q, cur.k(), cur.v(), o, lse);
-        have_result = true;
-      } else {
-        o_blk.resize(q_elems);
-        lse_blk.resize(rows);
-        kcpu::attention_forward(ka, q, cur.k(), cur.v(), o_blk.data(), lse_blk.data());
-        merge_block(a, o, lse, o_blk.data(), lse_blk.data());
-      }
-    }
-    if (xfer) xfer->wait();
-  }
-  // Every query sees its own key, so this is T == 0 only; kept so the header's contract (o = 0,
-  // lse = -inf where nothing is seen) holds for any idx and seg.
-  if (!have_result) {
-    std::fill_n(o, q_elems, 0.0f);
-    std::fill_n(lse, rows, kNegInf);
-  }
+  CpuRingOps ops(a, q, k, v);
+  ops.set_forward(o, lse);
+  ring_attention_forward(ring, a, ops);
 }
 
 // Backward schedule. The kernel's attention_backward with the merged o and lse gives the
@@ -206,38 +284,29 @@ void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, cons
 // message next to the K/V block b_{s+1} (the buffer [k..seg | dk dv] is laid out for that),
 // overlapping the transfer with step s+1's compute. After step P-1 the accumulator holds all P
 // contributions for block rank+1, and one last hop takes it home.
-void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, const float* q, const float* k,
-                             const float* v, const float* o, const float* lse, const float* dout, float* dq,
-                             float* dk, float* dv) {
+void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops) {
   check_args(ring, a);
   const int P = ring.size(), next_rank = (ring.rank() + 1) % P, prev_rank = (ring.rank() + P - 1) % P;
-  const int64_t q_elems = a.B * a.T * a.H * a.D, kv_elems = a.B * a.T * a.Hkv * a.D;
-  const Layout layout(a, /*with_grads=*/true);
-  Block bufs[2] = {Block(layout), Block(layout)};
-  bufs[0].load(a, k, v);
-  const HiddenTest test(a);
-  std::vector<float> dq_part, dk_part(kv_elems), dv_part(kv_elems);
+  const int64_t acc_bytes = layout_acc_bytes(a, ops);
+  const Layout layout(a, ops, /*with_grads=*/true);
+  std::byte* bufs[2] = {ops.block_buffer(0, size_t(layout.total)), ops.block_buffer(1, size_t(layout.total))};
+  ops.load(block_at(bufs[0], layout, a, true));
   bool have_dq = false;
 
   for (int s = 0; s < P; ++s) {
-    Block &cur = bufs[s % 2], &nxt = bufs[(s + 1) % 2];
+    std::byte *cur = bufs[s % 2], *nxt = bufs[(s + 1) % 2];
+    const RingBlock blk = block_at(cur, layout, a, true), next = block_at(nxt, layout, a, true);
     // Step s sends cur's K/V unless the ring is done with K/V, and the accumulator finished at
     // step s-1 unless there is none yet: one contiguous byte range either way.
     const int64_t begin = s + 1 < P ? 0 : layout.dk, end = s > 0 ? layout.total : layout.kv_bytes();
     std::unique_ptr<Pending> xfer;
-    if (begin < end)
-      xfer = ring.start_send_recv(cur.at(begin), end - begin, next_rank, nxt.at(begin), end - begin,
-                                  prev_rank);
-    const bool hidden = test.hidden(cur.idx(), cur.seg());
+    if (begin < end) {
+      ops.before_exchange();
+      xfer = ring.start_send_recv(cur + begin, end - begin, next_rank, nxt + begin, end - begin, prev_rank);
+    }
+    const bool hidden = ops.hidden(blk);
     if (!hidden) {
-      float* dq_dst = dq;
-      if (have_dq) {
-        dq_part.resize(q_elems);
-        dq_dst = dq_part.data();
-      }
-      kcpu::attention_backward(block_args(a, cur), q, cur.k(), cur.v(), o, lse, dout, dq_dst, dk_part.data(),
-                               dv_part.data());
-      if (have_dq) add_into(dq, dq_part.data(), q_elems);
+      ops.attend_backward(blk, /*first=*/!have_dq);
       have_dq = true;
     }
     if (xfer) xfer->wait();
@@ -245,28 +314,35 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, con
     // go out with the next step's message.
     if (s == 0) {
       if (hidden) {
-        std::fill_n(nxt.dk(), kv_elems, 0.0f);
-        std::fill_n(nxt.dv(), kv_elems, 0.0f);
+        ops.zero(next.dk, size_t(acc_bytes));
+        ops.zero(next.dv, size_t(acc_bytes));
       } else {
-        std::copy_n(dk_part.data(), kv_elems, nxt.dk());
-        std::copy_n(dv_part.data(), kv_elems, nxt.dv());
+        ops.keep_grads(next.dk, next.dv, /*first=*/true);
       }
     } else if (!hidden) {
-      add_into(nxt.dk(), dk_part.data(), kv_elems);
-      add_into(nxt.dv(), dv_part.data(), kv_elems);
+      ops.keep_grads(next.dk, next.dv, /*first=*/false);
     }
   }
 
-  Block* home = &bufs[P % 2];  // holds the complete accumulator of block rank+1 (rank itself if P == 1)
+  std::byte* home = bufs[P % 2];  // holds the complete accumulator of block rank+1 (rank itself if P == 1)
   if (P > 1) {
-    Block& other = bufs[(P + 1) % 2];  // its last send is done, so it can receive
-    ring.send_recv(home->at(layout.dk), layout.total - layout.dk, next_rank, other.at(layout.dk),
-                   layout.total - layout.dk, prev_rank);
-    home = &other;
+    std::byte* other = bufs[(P + 1) % 2];  // its last send is done, so it can receive
+    ops.before_exchange();
+    ring.send_recv(home + layout.dk, layout.total - layout.dk, next_rank, other + layout.dk, layout.total - layout.dk,
+                   prev_rank);
+    home = other;
   }
-  std::copy_n(home->dk(), kv_elems, dk);
-  std::copy_n(home->dv(), kv_elems, dv);
-  if (!have_dq) std::fill_n(dq, q_elems, 0.0f);
+  const RingBlock mine = block_at(home, layout, a, true);
+  ops.finish_backward(mine.dk, mine.dv, have_dq);
+}
+
+void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, const float* q, const float* k,
+                             const float* v, const float* o, const float* lse, const float* dout, float* dq,
+                             float* dk, float* dv) {
+  check_args(ring, a);
+  CpuRingOps ops(a, q, k, v);
+  ops.set_backward(o, lse, dout, dq, dk, dv);
+  ring_attention_backward(ring, a, ops);
 }
 
 std::vector<int32_t> zigzag_indices(int64_t T_total, int P, int rank) {

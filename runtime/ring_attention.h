@@ -12,6 +12,7 @@
 // or any other), and causality and document masking compare global indices and segment ids.
 // Every rank must hold the same number T of local tokens.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -37,6 +38,58 @@ void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, cons
 void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, const float* q, const float* k,
                              const float* v, const float* o, const float* lse, const float* dout, float* dq,
                              float* dk, float* dv);
+
+// The schedule above is written once, against the block operations of one backend: RingOps
+// (the CPU's fp32 kernels here, the CUDA kernels in runtime/cuda/ring_attention_cuda.h). An
+// implementation holds the op's tensors (q, k, v, o, lse; in backward also dout, dq, dk, dv)
+// and its scratch; the schedule owns the two travelling block buffers' layout, the ring steps,
+// double buffering and the dk/dv accumulators that travel one hop behind their K/V block.
+// Pointers handed to the ops are in the ops' memory (host or device), as are a.idx and a.seg.
+
+// One K/V block in a travelling buffer: k, v [B, T, Hkv, D] of kv_elem_bytes() each; idx,
+// seg [B, T] (seg null without segments); dk, dv [B, T, Hkv, D] accumulators of
+// acc_elem_bytes() each (backward only, else null).
+struct RingBlock {
+  void *k = nullptr, *v = nullptr;
+  int32_t *idx = nullptr, *seg = nullptr;
+  void *dk = nullptr, *dv = nullptr;
+};
+
+class RingOps {
+ public:
+  virtual ~RingOps() = default;
+  virtual size_t kv_elem_bytes() const = 0;   // one element of k and v
+  virtual size_t acc_elem_bytes() const = 0;  // one element of the travelling dk/dv accumulators
+  // Travelling buffer `which` (0 or 1) of at least `bytes`, 16-aligned, for this op's duration.
+  virtual std::byte* block_buffer(int which, size_t bytes) = 0;
+  // dst's k, v, idx, seg := this rank's own block.
+  virtual void load(const RingBlock& dst) = 0;
+  virtual void zero(void* dst, size_t bytes) = 0;
+  // True when no local query can see any key of the block (the step is skipped). An
+  // implementation that cannot read indices cheaply answers false: the block is then
+  // computed and contributes nothing (lse = -inf, zero gradients).
+  virtual bool hidden(const RingBlock& blk) = 0;
+  // Called before each exchange: buffers the communicator reads or writes must be ready for
+  // it (a device implementation with a blocking communicator waits for its stream).
+  virtual void before_exchange() {}
+
+  // Forward: the running result (o, lse) := the block's result (first) or its merge with it.
+  virtual void attend(const RingBlock& blk, bool first) = 0;
+  // o, lse := the running result; have_result false: o = 0, lse = -inf.
+  virtual void finish_forward(bool have_result) = 0;
+
+  // Backward: the block's gradient contributions: dq := (first) or += its dq part; its dk, dv
+  // parts are kept for keep_grads.
+  virtual void attend_backward(const RingBlock& blk, bool first) = 0;
+  // acc_dk, acc_dv (accumulators [B, T, Hkv, D]) := (first) or += the last dk, dv parts.
+  virtual void keep_grads(void* acc_dk, void* acc_dv, bool first) = 0;
+  // dk, dv := the complete accumulators of this rank's block; have_dq false: dq = 0.
+  virtual void finish_backward(const void* acc_dk, const void* acc_dv, bool have_dq) = 0;
+};
+
+// The schedules themselves, on any RingOps (the float overloads above are these on the CPU's).
+void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops);
+void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops);
 
 // Load-balanced causal layout: the global indices of rank's tokens, in order: chunks rank and
 // 2P-1-rank of size T_total / (2P) (T_total divisible by 2P).

@@ -68,11 +68,6 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
     ASSIGN_OR_RETURN(t->backend_, make_backend(opts, t->rank()));
   }
   const bool device = t->backend_->device() != Device::host;
-  if (device)
-    for (const auto& d : t->plan_.attention)
-      if (d.strategy != sp::Strategy::ulysses)
-        return InvalidArgument(std::string("parallel.sp_strategy: ") + sp::strategy_name(d.strategy) +
-                               " attention has no CUDA kernel yet (ring attention runs on the CPU); use \"ulysses\"");
   if (world_size > 1) {
     runtime::Communicator* mesh_world = world;
 #ifdef AUTOSP_HAVE_CUDA

@@ -19,6 +19,8 @@
 #include "kernels/cuda/kernels.h"
 #include "runtime/cuda/cuda_mem_ops.h"
 #include "runtime/cuda/device_scope.h"
+#include "runtime/cuda/ring_attention_cuda.h"
+#include "runtime/collective_exec.h"
 #include "runtime/op_args.h"
 
 namespace autosp::runtime {
@@ -76,6 +78,9 @@ class CudaBackend final : public Backend {
     // whichever thread issues them, and the event pair around them covers all three.
     comm_mem_ = std::make_unique<CudaMemOps>(comm_, /*synchronous=*/false);
     compute_thread_mem_ = std::make_unique<CudaMemOps>(comm_, /*synchronous=*/false);
+    // Ring attention runs on the communication stream with its communicator (ring_attention_cuda.h),
+    // issued by the communication thread or the compute thread: one object per thread.
+    for (auto& r : ring_) r = std::make_unique<CudaRingAttention>(comm_, count);
     CUDA_CHECK(cudaMalloc(&norm_partials_, sizeof(float) * kMaxNormTensors));
     CUDA_CHECK(cudaMalloc(&sum_squares_scratch_, sizeof(double) * k::kSumSquaresScratch));
   }
@@ -87,6 +92,7 @@ class CudaBackend final : public Backend {
     for (cudaEvent_t e : issued_) cudaEventDestroy(e);
     comm_mem_.reset();
     compute_thread_mem_.reset();
+    for (auto& r : ring_) r.reset();
     gemm_.reset();
     attention_.reset();
     cudaFree(workspace_);
@@ -160,6 +166,21 @@ class CudaBackend final : public Backend {
     DeviceScope on(device_);
     CUDA_CHECK(cudaStreamWaitEvent(compute_, issued_[size_t(index)], 0));
   }
+  bool run_ring_attention(const Mesh& mesh, const ir::Instr& ins, std::span<const Tensor> in,
+                          std::span<Tensor> out) override {
+    DeviceScope on(device_);
+    require_bf16(ins, in[0]);
+    CudaRingAttention& r = *ring_[ins.stream == ir::Stream::comm ? 0 : 1];
+    Communicator& ring = ring_communicator(mesh, ins);
+    const RingAttentionArgs a = ring_attention_args(ins, in);
+    if (ins.op == Op::ring_attention)
+      r.forward(ring, a, P<bf16>(in[0]), P<bf16>(in[1]), P<bf16>(in[2]), P<bf16>(out[0]), P<float>(out[1]));
+    else
+      r.backward(ring, a, P<bf16>(in[0]), P<bf16>(in[1]), P<bf16>(in[2]), P<bf16>(in[3]), P<float>(in[4]),
+                 P<bf16>(in[5]), P<bf16>(out[0]), P<bf16>(out[1]), P<bf16>(out[2]));
+    return true;
+  }
+
   void synchronize() override {
     DeviceScope on(device_);
     CUDA_CHECK(cudaStreamSynchronize(comm_));
@@ -375,7 +396,8 @@ class CudaBackend final : public Backend {
       case Op::send_recv:
       case Op::ring_attention:
       case Op::ring_attention_backward:
-        break;  // communication: the executor runs these with its communicators
+        break;  // communication: the executor runs these with its communicators (ring attention
+                // through run_ring_attention)
       case Op::pack: {
         std::vector<const void*> parts;
         std::vector<int64_t> bytes;
@@ -477,6 +499,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<k::GemmContext> gemm_;
   std::unique_ptr<k::AttentionContext> attention_;
   std::unique_ptr<CudaMemOps> comm_mem_, compute_thread_mem_;
+  std::unique_ptr<CudaRingAttention> ring_[2];  // for the communication thread, the compute thread
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   float* norm_partials_ = nullptr;

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <utility>
 
 #include "runtime/cuda/cuda_mem_ops.h"
 #include "tests/cuda/cuda_test_util.h"
@@ -100,6 +101,18 @@ TEST_CASE("SP = 2 and 4 on one GPU (local communicator) equal SP = 1", "[cuda][s
         CHECK(compare_rounded(want, got, 1e-2, 5e-2) == "");
       }
     }
+}
+
+TEST_CASE("ring and hybrid SP on one GPU (local communicator) equal SP = 1", "[cuda][sp][ring]") {
+  REQUIRE_GPU();
+  for (const auto& [strategy, sp] : {std::pair<const char*, int>{"ring", 2}, {"ring", 4}, {"hybrid", 4}}) {
+    DYNAMIC_SECTION(strategy << " sp=" << sp) {
+      const Options o = gpu({"parallel.sp=" + std::to_string(sp), std::string("parallel.sp_strategy=") + strategy});
+      const StepRecord want = record_single(reference_options(o, sp), 1);
+      const StepRecord got = parallel_on_one_gpu(o, sp, 1);
+      CHECK(compare_rounded(want, got, 1e-2, 5e-2) == "");
+    }
+  }
 }
 
 TEST_CASE("without a GPU, train.device = cuda fails at start, naming the key", "[cuda]") {

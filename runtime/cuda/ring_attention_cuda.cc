@@ -1,0 +1,194 @@
+// CudaRingAttention (ring_attention_cuda.h): the GPU's RingOps. The work buffer holds, in
+// forward, the running output (fp32) and one block's output (bf16) and lse; in backward the
+// dq accumulator (fp32) and one block's dq, dk, dv parts (bf16). lse itself is the running
+// lse (the op's fp32 output).
+#include "runtime/cuda/ring_attention_cuda.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/check.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/kernels.h"
+#include "kernels/cuda/ring.h"
+
+namespace autosp::runtime {
+namespace {
+
+namespace k = kernels::cuda;
+using bf16 = __nv_bfloat16;
+
+// Carves 256-aligned pieces out of one buffer: sized first (base null), then placed.
+class Carve {
+ public:
+  explicit Carve(std::byte* base) : base_(base) {}
+  template <class T>
+  T* take(int64_t n) {
+    std::byte* p = base_ ? base_ + at_ : nullptr;
+    at_ += (int64_t(sizeof(T)) * n + 255) / 256 * 256;
+    return reinterpret_cast<T*>(p);
+  }
+  size_t bytes() const { return size_t(at_); }
+
+ private:
+  std::byte* base_;
+  int64_t at_ = 0;
+};
+
+class CudaRingOps final : public RingOps {
+ public:
+  CudaRingOps(CudaRingAttention& r, const Communicator& ring, const RingAttentionArgs& a, const bf16* q,
+              const bf16* k, const bf16* v)
+      : r_(r), s_(r.stream()), blocking_(!ring.stream_ordered()), a_(a), q_(q), k_(k), v_(v) {}
+
+  void set_forward(bf16* o, float* lse) {
+    o_ = o, lse_ = lse;
+    auto place = [&](Carve& c) {
+      o_acc_ = c.take<float>(q_elems());
+      o_blk_ = c.take<bf16>(q_elems());
+      lse_blk_ = c.take<float>(rows());
+    };
+    Carve size(nullptr);
+    place(size);
+    Carve at(static_cast<std::byte*>(r_.buffer(2, size.bytes())));
+    place(at);
+  }
+  void set_backward(const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
+    o_in_ = o, lse_in_ = lse, dout_ = dout, dq_ = dq, dk_ = dk, dv_ = dv;
+    auto place = [&](Carve& c) {
+      dq_acc_ = c.take<float>(q_elems());
+      dq_part_ = c.take<bf16>(q_elems());
+      dk_part_ = c.take<bf16>(kv_elems());
+      dv_part_ = c.take<bf16>(kv_elems());
+    };
+    Carve size(nullptr);
+    place(size);
+    Carve at(static_cast<std::byte*>(r_.buffer(2, size.bytes())));
+    place(at);
+  }
+
+  size_t kv_elem_bytes() const override { return sizeof(bf16); }
+  size_t acc_elem_bytes() const override { return sizeof(float); }
+  std::byte* block_buffer(int which, size_t bytes) override {
+    return static_cast<std::byte*>(r_.buffer(which, bytes));
+  }
+  void load(const RingBlock& dst) override {
+    const size_t kv = size_t(kv_elems()) * sizeof(bf16), ids = size_t(a_.B * a_.T) * sizeof(int32_t);
+    CUDA_CHECK(cudaMemcpyAsync(dst.k, k_, kv, cudaMemcpyDeviceToDevice, s_));
+    CUDA_CHECK(cudaMemcpyAsync(dst.v, v_, kv, cudaMemcpyDeviceToDevice, s_));
+    CUDA_CHECK(cudaMemcpyAsync(dst.idx, a_.idx, ids, cudaMemcpyDeviceToDevice, s_));
+    if (a_.seg) CUDA_CHECK(cudaMemcpyAsync(dst.seg, a_.seg, ids, cudaMemcpyDeviceToDevice, s_));
+  }
+  void zero(void* dst, size_t bytes) override { CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, s_)); }
+  // The indices are on the device, and reading them would stall the stream every step: every
+  // block is computed, and the attention kernels skip the tiles its mask hides.
+  bool hidden(const RingBlock&) override { return false; }
+  void before_exchange() override {
+    if (blocking_) CUDA_CHECK(cudaStreamSynchronize(s_));
+  }
+
+  void attend(const RingBlock& blk, bool first) override {
+    k::attention_forward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_blk_, lse_blk_, s_);
+    k::ring_merge(o_acc_, lse_, o_blk_, lse_blk_, a_.B, a_.T, a_.H, a_.D, first, s_);
+  }
+  void finish_forward(bool have_result) override {
+    if (have_result) {
+      k::cast_f32_to_bf16(o_acc_, o_, q_elems(), s_);
+      return;
+    }
+    zero(o_, size_t(q_elems()) * sizeof(bf16));
+    k::ring_fill(lse_, rows(), -std::numeric_limits<float>::infinity(), s_);
+  }
+
+  void attend_backward(const RingBlock& blk, bool first) override {
+    k::attention_backward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_in_, lse_in_, dout_, dq_part_,
+                          dk_part_, dv_part_, s_);
+    k::ring_accumulate(dq_acc_, dq_part_, q_elems(), first, s_);
+  }
+  void keep_grads(void* acc_dk, void* acc_dv, bool first) override {
+    k::ring_accumulate(static_cast<float*>(acc_dk), dk_part_, kv_elems(), first, s_);
+    k::ring_accumulate(static_cast<float*>(acc_dv), dv_part_, kv_elems(), first, s_);
+  }
+  void finish_backward(const void* acc_dk, const void* acc_dv, bool have_dq) override {
+    k::cast_f32_to_bf16(static_cast<const float*>(acc_dk), dk_, kv_elems(), s_);
+    k::cast_f32_to_bf16(static_cast<const float*>(acc_dv), dv_, kv_elems(), s_);
+    if (have_dq)
+      k::cast_f32_to_bf16(dq_acc_, dq_, q_elems(), s_);
+    else
+      zero(dq_, size_t(q_elems()) * sizeof(bf16));
+  }
+
+ private:
+  static const bf16* B(const void* p) { return static_cast<const bf16*>(p); }
+  int64_t q_elems() const { return a_.B * a_.T * a_.H * a_.D; }
+  int64_t kv_elems() const { return a_.B * a_.T * a_.Hkv * a_.D; }
+  int64_t rows() const { return a_.B * a_.H * a_.T; }
+  k::AttentionArgs block_args(const RingBlock& blk) const {
+    k::AttentionArgs r;
+    r.B = a_.B, r.Tq = a_.T, r.Tk = a_.T, r.H = a_.H, r.Hkv = a_.Hkv, r.D = a_.D;
+    r.causal = a_.causal, r.scale = a_.scale;
+    r.q_pos = a_.idx, r.k_pos = blk.idx;
+    if (a_.seg) r.q_seg = a_.seg, r.k_seg = blk.seg;
+    return r;
+  }
+
+  CudaRingAttention& r_;
+  cudaStream_t s_;
+  bool blocking_;
+  const RingAttentionArgs& a_;
+  const bf16 *q_, *k_, *v_;
+  bf16* o_ = nullptr;
+  float* lse_ = nullptr;
+  const bf16 *o_in_ = nullptr, *dout_ = nullptr;
+  const float* lse_in_ = nullptr;
+  bf16 *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;
+  // Work space (buffer 2), placed by set_forward / set_backward.
+  float *o_acc_ = nullptr, *lse_blk_ = nullptr, *dq_acc_ = nullptr;
+  bf16 *o_blk_ = nullptr, *dq_part_ = nullptr, *dk_part_ = nullptr, *dv_part_ = nullptr;
+};
+
+}  // namespace
+
+CudaRingAttention::CudaRingAttention(cudaStream_t stream, std::function<void(int64_t)> on_alloc)
+    : stream_(stream), on_alloc_(std::move(on_alloc)), attention_(std::make_unique<k::AttentionContext>()) {}
+
+CudaRingAttention::~CudaRingAttention() {
+  cudaStreamSynchronize(stream_);
+  for (int i = 0; i < kBuffers; ++i) {
+    cudaFree(buf_[i]);
+    if (on_alloc_ && bytes_[i] > 0) on_alloc_(-int64_t(bytes_[i]));
+  }
+}
+
+void* CudaRingAttention::buffer(int which, size_t bytes) {
+  AUTOSP_CHECK(which >= 0 && which < kBuffers);
+  bytes = std::max<size_t>(bytes, 256);  // never a 0-byte allocation
+  if (bytes > bytes_[which]) {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+    CUDA_CHECK(cudaFree(buf_[which]));
+    buf_[which] = nullptr;
+    const cudaError_t e = cudaMalloc(&buf_[which], bytes);
+    AUTOSP_CHECK(e == cudaSuccess) << "ring attention: allocating " << bytes << " bytes: " << cudaGetErrorString(e);
+    if (on_alloc_) on_alloc_(int64_t(bytes) - int64_t(bytes_[which]));
+    bytes_[which] = bytes;
+  }
+  return buf_[which];
+}
+
+void CudaRingAttention::forward(Communicator& ring, const RingAttentionArgs& a, const bf16* q, const bf16* k,
+                                const bf16* v, bf16* o, float* lse) {
+  CudaRingOps ops(*this, ring, a, q, k, v);
+  ops.set_forward(o, lse);
+  ring_attention_forward(ring, a, ops);
+}
+
+void CudaRingAttention::backward(Communicator& ring, const RingAttentionArgs& a, const bf16* q, const bf16* k,
+                                 const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
+                                 bf16* dv) {
+  CudaRingOps ops(*this, ring, a, q, k, v);
+  ops.set_backward(o, lse, dout, dq, dk, dv);
+  ring_attention_backward(ring, a, ops);
+}
+
+}  // namespace autosp::runtime
