@@ -2,6 +2,7 @@
 // Exit codes: 0 done, 1 a run-time failure (I/O, non-finite loss), 2 bad input (flags,
 // config, data) detected before any training work.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -39,6 +40,21 @@ int64_t peak_rss_bytes() {
   getrusage(RUSAGE_SELF, &ru);
   return int64_t(ru.ru_maxrss) * 1024;  // Linux reports KiB
 }
+
+// The resident size now (0 where /proc is missing).
+int64_t rss_bytes() {
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return int64_t(resident) * int64_t(sysconf(_SC_PAGESIZE));
+}
+
+// The process's size before the run allocates anything: mostly its shared libraries (the
+// CUDA libraries a CUDA-enabled build links add ~200 MiB of relocated pages even on the CPU).
+// The progress line's memory is the peak above it.
+const int64_t g_rss_at_start = rss_bytes();
 
 std::string default_config() {
   const std::string rel = "configs/tiny-cpu.json";
@@ -229,7 +245,7 @@ int run(const Flags& f) {
       s.tokens_per_s = double(window_steps * to.batch_size * dp * to.seq_len) / secs;
       s.step_ms = 1000.0 * secs / double(window_steps);
       s.comm_ms = world_size > 1 ? comm_acc / double(window_steps) : -1.0;
-      s.mem_bytes = t.device_peak_bytes() > 0 ? t.device_peak_bytes() : peak_rss_bytes();
+      s.mem_bytes = t.device_peak_bytes() > 0 ? t.device_peak_bytes() : peak_rss_bytes() - g_rss_at_start;
       s.eta_s = all_secs / double(step - first_step) * double(to.steps - step);
       std::optional<EvalResult> ev;
       if (t.has_val() && to.eval_every > 0 && (step % to.eval_every == 0 || step == to.steps)) {

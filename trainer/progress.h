@@ -20,7 +20,7 @@ struct StepStats {
   double grad_norm = 0;      // global norm before clipping
   double tokens_per_s = 0;   // all ranks together
   double step_ms = 0;        // wall time per step
-  int64_t mem_bytes = 0;     // peak memory on this rank
+  int64_t mem_bytes = 0;     // peak memory the run added on this rank (GPU: device allocations)
   double eta_s = 0;          // estimated seconds to train.steps
   double comm_ms = -1;       // exposed communication per step (waited for, not overlapped); < 0: one rank
 };
