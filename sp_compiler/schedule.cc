@@ -81,10 +81,17 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
   // First compute consumer (position in `order`) of each collective, through chains of
   // collectives feeding collectives.
   std::vector<int> first_use(n, end);
+  // Whether the step's own compute reads a collective's result. A consumer whose results
+  // nothing reads (the unpack of a stage-0 gradient bucket into the step's outputs) only
+  // hands the result over at the end: such a collective is a gradient reduction as far as the
+  // budget is concerned.
+  std::vector<bool> read_in_step(n, false);
   for (int j = int(comm_list.size()) - 1; j >= 0; --j) {
     const int c = comm_list[j];
-    for (int u : consumers[c])
+    for (int u : consumers[c]) {
       first_use[c] = std::min(first_use[c], comm[u] ? first_use[u] : compute_pos[u]);
+      read_in_step[c] = read_in_step[c] || (comm[u] ? read_in_step[u] : !consumers[u].empty());
+    }
   }
   std::vector<int> by_urgency = comm_list;
   std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
@@ -108,7 +115,7 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
         bool ready = true;
         for (int d : deps[c]) ready = ready && (comm[d] ? issued_pos[d] >= 0 : compute_pos[d] < k);
         if (!ready) continue;
-        const bool budgeted = first_use[c] < end;
+        const bool budgeted = read_in_step[c];
         const int64_t bytes = out_bytes(p, p.instrs[c]);
         if (budgeted && first_use[c] > k && inflight_bytes > 0 && inflight_bytes + bytes > budget) continue;
         issue_at[k].push_back(c);

@@ -3,7 +3,8 @@
 // per-rank thread runs in FIFO order; each is a start (issued at its place in the list) and a
 // wait (before its first compute consumer, or at the end of the step). Starts move as early
 // as data dependencies allow — the most urgent first — and, for collectives whose results the
-// step itself reads (all-to-alls, ZeRO-3 parameter gathers), within a budget of bytes in
+// step's compute reads further (all-to-alls, ZeRO-3 parameter gathers; not a gradient
+// bucket's unpack into the step's outputs), within a budget of bytes in
 // flight (an in-flight buffer is live memory), so a gather runs ahead of its layer without
 // all gathers running at once. Compute that only feeds collectives (the pack of a ZeRO
 // bucket's gradients) moves right after its inputs are ready, and gradient reductions start

@@ -53,10 +53,10 @@ class ZeroShard final : public Pass {
   std::string_view name() const override { return "zero_shard"; }
 
   Status run(ir::Graph& g, const PassContext&) override {
-    if (opt_.stage == 0) return Status::Ok();
     if (opt_.stage < 0 || opt_.stage > 3) return InvalidArgument("parallel.zero_stage must be 0-3");
     // A forward-only graph (eval) has no gradients; at stage 3 it still gathers parameters.
     const ValueId seed = g.find_arg(kLossSeedInput);
+    if (opt_.stage == 0) return opt_.world > 1 && seed != ir::kNoValue ? bucket_all_reduces(g) : Status::Ok();
     const ir::BucketPlan plan = plan_buckets(g, opt_);
     if (seed == ir::kNoValue) return opt_.stage == 3 ? shard_parameters(g, plan, seed) : Status::Ok();
     ir::Builder b(g);
@@ -90,6 +90,42 @@ class ZeroShard final : public Pass {
   }
 
  private:
+  // Stage 0: each bucket's partial gradients packed, all-reduced once, and unpacked into the
+  // "grad.<p>" outputs. A gradient autodiff did not all-reduce (none over several ranks
+  // today) would be summed twice here, so that is an error rather than a silent wrong answer.
+  Status bucket_all_reduces(ir::Graph& g) {
+    const ir::BucketPlan plan = plan_buckets(g, opt_);
+    ir::Builder b(g);
+    std::map<std::string, ValueId> grad_of;
+    for (const ir::Output& o : g.outputs)
+      if (o.name.rfind(kGradPrefix, 0) == 0) grad_of[o.name.substr(std::string(kGradPrefix).size())] = o.value;
+    for (const ir::Bucket& bk : plan.buckets)
+      for (const ir::BucketEntry& e : bk.params) {
+        auto it = grad_of.find(e.name);
+        if (it == grad_of.end()) return Status::Ok();  // a parameter without a gradient: leave the graph as is
+        if (partial(g, it->second) == it->second)
+          return InvalidArgument("zero_shard: grad." + e.name + " is not all-reduced over the world");
+      }
+    std::map<std::string, ValueId> reduced;
+    for (const ir::Bucket& bk : plan.buckets) {
+      std::vector<ValueId> parts;
+      std::vector<Shape> shapes;
+      for (const ir::BucketEntry& e : bk.params) {
+        parts.push_back(partial(g, grad_of.at(e.name)));
+        shapes.push_back(e.shape);
+      }
+      ValueId flat = b.op1(Op::pack, parts, ir::PackAttrs{bk.padded});
+      ValueId sum = b.op1(Op::all_reduce, {flat}, ir::GroupAttrs{ir::MeshGroup::world, opt_.world});
+      const std::vector<ValueId> out = b.op(Op::unpack, {sum}, ir::UnpackAttrs{ir::encode_shapes(shapes)});
+      for (size_t j = 0; j < bk.params.size(); ++j) reduced[bk.params[j].name] = out[j];
+    }
+    for (ir::Output& o : g.outputs)
+      if (o.name.rfind(kGradPrefix, 0) == 0) o.value = reduced.at(o.name.substr(std::string(kGradPrefix).size()));
+    remove_dead_all_reduces(g);
+    AUTOSP_LOG(1) << "zero_shard: stage 0, gradients all-reduced in " << plan.buckets.size() << " buckets";
+    return Status::Ok();
+  }
+
   // The gradient before autodiff's implicit-broadcast all_reduce.
   static ValueId partial(const ir::Graph& g, ValueId grad) {
     for (const ir::Node& n : g.nodes)

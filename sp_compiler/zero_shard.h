@@ -1,6 +1,10 @@
 // zero_shard: ZeRO as a graph rewrite, after autodiff. Parameters are grouped into flat
 // buckets (ir/buckets.h: one per layer, split past a size cap, padded to a multiple of the
 // world size) and:
+//   stage 0: parameters and gradients stay whole on every rank, but a bucket's gradients are
+//            still packed and all-reduced as one buffer, then unpacked into the per-parameter
+//            outputs "grad.<p>": one collective per bucket instead of one per tensor (a
+//            Llama layer has 9 tensors; each collective's latency is paid once);
 //   stage 1: each bucket's gradients are packed and all-reduced as one buffer, output
 //            "grad_bucket.<b>"; the runtime keeps AdamW moments only for its shard and
 //            all-gathers updated parameters;

@@ -98,10 +98,20 @@ TEST_CASE("ZeRO-1 all-reduces one packed buffer per bucket; ZeRO-2 reduce-scatte
   CHECK(two.find_output("grad_shard.bucket.0") != ir::kNoValue);
 }
 
-TEST_CASE("zero_shard at stage 0 leaves the program unchanged", "[zero]") {
-  ir::Graph a = compiled(0, 2);
-  ir::Graph b = two_layers();
-  REQUIRE(sp::make_shard_sequence_pass({1, 2, "ulysses"})->run(b, {}).ok());
-  REQUIRE(sp::make_autodiff_pass(2)->run(b, {}).ok());
-  CHECK(ir::print(a) == ir::print(b));
+TEST_CASE("stage 0 all-reduces each bucket's gradients once and keeps per-parameter outputs", "[zero]") {
+  const ir::BucketPlan plan = sp::plan_buckets(two_layers(), {0, 2, 64ll << 20});
+  ir::Graph g = compiled(0, 2);
+  CHECK(count(g, ir::Op::pack) == int(plan.buckets.size()));
+  CHECK(count(g, ir::Op::unpack) == int(plan.buckets.size()));
+  CHECK(count(g, ir::Op::all_reduce) == int(plan.buckets.size()) + 3);  // + the loss's three
+  // The runtime still binds whole per-parameter gradients (ZeRO stage 0 state).
+  for (const ir::Bucket& b : plan.buckets)
+    for (const ir::BucketEntry& e : b.params) CHECK(g.find_output(std::string(sp::kGradPrefix) + e.name) != ir::kNoValue);
+  CHECK(g.find_output("grad_bucket.bucket.0") == ir::kNoValue);
+  // One rank: nothing to reduce, the program is autodiff's.
+  ir::Graph one = compiled(0, 1);
+  ir::Graph plain = two_layers();
+  REQUIRE(sp::make_shard_sequence_pass({1, 1, "ulysses"})->run(plain, {}).ok());
+  REQUIRE(sp::make_autodiff_pass(1)->run(plain, {}).ok());
+  CHECK(ir::print(one) == ir::print(plain));
 }

@@ -59,11 +59,13 @@ TEST_CASE("overlap on and off give bit-identical losses", "[overlap]") {
 }
 
 TEST_CASE("injected latency is hidden behind compute with overlap and fully exposed without", "[overlap]") {
-  // dp = 2: the gradients' all-reduces (one per parameter) can run while the rest of the
-  // backward computes; the loss's three all-reduces cannot. 2 ms per collective.
+  // dp = 2: the gradients' all-reduces (one per parameter: buckets of one tensor each) can
+  // run while the rest of the backward computes; the loss's three all-reduces cannot. 2 ms
+  // per collective.
   const auto delay = std::chrono::milliseconds(2);
   // The tiny config's model at seq_len 512: a backward long enough (tens of ms) to hide them.
-  const Options on = sp_test_options({"parallel.sp=1", "parallel.overlap=true", "train.seq_len=512"},
+  const Options on = sp_test_options({"parallel.sp=1", "parallel.overlap=true", "train.seq_len=512",
+                                      "parallel.bucket_mb=0.000001"},
                                      /*full_size=*/true);
   Options off = on;
   off.parallel.overlap = false;
