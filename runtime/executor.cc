@@ -198,16 +198,25 @@ Status Executor::run() {
     completed_ = 0;
   }
   const int n = int(program_.instrs.size());
+  int64_t handed = 0;  // collectives given to the communication thread so far
   for (int i = 0; i < n; ++i) {
     if (done_before_[i] > 0) wait_for(done_before_[i]);
-    if (program_.instrs[i].stream == ir::Stream::comm) {
+    const ir::Instr& ins = program_.instrs[i];
+    if (ins.stream == ir::Stream::comm) {
       backend_.comm_enqueued(i);
       {
         std::lock_guard<std::mutex> l(mu_);
         queue_.push_back(i);
       }
+      ++handed;
       cv_.notify_all();
     } else {
+      // A stream-ordered communicator (NCCL) executes calls in the order they were enqueued
+      // on its stream, and every rank must enqueue them in the same order. Ring attention
+      // issues its exchanges from this thread: let the communication thread issue everything
+      // handed to it first (for NCCL "completed" means issued, so this costs no overlap).
+      const bool ring = ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward;
+      if (ring && mesh_ && mesh_->stream_ordered() && handed > 0) wait_for(handed);
       execute(i);
     }
   }
