@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <tuple>
 
 #include "runtime/ring_attention.h"
 #include "tests/delay_comm.h"
@@ -63,12 +64,20 @@ TEST_CASE("ring attention hides its K/V transfers behind block attention", "[rin
   // A latency equal to one block's forward compute: hideable, and large next to timing noise.
   const auto delay = std::chrono::microseconds(int64_t(1e6 * probe.forward_s / P));
   REQUIRE(delay.count() > 0);
-  const auto [base, slow] = ring_times(P, T, delay, 5);
   const double d = std::chrono::duration<double>(delay).count();
+  // Serialised, forward would add (P-1)·latency and backward P·latency. Overlapped, forward adds
+  // little; backward adds its last dK/dV hop home (not overlapped) and little else. Other tests
+  // running on the same 2 cores can starve a rank through a whole measurement, so up to three
+  // measurements (overlap shows in the best; its absence shows in every one).
+  Times base, slow;
+  auto hidden = [&] {
+    return slow.forward_s - base.forward_s < 0.5 * (P - 1) * d &&
+           slow.backward_s - base.backward_s < d + 0.5 * (P - 1) * d;
+  };
+  for (int attempt = 0; attempt < 3 && (attempt == 0 || !hidden()); ++attempt)
+    std::tie(base, slow) = ring_times(P, T, delay, 5);
   INFO("forward " << base.forward_s << " s -> " << slow.forward_s << " s, backward " << base.backward_s << " s -> "
                   << slow.backward_s << " s, latency " << d << " s per transfer");
-  // Serialised, forward would add (P-1)·latency and backward P·latency. Overlapped, forward adds
-  // little; backward adds its last dK/dV hop home (not overlapped) and little else.
   CHECK(slow.forward_s - base.forward_s < 0.5 * (P - 1) * d);
   CHECK(slow.backward_s - base.backward_s < d + 0.5 * (P - 1) * d);
 }
