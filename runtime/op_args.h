@@ -50,6 +50,23 @@ inline std::vector<bool> axis_mask(const std::vector<int64_t>& axes, int rank) {
   return m;
 }
 
+// The data pointers of a list of operands, and their extents along one axis (split, concat).
+inline std::vector<void*> data_pointers(std::span<Tensor> ts) {
+  std::vector<void*> p;
+  for (Tensor& t : ts) p.push_back(t.raw());
+  return p;
+}
+inline std::vector<const void*> data_pointers(std::span<const Tensor> ts) {
+  std::vector<const void*> p;
+  for (const Tensor& t : ts) p.push_back(t.raw());
+  return p;
+}
+inline std::vector<int64_t> extents(std::span<const Tensor> ts, int axis) {
+  std::vector<int64_t> e;
+  for (const Tensor& t : ts) e.push_back(t.shape()[axis]);
+  return e;
+}
+
 // Rows of a tensor normalised over its last axis.
 inline int64_t rows_of(const Shape& s) { return s.numel() / s[-1]; }
 

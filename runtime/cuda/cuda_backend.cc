@@ -419,22 +419,15 @@ class CudaBackend final : public Backend {
         return;
       }
       case Op::split: {
-        std::vector<void*> parts;
-        for (Tensor& t : out) parts.push_back(t.raw());
         const auto& a = std::get<ir::SplitAttrs>(ins.attrs);
-        k::split(in[0].raw(), parts, in[0].shape().dims(), int(a.axis), a.sizes, int64_t(dtype_size(in[0].dtype())),
-                 s);
+        k::split(in[0].raw(), data_pointers(out), in[0].shape().dims(), int(a.axis), a.sizes,
+                 int64_t(dtype_size(in[0].dtype())), s);
         return;
       }
       case Op::concat: {
         const int axis = int(std::get<ir::ConcatAttrs>(ins.attrs).axis);
-        std::vector<const void*> parts;
-        std::vector<int64_t> sizes;
-        for (const Tensor& t : in) {
-          parts.push_back(t.raw());
-          sizes.push_back(t.shape()[axis]);
-        }
-        k::concat(parts, out[0].raw(), out[0].shape().dims(), axis, sizes, int64_t(dtype_size(out[0].dtype())), s);
+        k::concat(data_pointers(in), out[0].raw(), out[0].shape().dims(), axis, extents(in, axis),
+                  int64_t(dtype_size(out[0].dtype())), s);
         return;
       }
     }
