@@ -30,6 +30,10 @@ struct Bucket {
   std::vector<BucketEntry> params;
   int64_t numel = 0;   // Σ parameter elements
   int64_t padded = 0;  // numel rounded up to a multiple of the world size
+  // What stage 3 all-gathers: bf16 when every parameter in the bucket is only ever read
+  // through a cast to bf16 (a bf16 program's matrices), so the shard is cast before the
+  // gather and half the bytes move; else f32. Shards, gradients and optimizer state stay f32.
+  DType gather = DType::f32;
 };
 
 struct BucketPlan {

@@ -15,16 +15,20 @@ std::vector<int64_t> encode_shapes(const std::vector<Shape>& shapes) {
 
 namespace rules {
 
+// Buckets are f32 (gradients) or bf16 (parameters ZeRO-3 gathers in bf16); the parts of one
+// bucket share its type.
 Status infer_pack(const Graph& g, const Node& n, std::vector<TensorType>& out) {
   int64_t total = 0;
+  const DType dt = g.type(n.inputs[0]).dtype;
   for (size_t i = 0; i < n.inputs.size(); ++i) {
-    RETURN_IF_ERROR(expect(g.type(n.inputs[i]).dtype == DType::f32, g, n, int(i), "f32"));
+    RETURN_IF_ERROR(expect(g.type(n.inputs[i]).dtype == dt && is_float(dt), g, n, int(i),
+                           std::string(dtype_name(dt)) + " (a float type, that of operand 0)"));
     total += g.type(n.inputs[i]).shape.numel();
   }
   const int64_t padded = std::get<PackAttrs>(n.attrs).padded;
   RETURN_IF_ERROR(expect(padded >= total, g, n, 0, "inputs totalling at most padded = " + std::to_string(padded) +
                                                        " elements, not " + std::to_string(total)));
-  out = {{DType::f32, Shape{padded}}};
+  out = {{dt, Shape{padded}}};
   return Status::Ok();
 }
 
@@ -40,7 +44,7 @@ Status vjp_pack(Builder& b, const Node& n, const std::vector<ValueId>& og, const
 
 Status infer_unpack(const Graph& g, const Node& n, std::vector<TensorType>& out) {
   const TensorType& flat = g.type(n.inputs[0]);
-  RETURN_IF_ERROR(expect(flat.dtype == DType::f32 && flat.shape.rank() == 1, g, n, 0, "a flat f32 buffer"));
+  RETURN_IF_ERROR(expect(is_float(flat.dtype) && flat.shape.rank() == 1, g, n, 0, "a flat float buffer"));
   const auto& enc = std::get<UnpackAttrs>(n.attrs).shapes;
   int64_t total = 0;
   out.clear();
@@ -50,7 +54,7 @@ Status infer_unpack(const Graph& g, const Node& n, std::vector<TensorType>& out)
     Shape s(std::vector<int64_t>(enc.begin() + int64_t(i), enc.begin() + int64_t(i) + rank));
     i += size_t(rank);
     total += s.numel();
-    out.push_back({DType::f32, s});
+    out.push_back({flat.dtype, s});
   }
   RETURN_IF_ERROR(expect(!out.empty() && total <= flat.shape[0], g, n, 0,
                          "at least " + std::to_string(total) + " elements for the unpacked shapes"));

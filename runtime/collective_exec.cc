@@ -82,8 +82,19 @@ void run_communication(const Mesh& mesh, const ir::Instr& ins, std::span<const T
     }
     case ir::Op::all_gather: {
       const auto& a = std::get<ir::AxisCollectiveAttrs>(ins.attrs);
-      all_gather_tensor(comm_for(mesh, a.group, a.size), in[0].raw(), out[0].raw(), in[0].shape().dims(),
-                        int(a.axis), esize, mem);
+      Communicator& c = comm_for(mesh, a.group, a.size);
+      const void* x = in[0].raw();
+      if (in[0].dtype() != out[0].dtype()) {  // a cast folded into the gather (lower.cc): convert this rank's part
+        AUTOSP_CHECK(in[0].dtype() == DType::f32 && out[0].dtype() == DType::bf16)
+            << "all_gather converts only f32 to bf16, not " << dtype_name(in[0].dtype()) << " to "
+            << dtype_name(out[0].dtype());
+        void* part = mem.scratch(2, size_t(in[0].numel()) * dtype_size(DType::bf16));
+        mem.f32_to_bf16(part, x, size_t(in[0].numel()));
+        if (!c.stream_ordered()) mem.synchronize();  // the communicator reads `part` at once
+        x = part;
+      }
+      all_gather_tensor(c, x, out[0].raw(), in[0].shape().dims(), int(a.axis), int64_t(dtype_size(out[0].dtype())),
+                        mem);
       return;
     }
     case ir::Op::reduce_scatter: {

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/check.h"
+#include "kernels/cpu/cast.h"
 
 namespace autosp::runtime {
 namespace {
@@ -45,6 +46,9 @@ class HostMemOps final : public MemOps {
       b.bytes = bytes;
     }
     return b.data.get();
+  }
+  void f32_to_bf16(void* dst, const void* src, size_t n) override {
+    kernels::cpu::cast_f32_to_bf16(static_cast<const float*>(src), static_cast<uint16_t*>(dst), int64_t(n));
   }
   void synchronize() override {}
 };

@@ -25,9 +25,14 @@ class MemOps {
   virtual void from_host(void* dst, const void* host, size_t bytes) = 0;
   // Grow-only buffer `which` in [0, kScratch), owned by this object: at least `bytes`, its
   // contents unspecified after it grows. Valid until the next scratch(which, ...) call that
-  // grows it. The tensor collectives use 0 and 1 for the duration of one call.
+  // grows it. The tensor collectives use 0 and 1 for the duration of one call, and a converting
+  // all_gather (collective_exec.cc) 2.
   static constexpr int kScratch = 4;
   virtual void* scratch(int which, size_t bytes) = 0;
+  // dst[n] (bf16) := src[n] (f32), rounded to nearest even: for a collective that converts as
+  // it moves (ZeRO-3 gathers an f32 shard as bf16; sp_compiler/lower.cc folds that cast into
+  // the all_gather). Ordered and completed like copy().
+  virtual void f32_to_bf16(void* dst, const void* src, size_t n) = 0;
   // Every copy issued so far is complete.
   virtual void synchronize() = 0;
 };

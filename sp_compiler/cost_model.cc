@@ -43,7 +43,8 @@ double comm_bytes(const ir::Program& p, const ir::Instr& ins) {
   const auto& in = ins.in;
   switch (ins.op) {
     case ir::Op::all_to_all: return bytes(p, in[0]) * (P - 1) / P;
-    case ir::Op::all_gather: return bytes(p, in[0]) * (P - 1);
+    // Counted on the result: a gather may convert its f32 input to bf16 (lower.cc folds the cast).
+    case ir::Op::all_gather: return bytes(p, ins.out[0]) * (P - 1) / P;
     case ir::Op::reduce_scatter: return bytes(p, in[0]) * (P - 1) / P;
     case ir::Op::all_reduce: return 2.0 * bytes(p, in[0]) * (P - 1) / P;
     case ir::Op::send_recv: return bytes(p, in[0]);

@@ -103,10 +103,28 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   }
   std::map<ValueId, std::string> output_name;  // first output naming each value
   for (const ir::Output& o : g.outputs) output_name.emplace(o.value, o.name);
+  // A cast to bf16 whose only reader is an all_gather folds into it: the gather converts its
+  // own part as it sends (runtime/collective_exec.cc), so no converted copy sits in the arena
+  // from the step's start, where the schedule would hoist the cast, until the gather is
+  // issued (ZeRO-3's bf16 parameter gathers, sp_compiler/zero_shard.cc).
+  std::vector<int> readers(n_values, 0), reader(n_values, -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (keep[i])
+      for (ValueId v : g.nodes[i].inputs) readers[v]++, reader[v] = int(i);
+  for (const ir::Output& o : g.outputs) readers[o.value]++;
+  auto folds_into_gather = [&](const ir::Node& n) {
+    return n.op == ir::Op::cast && std::get<ir::CastAttrs>(n.attrs).dtype == DType::bf16 &&
+           g.type(n.inputs[0]).dtype == DType::f32 && readers[n.outputs[0]] == 1 &&
+           g.nodes[size_t(reader[n.outputs[0]])].op == ir::Op::all_gather;
+  };
 
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     if (!keep[i]) continue;
     const ir::Node& n = g.nodes[i];
+    if (folds_into_gather(n)) {
+      slot_of[n.outputs[0]] = slot_of[n.inputs[0]];
+      continue;
+    }
     // reshape and unpack are views of their input unless a result must land in an output
     // buffer of its own.
     bool any_output = false;

@@ -21,25 +21,57 @@ std::string layer_key(const std::string& name) {
   return std::regex_search(name, m, re) ? m[1].str() : "";
 }
 
+// The type each parameter is read in: bf16 when every node reading it is a cast to bf16, else
+// f32 (a norm weight or embedding table read directly, or a parameter nothing reads).
+std::map<ValueId, DType> read_dtypes(const ir::Graph& g) {
+  std::map<ValueId, DType> read;
+  for (const ir::Arg& a : g.args)
+    if (a.role == ir::ArgRole::param) read[a.value] = DType::f32;
+  std::map<ValueId, bool> only_casts;
+  for (const ir::Node& n : g.nodes)
+    for (ValueId v : n.inputs) {
+      if (!read.count(v)) continue;
+      const bool to_bf16 = n.op == Op::cast && std::get<ir::CastAttrs>(n.attrs).dtype == DType::bf16;
+      auto [it, first] = only_casts.emplace(v, to_bf16);
+      if (!first) it->second = it->second && to_bf16;
+    }
+  for (const auto& [v, casts] : only_casts)
+    if (casts) read[v] = DType::bf16;
+  return read;
+}
+
 }  // namespace
 
 ir::BucketPlan plan_buckets(const ir::Graph& g, const ZeroOptions& opt) {
   ir::BucketPlan plan;
   plan.world = opt.world;
   plan.stage = opt.stage;
-  std::string key;
-  for (const ir::Arg& a : g.args) {
-    if (a.role != ir::ArgRole::param) continue;
-    const ir::Value& v = g.values[a.value];
-    const int64_t n = v.type.shape.numel();
-    const std::string k = layer_key(v.name);
-    const bool start = plan.buckets.empty() || k != key ||
-                       (plan.buckets.back().numel + n) * 4 > opt.bucket_bytes;
-    if (start) plan.buckets.push_back({"bucket." + std::to_string(plan.buckets.size()), {}, 0, 0});
-    key = k;
-    ir::Bucket& b = plan.buckets.back();
-    b.params.push_back({v.name, v.type.shape, a.init, b.numel});
-    b.numel += n;
+  // At stage 3 a layer's parameters read in bf16 and those read in f32 go to separate
+  // buckets, so the bf16 ones can be gathered in bf16; other stages never gather by dtype.
+  const std::map<ValueId, DType> read = opt.stage == 3 ? read_dtypes(g) : std::map<ValueId, DType>{};
+  auto gather_dtype = [&](ValueId v) { return read.count(v) ? read.at(v) : DType::f32; };
+  std::vector<const ir::Arg*> params;
+  for (const ir::Arg& a : g.args)
+    if (a.role == ir::ArgRole::param) params.push_back(&a);
+  for (size_t lo = 0; lo < params.size();) {
+    // One run of consecutive parameters of one layer; within it, bf16-read ones first.
+    const std::string key = layer_key(g.values[params[lo]->value].name);
+    size_t hi = lo;
+    while (hi < params.size() && layer_key(g.values[params[hi]->value].name) == key) ++hi;
+    std::stable_partition(params.begin() + int64_t(lo), params.begin() + int64_t(hi),
+                          [&](const ir::Arg* a) { return gather_dtype(a->value) == DType::bf16; });
+    for (size_t i = lo; i < hi; ++i) {
+      const ir::Value& v = g.values[params[i]->value];
+      const int64_t n = v.type.shape.numel();
+      const DType dt = gather_dtype(params[i]->value);
+      const bool start = i == lo || plan.buckets.back().gather != dt ||
+                         (plan.buckets.back().numel + n) * 4 > opt.bucket_bytes;
+      if (start) plan.buckets.push_back({"bucket." + std::to_string(plan.buckets.size()), {}, 0, 0, dt});
+      ir::Bucket& b = plan.buckets.back();
+      b.params.push_back({v.name, v.type.shape, params[i]->init, b.numel});
+      b.numel += n;
+    }
+    lo = hi;
   }
   for (ir::Bucket& b : plan.buckets) b.padded = (b.numel + opt.world - 1) / opt.world * opt.world;
   return plan;
@@ -173,41 +205,67 @@ class ZeroShard final : public Pass {
                                      ir::ArgRole::param));
 
     // Rebuild the node list, materialising each bucket once per phase before its first use.
+    // A bf16 bucket's parameters arrive already cast: the casts that read them are dropped, and
+    // whatever read a cast's result reads the gathered value of its own phase instead (so the
+    // backward does not keep the forward's bf16 copy alive, it gathers again).
     std::vector<ir::Node> nodes = std::move(g.nodes);
     g.nodes.clear();
     std::vector<ir::Node> out;
     std::map<std::pair<size_t, bool>, std::vector<ValueId>> gathered;  // (bucket, backward) -> params
+    std::map<ValueId, std::pair<size_t, size_t>> cast_of;              // dropped cast's result -> its parameter
+    auto param = [&](size_t k, size_t j, bool backward) {
+      auto key = std::make_pair(k, backward);
+      if (!gathered.count(key)) gathered[key] = gather(g, plan, k, shard_args[k], out);
+      return gathered[key][j];
+    };
     for (size_t i = 0; i < nodes.size(); ++i) {
       ir::Node n = nodes[i];
+      bool dropped = false;
       for (ValueId& v : n.inputs) {
+        if (auto c = cast_of.find(v); c != cast_of.end()) {
+          v = param(c->second.first, c->second.second, is_backward[i]);
+          continue;
+        }
         auto it = where.find(v);
         if (it == where.end()) continue;
         const auto [k, j] = it->second;
-        auto key = std::make_pair(k, bool(is_backward[i]));
-        if (!gathered.count(key)) gathered[key] = gather(g, plan, k, shard_args[k], out);
-        v = gathered[key][j];
+        if (plan.buckets[k].gather == DType::bf16) {
+          // plan_buckets put the parameter here because every reader is such a cast.
+          if (n.op != Op::cast || std::get<ir::CastAttrs>(n.attrs).dtype != DType::bf16)
+            return Internal("zero_shard: " + plan.buckets[k].params[j].name + " is gathered in bf16 but read by " +
+                            std::string(ir::op_name(n.op)));
+          cast_of[n.outputs[0]] = it->second;
+          dropped = true;
+        } else {
+          v = param(k, j, is_backward[i]);
+        }
       }
-      out.push_back(std::move(n));
+      if (!dropped) out.push_back(std::move(n));
     }
     g.nodes = std::move(out);
+    for (const ir::Output& o : g.outputs)
+      if (cast_of.count(o.value))
+        return Internal("zero_shard: output " + o.name + " is a parameter's bf16 cast, which stage 3 never keeps");
     return Status::Ok();
   }
 
-  // Emits all_gather + unpack of bucket k into `out`; returns the parameter values.
+  // Emits [cast to bf16 +] all_gather + unpack of bucket k into `out`; returns the parameter
+  // values. (Lowering folds the cast into the gather, so no bf16 copy of the shard lives on.)
   std::vector<ValueId> gather(ir::Graph& g, const ir::BucketPlan& plan, size_t k, ValueId shard,
                               std::vector<ir::Node>& out) {
     const ir::Bucket& bk = plan.buckets[k];
-    auto full = g.add_node(Op::all_gather, {shard}, ir::AxisCollectiveAttrs{ir::MeshGroup::world, opt_.world, 0});
-    AUTOSP_CHECK(full.ok()) << full.status().message();
-    out.push_back(std::move(g.nodes.back()));
-    g.nodes.pop_back();
+    auto emit = [&](Op op, ValueId in, ir::Attrs attrs) {
+      auto r = g.add_node(op, {in}, std::move(attrs));
+      AUTOSP_CHECK(r.ok()) << r.status().message();
+      out.push_back(std::move(g.nodes.back()));
+      g.nodes.pop_back();
+      return r.value();
+    };
+    if (bk.gather == DType::bf16) shard = emit(Op::cast, shard, ir::CastAttrs{DType::bf16})[0];
+    const ValueId full = emit(Op::all_gather, shard, ir::AxisCollectiveAttrs{ir::MeshGroup::world, opt_.world, 0})[0];
     std::vector<Shape> shapes;
     for (const ir::BucketEntry& e : bk.params) shapes.push_back(e.shape);
-    auto parts = g.add_node(Op::unpack, {full.value()[0]}, ir::UnpackAttrs{ir::encode_shapes(shapes)});
-    AUTOSP_CHECK(parts.ok()) << parts.status().message();
-    out.push_back(std::move(g.nodes.back()));
-    g.nodes.pop_back();
-    return parts.value();
+    return emit(Op::unpack, full, ir::UnpackAttrs{ir::encode_shapes(shapes)});
   }
 
   ZeroOptions opt_;

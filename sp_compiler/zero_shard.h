@@ -13,7 +13,10 @@
 //   stage 3: as 2, and parameters live only as shards: the argument "param_shard.<b>" is
 //            all-gathered and unpacked right before the bucket's first use in forward, and
 //            again before its first use in backward, so the full parameters are alive only
-//            around their uses.
+//            around their uses. A bucket whose parameters are only read through casts to bf16
+//            (a bf16 program's matrices; plan_buckets gives them buckets of their own) is
+//            gathered in bf16: the shard is cast, gathered and unpacked, and the casts that
+//            read the parameters are dropped, their readers reading the gathered values.
 // The per-parameter all_reduce that autodiff put on each gradient is replaced.
 #pragma once
 #include <memory>
@@ -34,7 +37,10 @@ struct ZeroOptions {
 };
 
 // Buckets for the parameter arguments of `g`, in argument order: a new bucket starts at each
-// layer boundary ("...layers.<i>." / "...h.<i>.") or when the cap would be exceeded.
+// layer boundary ("...layers.<i>." / "...h.<i>.") or when the cap would be exceeded. At stage
+// 3 a layer's parameters read only as bf16 come first, in buckets apart from its f32-read ones.
+// The plan depends only on the parameters and their forward readers, so the forward graph
+// and the differentiated one give the same plan (the runtime binds shards by the former's).
 ir::BucketPlan plan_buckets(const ir::Graph& g, const ZeroOptions& opt);
 
 std::unique_ptr<Pass> make_zero_shard_pass(const ZeroOptions& opt);

@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/kernels.h"
 #include "runtime/cuda/device_scope.h"
 
 namespace autosp::runtime {
@@ -90,6 +91,14 @@ void* CudaMemOps::scratch(int which, size_t bytes) {
     scratch_bytes_[which] = bytes;
   }
   return scratch_[which];
+}
+
+void CudaMemOps::f32_to_bf16(void* dst, const void* src, size_t n) {
+  if (n == 0) return;
+  DeviceScope on(device_);
+  kernels::cuda::cast_f32_to_bf16(static_cast<const float*>(src), static_cast<kernels::cuda::bf16*>(dst), int64_t(n),
+                                  stream_);
+  finish_call();
 }
 
 void CudaMemOps::synchronize() {

@@ -32,6 +32,7 @@ class CudaMemOps final : public MemOps {
   void to_host(void* host, const void* src, size_t bytes) override;
   void from_host(void* dst, const void* host, size_t bytes) override;
   void* scratch(int which, size_t bytes) override;
+  void f32_to_bf16(void* dst, const void* src, size_t n) override;
   void synchronize() override;
 
   cudaStream_t stream() const { return stream_; }

@@ -41,9 +41,14 @@ class StagingMemOps final : public runtime::MemOps {
     }
     return b.data.get();
   }
+  void f32_to_bf16(void* dst, const void* src, size_t n) override {
+    ++conversions;
+    host().f32_to_bf16(dst, src, n);
+  }
   void synchronize() override { ++synchronizes; }
 
-  std::atomic<int64_t> copies{0}, copies_2d{0}, to_host_calls{0}, from_host_calls{0}, synchronizes{0};
+  std::atomic<int64_t> copies{0}, copies_2d{0}, to_host_calls{0}, from_host_calls{0}, conversions{0},
+      synchronizes{0};
 
  private:
   static runtime::MemOps& host() { return runtime::host_mem_ops(); }

@@ -14,7 +14,7 @@ using namespace autosp;
 
 namespace {
 
-ir::Graph two_layers() {
+ir::Graph two_layers(DType dtype = DType::f32) {
   models::ModelConfig c;
   c.vocab_size = 32;
   c.d_model = 16;
@@ -22,11 +22,11 @@ ir::Graph two_layers() {
   c.n_kv_heads = 2;
   c.ffn_hidden = 24;
   c.n_layers = 2;
-  return models::build(c, {1, 8, false}).value();
+  return models::build(c, {1, 8, false, dtype}).value();
 }
 
-ir::Graph compiled(int stage, int world) {
-  ir::Graph g = two_layers();
+ir::Graph compiled(int stage, int world, DType dtype = DType::f32) {
+  ir::Graph g = two_layers(dtype);
   REQUIRE(sp::make_shard_sequence_pass({1, world, "ulysses"})->run(g, {}).ok());
   REQUIRE(sp::make_autodiff_pass(world)->run(g, {}).ok());
   Status s = sp::make_zero_shard_pass({stage, world, 64ll << 20})->run(g, {});
@@ -83,6 +83,62 @@ TEST_CASE("ZeRO-3: one all_gather per layer bucket in forward and one in backwar
   for (const auto& a : g.args) CHECK((a.role != ir::ArgRole::param || g.values[a.value].name.rfind("param_shard.", 0) == 0));
   // The program lowers: unpacked parameters are views of the gathered bucket.
   REQUIRE(sp::lower(g).ok());
+}
+
+// A bf16 program reads its matrices through casts to bf16 and its norm weights and embedding
+// table as f32. At stage 3 each layer splits into a bucket of each kind, the bf16 one is
+// gathered in bf16 (its readers' casts are gone), and lowering folds the shard's cast into
+// the gather. Forward and differentiated graphs give the same plan: the runtime makes its
+// plan from the forward graph and binds the training program's shards by it.
+TEST_CASE("ZeRO-3 in bf16: matrices gathered in bf16, norms and embedding in f32", "[zero][bf16]") {
+  const ir::Graph fwd = two_layers(DType::bf16);
+  const ir::BucketPlan plan = sp::plan_buckets(fwd, {3, 4, 64ll << 20});
+  REQUIRE(plan.buckets.size() == 7);  // embedding | 2 x (layer matrices | layer norms) | lm_head | final norm
+  int bf16_buckets = 0;
+  for (const ir::Bucket& b : plan.buckets) {
+    bf16_buckets += b.gather == DType::bf16;
+    for (const ir::BucketEntry& e : b.params) {
+      const bool read_f32 = e.name.find("norm") != std::string::npos || e.name.find("embed") != std::string::npos;
+      INFO(e.name);
+      CHECK((b.gather == DType::f32) == read_f32);
+    }
+  }
+  CHECK(bf16_buckets == 3);
+  // Other stages never gather, so they keep one bucket per layer.
+  CHECK(sp::plan_buckets(fwd, {2, 4, 64ll << 20}).buckets.size() == 4);
+
+  ir::Graph g = compiled(3, 4, DType::bf16);
+  ir::Graph differentiated = two_layers(DType::bf16);
+  REQUIRE(sp::make_shard_sequence_pass({1, 4, "ulysses"})->run(differentiated, {}).ok());
+  REQUIRE(sp::make_autodiff_pass(4)->run(differentiated, {}).ok());
+  const ir::BucketPlan again = sp::plan_buckets(differentiated, {3, 4, 64ll << 20});
+  REQUIRE(again.buckets.size() == plan.buckets.size());
+  for (size_t k = 0; k < plan.buckets.size(); ++k) {
+    CHECK(again.buckets[k].gather == plan.buckets[k].gather);
+    CHECK(again.buckets[k].numel == plan.buckets[k].numel);
+  }
+
+  int bf16_gathers = 0;
+  std::vector<bool> unpacked(g.values.size(), false);
+  for (const auto& n : g.nodes) {
+    if (n.op == ir::Op::all_gather && std::get<ir::AxisCollectiveAttrs>(n.attrs).group == ir::MeshGroup::world)
+      bf16_gathers += g.type(n.outputs[0]).dtype == DType::bf16;
+    if (n.op == ir::Op::unpack)
+      for (ir::ValueId v : n.outputs) unpacked[v] = true;
+    if (n.op == ir::Op::cast) CHECK(!unpacked[n.inputs[0]]);  // no gathered parameter is cast again
+  }
+  CHECK(bf16_gathers == 2 * 3);  // forward and backward, each bf16 bucket
+  auto p = sp::lower(g);
+  REQUIRE(p.ok());
+  int converting = 0;
+  for (const ir::Instr& ins : p.value().instrs) {
+    if (ins.op == ir::Op::all_gather && p.value().slots[ins.out[0]].type.dtype == DType::bf16) {
+      CHECK(p.value().slots[ins.in[0]].type.dtype == DType::f32);  // the cast is folded in
+      ++converting;
+    }
+    if (ins.op == ir::Op::cast) CHECK(p.value().slots[ins.in[0]].name.rfind("param_shard.", 0) != 0);
+  }
+  CHECK(converting == 6);
 }
 
 TEST_CASE("ZeRO-1 all-reduces one packed buffer per bucket; ZeRO-2 reduce-scatters it", "[zero]") {
