@@ -665,6 +665,7 @@ bool attention_backward_cudnn(AttentionContext&, const AttentionArgs&, const bf1
                               const bf16*, const float*, const bf16*, bf16*, bf16*, bf16*, cudaStream_t) {
   return false;
 }
+int64_t attention_cudnn_workspace(AttentionContext&, const AttentionArgs&, bool) { return -1; }
 void release_cudnn_attention(CudnnAttention*) {}
 #endif
 

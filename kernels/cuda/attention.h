@@ -88,6 +88,10 @@ bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, con
                               const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
                               bf16* dv, cudaStream_t s);
 
+// The device workspace of cuDNN's graph for these arguments (built now if new), or -1 when
+// cuDNN does not take them or this build has no cuDNN frontend. For tests.
+int64_t attention_cudnn_workspace(AttentionContext& ctx, const AttentionArgs& a, bool backward);
+
 // Releases what attention_cudnn.cc created for the context (its destructor calls this).
 void release_cudnn_attention(CudnnAttention* c);
 

@@ -13,8 +13,13 @@
 // A graph is built once per shape (B, Tq, Tk, H, Hkv, D, causal, scale, direction) and cached
 // in the context with its workspace size; a shape cuDNN rejects is cached as rejected, and
 // its reason printed once. The backward asks for cuDNN's deterministic algorithm (like the
-// fallback, repeated steps give identical gradients) and takes the default one only when
-// that is not supported for the shape.
+// fallback, repeated steps give identical gradients) and takes the default one when that is
+// not supported for the shape, or when its workspace is too large: on Hopper the frontend
+// serves a deterministic request by materialising dP, B·H·Tq·Tk bf16 values, in the
+// workspace (scaled_dot_product_flash_attention.h, "use_dp_workspace"; cuDNN < 9.25 has no
+// other deterministic Hopper path) — 16 GiB at 32k tokens with 8 heads, far past the memory
+// plan, and a cudaMalloc failure (an abort) at longer sequences. The default algorithm's
+// workspace is linear in Tq (an fp32 dQ accumulator).
 #include <cudnn_frontend.h>
 
 #include <cstdio>
@@ -55,10 +60,15 @@ struct Built {
   int64_t workspace = 0;
 };
 
+// The largest workspace the deterministic backward may take (the frontend's own former
+// default cap on the dP workspace, CUDNN_FRONTEND_ATTN_DP_WORKSPACE_LIMIT): about
+// B·H·Tq·Tk ≤ 2^27, e.g. 4k tokens with 8 heads. Past it the default algorithm is used.
+constexpr int64_t kMaxDeterministicWorkspace = int64_t(256) << 20;
+
 }  // namespace
 
 struct CudnnAttention {
-  cudnnHandle_t handle = nullptr;
+  cudnnHandle_t handle = nullptr;  // null: cudnnCreate failed, every call takes the fallback
   std::map<Key, Built> graphs;
 };
 
@@ -156,32 +166,52 @@ std::string describe(const AttentionArgs& a, bool backward) {
 const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, bool backward) {
   if (!ctx.cudnn) {
     ctx.cudnn = new CudnnAttention;
-    CUDNN_CHECK(cudnnCreate(&ctx.cudnn->handle));
+    // A cuDNN that cannot start here (a libcudnn whose engine libraries or driver do not match
+    // this machine's) leaves attention to the fallback kernels instead of ending the run.
+    const cudnnStatus_t st = cudnnCreate(&ctx.cudnn->handle);
+    if (st != CUDNN_STATUS_SUCCESS) {
+      ctx.cudnn->handle = nullptr;
+      std::fprintf(stderr, "autosp: cuDNN unavailable (cudnnCreate: %s), using the fallback attention kernels\n",
+                   cudnnGetErrorString(st));
+    }
   }
+  static const Built kNone;
+  if (!ctx.cudnn->handle) return kNone;
   const Key key{a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D, a.causal, a.scale, backward};
   auto it = ctx.cudnn->graphs.find(key);
   if (it != ctx.cudnn->graphs.end()) return it->second;
 
   Built built;
   std::string why;
+  auto workspace_of = [](fe::graph::Graph& g) {
+    int64_t bytes = 0;
+    AUTOSP_CHECK(g.get_workspace_size(bytes).is_good()) << "cuDNN SDPA workspace size";
+    return bytes;
+  };
   if (!backward) {
     Graph g = forward_graph(a);
     why = build(*g, ctx.cudnn->handle);
-    if (why.empty()) built.graph = g;
+    if (why.empty()) built = {g, workspace_of(*g)};
   } else {
     for (bool deterministic : {true, false}) {
       Graph g = backward_graph(a, deterministic);
-      const std::string reason = build(*g, ctx.cudnn->handle);
+      std::string reason = build(*g, ctx.cudnn->handle);
       if (reason.empty()) {
-        built.graph = g;
-        break;
+        const int64_t workspace = workspace_of(*g);
+        if (!deterministic || workspace <= kMaxDeterministicWorkspace) {
+          built = {g, workspace};
+          break;
+        }
+        reason = "workspace of " + std::to_string(workspace >> 20) + " MiB (over " +
+                 std::to_string(kMaxDeterministicWorkspace >> 20) + " MiB)";
       }
       why += (deterministic ? "deterministic: " : "; default: ") + reason;
     }
+    if (built.graph && !why.empty())  // took the default algorithm: say once why
+      std::fprintf(stderr, "autosp: cuDNN SDPA %s uses the non-deterministic algorithm (%s)\n",
+                   describe(a, backward).c_str(), why.c_str());
   }
-  if (built.graph) {
-    AUTOSP_CHECK(built.graph->get_workspace_size(built.workspace).is_good()) << "cuDNN SDPA workspace size";
-  } else {
+  if (!built.graph) {
     std::fprintf(stderr, "autosp: cuDNN SDPA %s not supported, using the fallback kernels: %s\n",
                  describe(a, backward).c_str(), why.c_str());
   }
@@ -238,10 +268,16 @@ bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, con
   return true;
 }
 
+int64_t attention_cudnn_workspace(AttentionContext& ctx, const AttentionArgs& a, bool backward) {
+  if (!applicable(a, {})) return -1;
+  const Built& built = graph_for(ctx, a, backward);
+  return built.graph ? built.workspace : -1;
+}
+
 void release_cudnn_attention(CudnnAttention* c) {
   if (!c) return;
   c->graphs.clear();  // plans hold cuDNN descriptors: gone before the handle
-  cudnnDestroy(c->handle);
+  if (c->handle) cudnnDestroy(c->handle);
   delete c;
 }
 

@@ -334,6 +334,32 @@ TEST_CASE("CUDA fallback attention handles head dims other than 64 and 128", "[c
   }
 }
 
+TEST_CASE("cuDNN SDPA workspaces stay linear in the sequence length", "[cuda][attention]") {
+  REQUIRE_GPU();
+  if (!gpu::attention_cudnn_built()) {
+    WARN("skipped: built without the cuDNN frontend (see kernels/cuda/CMakeLists.txt)");
+    return;
+  }
+  // 32k tokens, 8 heads (configs/llama-270m.json at bench_gpu.sh's longer length): cuDNN's
+  // deterministic Hopper backward keeps dP in its workspace, 8·32768²·2 bytes = 16 GiB. The
+  // default algorithm needs an fp32 dQ accumulator (T·H·D·4 = 128 MiB) and row statistics.
+  // Only graphs are built here: nothing of that size is allocated.
+  const int64_t T = 32768, H = 8, D = 128;
+  const gpu::AttentionArgs a{1, T, T, H, H, D, true, 1.0f / std::sqrt(float(D))};
+  gpu::AttentionContext ctx;
+  for (bool backward : {false, true}) {
+    DYNAMIC_SECTION((backward ? "backward" : "forward")) {
+      const int64_t bytes = gpu::attention_cudnn_workspace(ctx, a, backward);
+      if (bytes < 0) {
+        WARN("skipped: cuDNN does not take T = 32768, H = 8, D = 128 on this GPU");
+        return;
+      }
+      INFO("workspace " << bytes << " bytes");
+      REQUIRE(bytes <= (int64_t(512) << 20));
+    }
+  }
+}
+
 TEST_CASE("CUDA fallback attention backward is deterministic", "[cuda][attention]") {
   REQUIRE_GPU();
   const int64_t B = 1, T = 200, H = 4, Hkv = 2, D = 64;
