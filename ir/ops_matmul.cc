@@ -1,5 +1,7 @@
-// matmul: C[..., M, N] = op(A)[..., M, K] · op(B)[..., K, N]. B is either batched like A or
-// a single rank-2 matrix shared by A's batch (a weight), which is what every projection is.
+// matmul: C[..., M, N] = op(A)[..., M, K] · op(B)[..., K, N] (+ X). B is either batched like A
+// or a single rank-2 matrix shared by A's batch (a weight), which is what every projection is.
+// The optional X, of C's type, is added in the GEMM's epilogue (BLAS beta = 1): the
+// fuse_accumulate pass folds residual adds and gradient sums into the matmul that feeds them.
 #include "ir/op_rules.h"
 
 namespace autosp::ir::rules {
@@ -28,6 +30,8 @@ Status infer_matmul(const Graph& g, const Node& n, std::vector<TensorType>& out)
   dims.push_back(m);
   dims.push_back(nn);
   out = {{a.dtype, Shape(dims)}};
+  if (n.inputs.size() == 3)
+    RETURN_IF_ERROR(expect(g.type(n.inputs[2]) == out[0], g, n, 2, "the result's type, " + out[0].str()));
   return Status::Ok();
 }
 
@@ -35,6 +39,7 @@ Status infer_matmul(const Graph& g, const Node& n, std::vector<TensorType>& out)
 //   ( , ):  dA = dC·Bᵀ      dB = Aᵀ·dC        (ᵀ, ):  dA = B·dCᵀ    dB = A·dC
 //   ( ,ᵀ):  dA = dC·B       dB = dCᵀ·A        (ᵀ,ᵀ):  dA = Bᵀ·dCᵀ   dB = dCᵀ·Aᵀ
 // A shared B gets the sum over the batch, which is one GEMM on A and dC flattened to 2-D.
+// An accumulated X passes dC through unchanged.
 Status vjp_matmul(Builder& b, const Node& n, const std::vector<ValueId>& og, const std::vector<bool>& needs,
                   std::vector<ValueId>& ig) {
   const auto& at = std::get<MatmulAttrs>(n.attrs);
@@ -55,6 +60,7 @@ Status vjp_matmul(Builder& b, const Node& n, const std::vector<ValueId>& og, con
     if (!ta) ig[1] = tb ? b.matmul(dC, A, true, false) : b.matmul(A, dC, true, false);
     else ig[1] = tb ? b.matmul(dC, A, true, true) : b.matmul(A, dC, false, false);
   }
+  if (n.inputs.size() == 3 && needs[2]) ig[2] = og[0];
   return Status::Ok();
 }
 

@@ -17,7 +17,7 @@ using namespace rules;
 
 const std::array<OpInfo, kNumOps> kOps = {{
     R(embedding, 2, 2, 1, NoAttrs{}, vjp_embedding),
-    R(matmul, 2, 2, 1, MatmulAttrs{}, vjp_matmul),
+    R(matmul, 2, 3, 1, MatmulAttrs{}, vjp_matmul),
     R(add, 2, 2, 1, NoAttrs{}, vjp_add),
     R(sub, 2, 2, 1, NoAttrs{}, vjp_sub),
     R(mul, 2, 2, 1, NoAttrs{}, vjp_mul),

@@ -95,7 +95,12 @@ class CpuBackend final : public Backend {
         const int64_t m = out[0].shape()[-2], n = out[0].shape()[-1];
         const int64_t kk = a.trans_a ? sa[-2] : sa[-1];
         const int64_t batch = out[0].numel() / (m * n);
-        k::matmul(F(in[0]), F(in[1]), F(out[0]), batch, m, n, kk, a.trans_a, a.trans_b, sb.rank() == 2);
+        // An accumulated X (fuse_accumulate) is BLAS's C with beta = 1; in a bf16 program X and
+        // out are f32 copies here, so the sum is rounded once, as a bf16 cuBLASLt epilogue does.
+        const bool acc = in.size() == 3;
+        if (acc && in[2].raw() != out[0].raw()) std::memcpy(out[0].raw(), in[2].raw(), out[0].nbytes());
+        k::matmul(F(in[0]), F(in[1]), F(out[0]), batch, m, n, kk, a.trans_a, a.trans_b, sb.rank() == 2, 1.0f,
+                  acc ? 1.0f : 0.0f);
         return;
       }
       case Op::add: return binary(k::BinaryOp::add, in, out);

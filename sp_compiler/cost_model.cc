@@ -69,6 +69,7 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
         const Shape& sa = p.slots[in[0]].type.shape;
         const double k = double(a.trans_a ? sa[-2] : sa[-1]);
         c.flops += 2.0 * double(o.numel()) * k;
+        if (in.size() == 3) mem_bytes += bytes(p, in[2]);  // the accumulated X, read once by the epilogue
         break;
       }
       case ir::Op::attention:

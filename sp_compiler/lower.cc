@@ -25,28 +25,66 @@ struct Interval {
   int64_t bytes;
 };
 
-// First fit: walk intervals by start; each takes the lowest offset not overlapping any
-// interval still alive. Returns the arena size.
+// Greedy by size: the largest tensors first (ties: the earlier, then the lower slot), each at
+// the lowest offset free of every tensor already placed whose lifetime overlaps its own. The
+// few activation-sized tensors then stack without the holes that first fit in instruction
+// order leaves between them, which moved with any change of the program (on the Llama plans
+// this reaches the peak of live bytes, the lower bound). Returns the arena size.
 int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
   std::sort(iv.begin(), iv.end(), [](const Interval& a, const Interval& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.bytes > b.bytes;
+    if (a.bytes != b.bytes) return a.bytes > b.bytes;
+    return a.begin != b.begin ? a.begin < b.begin : a.slot < b.slot;
   });
-  struct Live { int64_t offset, bytes; int end; };
-  std::vector<Live> live;
+  struct Placed { int64_t offset, bytes; int begin, end; };
+  std::vector<Placed> placed, overlapping;
   int64_t peak = 0;
   for (const Interval& i : iv) {
-    std::erase_if(live, [&](const Live& l) { return l.end < i.begin; });
-    std::sort(live.begin(), live.end(), [](const Live& a, const Live& b) { return a.offset < b.offset; });
+    overlapping.clear();
+    for (const Placed& q : placed)
+      if (q.begin <= i.end && i.begin <= q.end) overlapping.push_back(q);
+    std::sort(overlapping.begin(), overlapping.end(), [](const Placed& a, const Placed& b) { return a.offset < b.offset; });
     int64_t off = 0;
-    for (const Live& l : live) {
-      if (off + i.bytes <= l.offset) break;
-      off = std::max(off, l.offset + l.bytes);
+    for (const Placed& q : overlapping) {
+      if (off + i.bytes <= q.offset) break;
+      off = std::max(off, q.offset + q.bytes);
     }
     slots[i.slot].offset = off;
-    live.push_back({off, i.bytes, i.end});
+    placed.push_back({off, i.bytes, i.begin, i.end});
     peak = std::max(peak, off + i.bytes);
   }
   return peak;
+}
+
+// A fused matmul (fuse_accumulate) whose accumulated operand X is an arena tensor that dies
+// there writes over X (BLAS C += A·B in place), as the add it replaced could not: the
+// residual stream and a gradient sum are updated where they lie instead of needing a second
+// buffer while the GEMM's inputs are still alive. X must not also be A or B, and no
+// collective may still be reading it (last use counts up to each collective's wait).
+void accumulate_in_place(Program& p) {
+  auto root = [&](int s) { return p.slots[s].kind == Slot::Kind::alias ? p.slots[s].alias_of : s; };
+  std::vector<int> last(p.slots.size(), -1);
+  for (int i = 0; i < int(p.instrs.size()); ++i) {
+    const int until = p.instrs[i].stream == ir::Stream::comm ? std::max(i, p.instrs[i].wait_before) : i;
+    for (int s : p.instrs[i].in) last[root(s)] = std::max(last[root(s)], until);
+    for (int s : p.instrs[i].out) last[root(s)] = std::max(last[root(s)], until);
+  }
+  for (int i = 0; i < int(p.instrs.size()); ++i) {
+    const ir::Instr& ins = p.instrs[i];
+    if (ins.op != ir::Op::matmul || ins.in.size() != 3) continue;
+    const int x = root(ins.in[2]), out = ins.out[0];
+    // A whole arena tensor (or a view of all of one: X accumulated in place before, in a chain).
+    const bool whole = p.slots[x].kind == Slot::Kind::arena && p.slots[ins.in[2]].alias_offset == 0 &&
+                       p.slots[x].type == p.slots[ins.in[2]].type;
+    if (!whole || p.slots[out].kind != Slot::Kind::arena || last[x] != i || root(ins.in[0]) == x ||
+        root(ins.in[1]) == x)
+      continue;
+    for (Slot& v : p.slots)  // views of the result now view X
+      if (v.kind == Slot::Kind::alias && v.alias_of == out) v.alias_of = x;
+    p.slots[out].kind = Slot::Kind::alias;
+    p.slots[out].alias_of = x;
+    p.slots[out].alias_offset = 0;
+    last[x] = std::max(last[x], last[out]);
+  }
 }
 
 }  // namespace
@@ -168,6 +206,7 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
 
   label(p);
   schedule(p, schedule_opts);
+  accumulate_in_place(p);
 
   // Liveness of arena slots (views extend their root's lifetime; a collective's buffers are
   // in use until the instruction that waits for it).

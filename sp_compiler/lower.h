@@ -1,7 +1,8 @@
 // lower: Graph -> Program. Removes nodes that feed no output, turns reshapes into views,
-// binds arguments and outputs to named external slots, and places every other value in one
-// arena at offsets chosen from liveness (first fit over lifetimes in instruction order), so
-// the executor allocates exactly `arena_bytes` once.
+// binds arguments and outputs to named external slots, lets a fused matmul accumulate in
+// place over an operand that dies there, and places every other value in one arena at
+// offsets chosen from liveness (greedy by size over lifetimes), so the executor allocates
+// exactly `arena_bytes` once.
 #pragma once
 #include "core/status.h"
 #include "ir/graph.h"

@@ -117,7 +117,7 @@ class Rewriter {
       if (sh(ins[k]).kind != ShardKind::shard) continue;
       if (!s) s = sh(ins[k]);
       const Shape& shape = out_.type(ins[k]).shape;
-      if (n.op == Op::matmul && sh(ins[k]).dim >= shape.rank() - (k == 0 ? 1 : 2))
+      if (n.op == Op::matmul && k < 2 && sh(ins[k]).dim >= shape.rank() - (k == 0 ? 1 : 2))
         return InvalidArgument("shard_sequence: matmul contracts over the sequence axis of operand " +
                                std::to_string(k) + "; not supported");
     }

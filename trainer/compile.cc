@@ -6,6 +6,7 @@
 #include "models/model.h"
 #include "sp_compiler/autodiff.h"
 #include "sp_compiler/chunk_mlp.h"
+#include "sp_compiler/fuse_accumulate.h"
 #include "sp_compiler/lower.h"
 #include "sp_compiler/shard_sequence.h"
 #include "sp_compiler/zero_shard.h"
@@ -26,11 +27,13 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
       // Recompute sees parameters by name (their layers); ZeRO-3 then gathers a bucket again
       // for the backward phase, recomputed forward nodes included.
       .add(sp::make_recompute_pass(policy))
-      .add(sp::make_zero_shard_pass(zero));
+      .add(sp::make_zero_shard_pass(zero))
+      // Last: the adds it folds include recompute's copies and every gradient sum.
+      .add(sp::make_fuse_accumulate_pass());
   RETURN_IF_ERROR(pipeline.run(g, {dump_ir_dir}));
   ASSIGN_OR_RETURN(ir::Program p, sp::lower(g, {overlap}));
   if (!dump_ir_dir.empty()) {  // after the passes' NN-<pass>.ir files: the scheduled program
-    const std::string path = dump_ir_dir + "/06-lowered.program";
+    const std::string path = dump_ir_dir + "/07-lowered.program";
     std::ofstream f(path);
     f << ir::print_program(p);
     if (!f) return IoError("--dump-ir: cannot write " + path);
@@ -67,7 +70,9 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
 
   ir::Graph eval_graph = c.forward;
   sp::Pipeline eval_pipeline;
-  eval_pipeline.add(sp::make_shard_sequence_pass(c.mesh)).add(sp::make_zero_shard_pass(zero));
+  eval_pipeline.add(sp::make_shard_sequence_pass(c.mesh))
+      .add(sp::make_zero_shard_pass(zero))
+      .add(sp::make_fuse_accumulate_pass());
   // (The eval program keeps the MLP whole: without a backward its intermediates die at once.)
   RETURN_IF_ERROR(eval_pipeline.run(eval_graph, {}));
   ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph, {opts.parallel.overlap}));

@@ -600,6 +600,7 @@ AttentionContext::AttentionContext() {
 AttentionContext::~AttentionContext() {
   release_cudnn_attention(cudnn);
   cudaFree(scratch_);
+  if (on_resize) on_resize(-int64_t(scratch_bytes_));
 }
 
 void* AttentionContext::scratch(size_t bytes) {
@@ -607,10 +608,12 @@ void* AttentionContext::scratch(size_t bytes) {
     // Work queued earlier may still read the old buffer.
     CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaFree(scratch_));
+    if (on_resize) on_resize(-int64_t(scratch_bytes_));
     scratch_ = nullptr;
     scratch_bytes_ = 0;
     CUDA_CHECK(cudaMalloc(&scratch_, bytes));
     scratch_bytes_ = bytes;
+    if (on_resize) on_resize(int64_t(bytes));
   }
   return scratch_;
 }

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 namespace autosp::kernels::cuda {
 
@@ -52,6 +53,9 @@ struct AttentionContext {
   // delta). Grown, never shrunk, so steady-state calls allocate nothing; growing waits for the
   // device (cudaFree), which only happens while shapes are still new.
   void* scratch(size_t bytes);
+  // Told of each change in the scratch's bytes (+grown, -freed), so the owner can count the
+  // device memory held beside its arena; may be empty.
+  std::function<void(int64_t)> on_resize;
 
   bool force_fallback = false;      // AUTOSP_ATTENTION=fallback
   CudnnAttention* cudnn = nullptr;  // created by the first cuDNN call, owned

@@ -27,6 +27,8 @@ using bf16 = __nv_bfloat16;
 // C = alpha·op(A)·op(B) + beta·C, a shared B (b_broadcast) folds the batch into M. fp32
 // accumulation always; the overloads pick storage: bf16 → bf16, bf16 → fp32 (logits, fp32
 // accumulators), fp32 → fp32 (CUBLAS_COMPUTE_32F: exact fp32, no TF32). Any pointer alignment.
+// With X, C = alpha·op(A)·op(B) + beta·X: X has C's shape and type and may be C itself (a
+// residual add or gradient sum in the GEMM's epilogue, rounded once).
 // The context owns the handle and a workspace; its calls must stay on one stream at a time.
 struct GemmContext {
   explicit GemmContext(size_t workspace_bytes = size_t(32) << 20);
@@ -43,11 +45,14 @@ struct GemmContext {
   Plans* plans = nullptr;
 };
 void matmul(GemmContext& ctx, const bf16* A, const bf16* B, bf16* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha = 1.0f, float beta = 0.0f);
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha = 1.0f, float beta = 0.0f,
+            const bf16* X = nullptr);
 void matmul(GemmContext& ctx, const bf16* A, const bf16* B, float* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha = 1.0f, float beta = 0.0f);
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha = 1.0f, float beta = 0.0f,
+            const float* X = nullptr);
 void matmul(GemmContext& ctx, const float* A, const float* B, float* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha = 1.0f, float beta = 0.0f);
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha = 1.0f, float beta = 0.0f,
+            const float* X = nullptr);
 
 // cast.cu — round to nearest even, and exact widening.
 void cast_f32_to_bf16(const float* x, bf16* y, int64_t n, cudaStream_t s);

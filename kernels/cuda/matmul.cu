@@ -2,7 +2,9 @@
 // fp32 → fp32 storage. Same contract as kernels/cpu/matmul.h (row-major; op(A) M×K, op(B)
 // K×N; C = alpha·op(A)·op(B) + beta·C; a shared B folds the batch into M). cuBLASLt is
 // column-major, and a row-major X is the column-major Xᵀ, so we ask for
-// Cᵀ = op(B)ᵀ · op(A)ᵀ: B is the first operand, A the second.
+// Cᵀ = op(B)ᵀ · op(A)ᵀ: B is the first operand, A the second. With a separate X, cuBLASLt's
+// C is X and its D our C (same layout, different pointers): the fused residual add / gradient
+// sum of the fuse_accumulate pass.
 //
 // The heuristic assumes 256-byte-aligned operands unless told otherwise, and the kernel it
 // picks may then fault on a pointer into the middle of a buffer (a row block of h, a chunk of
@@ -53,8 +55,19 @@ void set_alignment(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttr
 
 size_t type_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
 
-// Everything the descriptors and the algorithm choice depend on.
-using PlanKey = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, bool, bool, int64_t, uint32_t, uint32_t, uint32_t>;
+// Everything the descriptors and the algorithm choice depend on: types, sizes, transposes,
+// B's batch stride, the alignments of A, B, X (cuBLASLt's C) and C (its D), and whether X is
+// a buffer of its own (not every algorithm writes D out of place).
+using PlanKey = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, bool, bool, int64_t, uint32_t, uint32_t,
+                           uint32_t, uint32_t, bool>;
+
+bool writes_out_of_place(const cublasLtMatmulAlgo_t& algo) {
+  int32_t ok = 0;
+  size_t written = 0;
+  CUBLAS_CHECK(
+      cublasLtMatmulAlgoCapGetAttribute(&algo, CUBLASLT_ALGO_CAP_OUT_OF_PLACE_RESULT_SUPPORT, &ok, sizeof ok, &written));
+  return ok != 0;
+}
 
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
@@ -70,20 +83,22 @@ struct GemmContext::Plans {
 
 namespace {
 
+// C = alpha·op(A)·op(B) + beta·X, X = C unless given.
 void gemm(GemmContext& ctx, cudaDataType_t ab_type, cudaDataType_t c_type, const void* A, const void* B, void* C,
           int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s,
-          float alpha, float beta) {
+          float alpha, float beta, const void* X) {
+  if (!X) X = C;
   AUTOSP_CHECK(batch >= 0 && M >= 0 && N >= 0 && K >= 0) << "matmul " << batch << "x" << M << "x" << N << "x" << K;
   AUTOSP_CHECK(!(b_broadcast && trans_a && batch > 1)) << "a shared B needs trans_a = false";
   if (batch == 0 || M == 0 || N == 0) return;
   if (K == 0) {  // an empty sum (a weight gradient over zero tokens): cuBLASLt rejects ld = 0
     const int64_t n = batch * M * N;
-    if (beta == 0.0f)  // BLAS semantics: C is not read, so garbage in it must not survive as NaN
+    if (beta == 0.0f)  // BLAS semantics: X is not read, so garbage in it must not survive as NaN
       CUDA_CHECK(cudaMemsetAsync(C, 0, size_t(n) * type_size(c_type), s));
     else if (c_type == CUDA_R_32F)
-      scale(static_cast<float*>(C), static_cast<float*>(C), n, beta, s);
+      scale(static_cast<const float*>(X), static_cast<float*>(C), n, beta, s);
     else
-      scale(static_cast<bf16*>(C), static_cast<bf16*>(C), n, beta, s);
+      scale(static_cast<const bf16*>(X), static_cast<bf16*>(C), n, beta, s);
     return;
   }
   if (b_broadcast && !trans_a) {  // one GEMM over all rows of the batch
@@ -92,10 +107,12 @@ void gemm(GemmContext& ctx, cudaDataType_t ab_type, cudaDataType_t c_type, const
   }
   const int64_t b_stride = b_broadcast ? 0 : K * N;
   const int64_t ab = int64_t(type_size(ab_type)), c = int64_t(type_size(c_type));
-  // cuBLASLt's A is our B, its B our A; C and D are both our C.
+  // cuBLASLt's A is our B, its B our A, its C our X and its D our C.
+  const bool out_of_place = X != C;
   const uint32_t align_a = alignment(B, batch, b_stride * ab), align_b = alignment(A, batch, M * K * ab),
-                 align_c = alignment(C, batch, M * N * c);
-  const PlanKey key{int(ab_type), int(c_type), batch, M, N, K, trans_a, trans_b, b_stride, align_a, align_b, align_c};
+                 align_x = alignment(X, batch, M * N * c), align_c = alignment(C, batch, M * N * c);
+  const PlanKey key{int(ab_type), int(c_type), batch, M, N, K, trans_a, trans_b, b_stride,
+                    align_a, align_b, align_x, align_c, out_of_place};
   auto found_plan = ctx.plans->by_key.find(key);
   if (found_plan == ctx.plans->by_key.end()) {
     Plan p;
@@ -115,18 +132,25 @@ void gemm(GemmContext& ctx, cudaDataType_t ab_type, cudaDataType_t c_type, const
                                                       &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
     set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
     set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c);
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_x);
     set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
-    cublasLtMatmulHeuristicResult_t heuristic{};
+    // C and D share one layout (X has C's shape); the heuristic cannot tell they are different
+    // buffers, so an out-of-place call takes the best candidate that supports it.
+    constexpr int kCandidates = 8;
+    cublasLtMatmulHeuristicResult_t heuristic[kCandidates]{};
     int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, p.desc, p.lb, p.la, p.lc, p.lc, pref, 1, &heuristic, &found));
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, p.desc, p.lb, p.la, p.lc, p.lc, pref,
+                                                out_of_place ? kCandidates : 1, heuristic, &found));
     cublasLtMatmulPreferenceDestroy(pref);
-    AUTOSP_CHECK(found > 0) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K;
-    p.algo = heuristic.algo;
+    int pick = 0;
+    while (out_of_place && pick < found && !writes_out_of_place(heuristic[pick].algo)) ++pick;
+    AUTOSP_CHECK(pick < found) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K
+                               << (out_of_place ? " writing out of place" : "");
+    p.algo = heuristic[pick].algo;
     found_plan = ctx.plans->by_key.emplace(key, p).first;
   }
   const Plan& p = found_plan->second;
-  CUBLAS_CHECK(cublasLtMatmul(ctx.handle, p.desc, &alpha, B, p.lb, A, p.la, &beta, C, p.lc, C, p.lc, &p.algo,
+  CUBLAS_CHECK(cublasLtMatmul(ctx.handle, p.desc, &alpha, B, p.lb, A, p.la, &beta, X, p.lc, C, p.lc, &p.algo,
                               ctx.workspace, ctx.workspace_bytes, s));
 }
 
@@ -152,18 +176,18 @@ GemmContext::~GemmContext() {
 }
 
 void matmul(GemmContext& ctx, const bf16* A, const bf16* B, bf16* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta) {
-  gemm(ctx, CUDA_R_16BF, CUDA_R_16BF, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta);
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta, const bf16* X) {
+  gemm(ctx, CUDA_R_16BF, CUDA_R_16BF, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta, X);
 }
 
 void matmul(GemmContext& ctx, const bf16* A, const bf16* B, float* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta) {
-  gemm(ctx, CUDA_R_16BF, CUDA_R_32F, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta);
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta, const float* X) {
+  gemm(ctx, CUDA_R_16BF, CUDA_R_32F, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta, X);
 }
 
 void matmul(GemmContext& ctx, const float* A, const float* B, float* C, int64_t batch, int64_t M, int64_t N, int64_t K,
-            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta) {
-  gemm(ctx, CUDA_R_32F, CUDA_R_32F, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta);
+            bool trans_a, bool trans_b, bool b_broadcast, cudaStream_t s, float alpha, float beta, const float* X) {
+  gemm(ctx, CUDA_R_32F, CUDA_R_32F, A, B, C, batch, M, N, K, trans_a, trans_b, b_broadcast, s, alpha, beta, X);
 }
 
 }  // namespace autosp::kernels::cuda

@@ -73,6 +73,7 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaStreamCreateWithFlags(&comm_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<k::GemmContext>();
     attention_ = std::make_unique<k::AttentionContext>();
+    attention_->on_resize = count;  // cuDNN's workspace and the fallback's scratch sit beside the arena
     // Both collectives' byte movers are on the communication stream: a collective's packing,
     // its communicator call and its unpacking then follow one another in stream order
     // whichever thread issues them, and the event pair around them covers all three.
@@ -248,13 +249,15 @@ class CudaBackend final : public Backend {
         const Shape& sb = in[1].shape();
         const int64_t m = out[0].shape()[-2], n = out[0].shape()[-1];
         const int64_t kk = a.trans_a ? sa[-2] : sa[-1];
-        const int64_t batch = out[0].numel() / (m * n);
+        const int64_t batch = m * n == 0 ? 0 : out[0].numel() / (m * n);  // an empty GEMM is a no-op
+        // An accumulated X (fuse_accumulate) is cuBLASLt's C with beta = 1, out its D.
+        const bool acc = in.size() == 3;
         if (in[0].dtype() == DType::bf16)
           k::matmul(*gemm_, P<bf16>(in[0]), P<bf16>(in[1]), P<bf16>(out[0]), batch, m, n, kk, a.trans_a, a.trans_b,
-                    sb.rank() == 2, s);
+                    sb.rank() == 2, s, 1.0f, acc ? 1.0f : 0.0f, acc ? P<bf16>(in[2]) : nullptr);
         else
           k::matmul(*gemm_, P<float>(in[0]), P<float>(in[1]), P<float>(out[0]), batch, m, n, kk, a.trans_a,
-                    a.trans_b, sb.rank() == 2, s);
+                    a.trans_b, sb.rank() == 2, s, 1.0f, acc ? 1.0f : 0.0f, acc ? P<float>(in[2]) : nullptr);
         return;
       }
       case Op::add: return binary(k::BinaryOp::add, ins, in, out);

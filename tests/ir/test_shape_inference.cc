@@ -38,6 +38,20 @@ TEST_CASE("matmul with mismatched contraction dimensions names operand 1") {
         "matmul operand 1 (f32[3,2,5]): expected the batch dimensions of operand 0");
 }
 
+TEST_CASE("matmul's accumulated operand must have the result's type, without broadcasting") {
+  G t;
+  ValueId a = t.f32({2, 8, 3}), w = t.f32({4, 3});
+  ValueId x = t.f32({2, 8, 4}), bias = t.f32({4});
+  auto r = t.g.add_node(Op::matmul, {a, w, x}, MatmulAttrs{false, true});
+  REQUIRE(r.ok());
+  CHECK(t.g.type(r.value()[0]) == t.g.type(x));
+  CHECK(t.error(Op::matmul, {a, w, bias}, MatmulAttrs{false, true}) ==
+        "matmul operand 2 (f32[4]): expected the result's type, f32[2,8,4]");
+  ValueId x16 = t.in(DType::bf16, {2, 8, 4});
+  CHECK(t.error(Op::matmul, {a, w, x16}, MatmulAttrs{false, true}) ==
+        "matmul operand 2 (bf16[2,8,4]): expected the result's type, f32[2,8,4]");
+}
+
 TEST_CASE("attention whose kv heads do not divide the query heads names operand 1") {
   G t;
   ValueId q = t.f32({1, 8, 6, 16}), k = t.f32({1, 8, 4, 16});

@@ -1,7 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "ir/builder.h"
 #include "models/model.h"
+#include "runtime/executor.h"
 #include "sp_compiler/autodiff.h"
 #include "sp_compiler/lower.h"
 
@@ -69,4 +72,45 @@ TEST_CASE("lowering removes dead nodes, turns reshapes into views and binds outp
   CHECK(p.instrs[2].op == ir::Op::reshape);
   CHECK(p.find_external("out") == p.instrs[1].out[0]);
   CHECK(p.outputs.size() == 2);
+}
+
+TEST_CASE("a fused matmul accumulates in place over an operand that dies there, and only then", "[lower]") {
+  ir::Graph g;
+  ir::Builder b(g);
+  const ir::ValueId a = b.input("a", DType::f32, {2, 3}), w = b.input("w", DType::f32, {3, 3});
+  auto fused = [&](ir::ValueId x_in, ir::ValueId x) {
+    return b.op1(ir::Op::matmul, {x_in, w, x}, ir::MatmulAttrs{false, false});
+  };
+  const ir::ValueId dies = b.silu(a), kept = b.scale(a, 2.0f), also_a = b.scale(a, 3.0f);
+  const ir::ValueId y0 = fused(a, dies);             // in place: silu(a) is read here last
+  const ir::ValueId y1 = fused(a, kept);             // not: kept is read again below
+  const ir::ValueId y2 = fused(also_a, also_a);      // not: X is also the GEMM's A
+  b.output("out", b.add(b.add(y0, y1), b.add(y2, b.silu(kept))));
+  ir::Program p = sp::lower(g).value();
+  auto slot_of_output = [&](int k) { return p.slots[p.instrs[size_t(k)].out[0]]; };
+  std::vector<int> fused_at;
+  for (int i = 0; i < int(p.instrs.size()); ++i)
+    if (p.instrs[i].op == ir::Op::matmul) fused_at.push_back(i);
+  REQUIRE(fused_at.size() == 3);
+  CHECK(slot_of_output(fused_at[0]).kind == ir::Slot::Kind::alias);
+  CHECK(slot_of_output(fused_at[0]).alias_of == p.instrs[size_t(fused_at[0])].in[2]);
+  CHECK(slot_of_output(fused_at[1]).kind == ir::Slot::Kind::arena);
+  CHECK(slot_of_output(fused_at[2]).kind == ir::Slot::Kind::arena);
+
+  // And the in-place result is x + a·w: out = silu(a) + a·w + 2a + a·w + 3a + (3a)·w + silu(2a).
+  auto backend = runtime::make_cpu_backend();
+  runtime::Executor ex(std::move(p), *backend);
+  const std::vector<float> av{0.5f, -1.0f, 2.0f, 0.25f, 1.5f, -0.75f}, wv{1, 2, 0, -1, 0.5f, 1, 0, 1, -2};
+  std::copy(av.begin(), av.end(), ex.tensor("a").data<float>());
+  std::copy(wv.begin(), wv.end(), ex.tensor("w").data<float>());
+  REQUIRE(ex.run().ok());
+  auto silu = [](double v) { return v / (1 + std::exp(-v)); };
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 3; ++c) {
+      double aw = 0;
+      for (int k = 0; k < 3; ++k) aw += av[size_t(r * 3 + k)] * wv[size_t(k * 3 + c)];
+      const double x = av[size_t(r * 3 + c)];
+      const double want = silu(x) + aw + 2 * x + aw + 3 * x + 3 * aw + silu(2 * x);
+      CHECK(ex.tensor("out").data<float>()[r * 3 + c] == Approx(want).epsilon(1e-5));
+    }
 }

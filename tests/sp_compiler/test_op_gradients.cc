@@ -31,24 +31,34 @@ void expect_ok(const testing::GradCheckResult& r) {
 }
 }  // namespace
 
+// With an accumulated third operand X (fuse_accumulate's C = op(A)·op(B) + X), X's gradient
+// is the output's.
 TEST_CASE("matmul gradients match finite differences for every transpose combination", "[grad]") {
   for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      DYNAMIC_SECTION("trans_a=" << ta << " trans_b=" << tb) {
-        Shape sa = ta ? Shape{2, 5, 3} : Shape{2, 3, 5};
-        Shape sb = tb ? Shape{2, 4, 5} : Shape{2, 5, 4};
-        expect_ok(grad_check({f32("a", sa), f32("b", sb)},
-                             [&](Builder& b, const V& v) { return b.matmul(v[0], v[1], ta, tb); }, kAtol, kRtol));
+    for (bool tb : {false, true})
+      for (bool acc : {false, true}) {
+        DYNAMIC_SECTION("trans_a=" << ta << " trans_b=" << tb << " accumulate=" << acc) {
+          Shape sa = ta ? Shape{2, 5, 3} : Shape{2, 3, 5};
+          Shape sb = tb ? Shape{2, 4, 5} : Shape{2, 5, 4};
+          std::vector<GradCheckInput> in{f32("a", sa), f32("b", sb)};
+          if (acc) in.push_back(f32("x", {2, 3, 4}));
+          expect_ok(grad_check(in, [&](Builder& b, const V& v) {
+            return b.op1(ir::Op::matmul, v, ir::MatmulAttrs{ta, tb});
+          }, kAtol, kRtol));
+        }
       }
-    }
 }
 
 TEST_CASE("matmul with a weight shared by the batch sums its gradient over the batch", "[grad]") {
-  for (bool tb : {false, true}) {
-    Shape sw = tb ? Shape{4, 5} : Shape{5, 4};
-    expect_ok(grad_check({f32("x", {2, 3, 5}), f32("w", sw)},
-                         [&](Builder& b, const V& v) { return b.matmul(v[0], v[1], false, tb); }, kAtol, kRtol));
-  }
+  for (bool tb : {false, true})
+    for (bool acc : {false, true}) {
+      Shape sw = tb ? Shape{4, 5} : Shape{5, 4};
+      std::vector<GradCheckInput> in{f32("x", {2, 3, 5}), f32("w", sw)};
+      if (acc) in.push_back(f32("r", {2, 3, 4}));
+      expect_ok(grad_check(in, [&](Builder& b, const V& v) {
+        return b.op1(ir::Op::matmul, v, ir::MatmulAttrs{false, tb});
+      }, kAtol, kRtol));
+    }
 }
 
 TEST_CASE("binary ops with suffix broadcasting reduce the broadcast operand's gradient", "[grad]") {

@@ -190,7 +190,8 @@ TEST_CASE("the dump-ir flag writes the graph before and after each pass", "[cli]
   CHECK(has(text, "attention_backward("));
   CHECK(std::filesystem::exists(dir + "/04-recompute.ir"));
   CHECK(std::filesystem::exists(dir + "/05-zero_shard.ir"));
-  std::ifstream prog(dir + "/06-lowered.program");
+  CHECK(std::filesystem::exists(dir + "/06-fuse_accumulate.ir"));
+  std::ifstream prog(dir + "/07-lowered.program");
   std::string program((std::istreambuf_iterator<char>(prog)), {});
   CHECK(has(program, "program: "));
   CHECK(has(program, " compute  embedding("));
