@@ -41,10 +41,14 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
   return p;
 }
 
-}  // namespace
+sp::ZeroOptions zero_options(const Options& opts, int world_size) {
+  // ZeRO over one rank would shard nothing: that is stage 0.
+  return {world_size > 1 ? int(opts.parallel.zero_stage) : 0, world_size,
+          int64_t(opts.parallel.bucket_mb * 1024 * 1024)};
+}
 
-StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir,
-                           const std::string& hardware) {
+// One compilation of the config as it stands: sp_strategy "auto" here is the per-op choice.
+StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::string& hardware) {
   Compiled c;
   ASSIGN_OR_RETURN(c.hardware, sp::hardware(hardware));
   c.device = opts.train.device;
@@ -63,9 +67,7 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
     c.plan.layout = {opts.train.seq_len, opts.train.seq_len, 1, 1, false};
   }
 
-  // ZeRO over one rank would shard nothing: that is stage 0.
-  const sp::ZeroOptions zero{world_size > 1 ? int(opts.parallel.zero_stage) : 0, world_size,
-                             int64_t(opts.parallel.bucket_mb * 1024 * 1024)};
+  const sp::ZeroOptions zero = zero_options(opts, world_size);
   c.buckets = sp::plan_buckets(c.forward, zero);
 
   ir::Graph eval_graph = c.forward;
@@ -122,8 +124,53 @@ StatusOr<Compiled> compile(const Options& opts, int world_size, const std::strin
     c.recompute_reason = "even " + what + " needs " + std::to_string(total >> 20) + " MiB, over train.memory_gib = " +
                          std::to_string(budget >> 20) + " MiB";
   }
+  return c;
+}
+
+// sp_strategy "auto" picks each attention op's strategy by its own communication time, but a
+// strategy also decides what the step must recompute to fit (ring holds K/V blocks and no
+// all-to-all buffers) and so its compute. Each strategy forced on every op is compiled too,
+// with the same recompute search, and the step predicted fastest that fits the budget wins;
+// the per-op choice keeps ties within 1%.
+Status choose_whole_step(const Options& opts, int world_size, const std::string& hardware, Compiled& c) {
+  const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
+  auto predicted = [&](const Compiled& x) {
+    return sp::predict_step(x.train, x.hardware, world_size, opts.parallel.overlap).step_s();
+  };
+  const double per_op = predicted(c);
+  double best = per_op;
+  std::string best_name;
+  for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
+    Options forced = opts;
+    forced.parallel.sp_strategy = strategy;
+    ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
+    if (budget > 0 && memory_plan(fc).total() > budget) continue;
+    const double t = predicted(fc);
+    if (t < 0.99 * best) {
+      best = t;
+      best_name = strategy;
+      c = std::move(fc);
+    }
+  }
+  if (best_name.empty()) return Status::Ok();
+  char why[256];
+  std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op, %.3g s with each op's least-communication choice",
+                best, best_name.c_str(), per_op);
+  for (sp::AttentionDecision& d : c.plan.attention) d.reason = why;
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir,
+                           const std::string& hardware) {
+  ASSIGN_OR_RETURN(Compiled c, compile_once(opts, world_size, hardware));
+  if (opts.parallel.sp_strategy == "auto" && c.mesh.sp > 1)
+    RETURN_IF_ERROR(choose_whole_step(opts, world_size, hardware, c));
   if (!dump_ir_dir.empty())  // dump the chosen pipeline
-    RETURN_IF_ERROR(train_program(c, zero, c.recompute, c.mlp_chunks, opts.parallel.overlap, dump_ir_dir).status());
+    RETURN_IF_ERROR(train_program(c, zero_options(opts, world_size), c.recompute, c.mlp_chunks, opts.parallel.overlap,
+                                  dump_ir_dir)
+                        .status());
   return c;
 }
 

@@ -1,0 +1,54 @@
+// sp_strategy "auto" compares whole steps: whatever it picks is predicted no slower than any
+// strategy forced on every op whose plan fits the same budget. The 1M-token plan is the case
+// where each op's least-communication choice (hybrid) is not the fastest step: it needs full
+// recompute to fit, and ring fits with layer recompute, so it skips re-running attention.
+#include <catch2/catch.hpp>
+
+#include "sp_equivalence.h"
+#include "trainer/compile.h"
+#include "trainer/plan_report.h"
+
+using namespace autosp;
+using autosp::trainer::Compiled;
+using autosp::trainer::Options;
+
+namespace {
+
+double step_s(const Compiled& c, const Options& o) {
+  return sp::predict_step(c.train, c.hardware, c.mesh.world(), o.parallel.overlap).step_s();
+}
+
+// Returns what auto chose; checks it against each forced strategy.
+Compiled check_auto_is_fastest(const Options& o, int world, const std::string& hardware) {
+  auto c = trainer::compile(o, world, "", hardware);
+  REQUIRE(c.ok());
+  const int64_t budget = int64_t(o.train.memory_gib * double(1ll << 30));
+  if (budget > 0) CHECK(trainer::memory_plan(c.value()).total() <= budget);
+  for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
+    Options forced = o;
+    forced.parallel.sp_strategy = strategy;
+    auto f = trainer::compile(forced, world, "", hardware);
+    REQUIRE(f.ok());
+    if (budget > 0 && trainer::memory_plan(f.value()).total() > budget) continue;
+    INFO(strategy << ": " << step_s(f.value(), forced) << " s, auto: " << step_s(c.value(), o) << " s");
+    CHECK(step_s(c.value(), o) <= step_s(f.value(), forced) * (1 + 1e-9));
+  }
+  return std::move(c).value();
+}
+
+}  // namespace
+
+TEST_CASE("auto's step is predicted no slower than any strategy forced on every op", "[plan][sp]") {
+  SECTION("Llama-3-8B, 1M tokens on two 8-GPU nodes: ring beats the per-op choice") {
+    auto o = trainer::load_options(std::string(AUTOSP_SOURCE_DIR) + "/configs/llama3-8b-1m.json", {});
+    REQUIRE(o.ok());
+    const Compiled c = check_auto_is_fastest(o.value(), 16, "h100x8-nvlink");
+    REQUIRE(!c.plan.attention.empty());
+    CHECK(c.plan.attention[0].strategy == sp::Strategy::ring);
+    CHECK(c.plan.attention[0].reason.find("whole step") != std::string::npos);
+  }
+  SECTION("the tiny config over 4 CPU ranks, with and without GQA") {
+    for (const char* kv : {"model.n_kv_heads=4", "model.n_kv_heads=2"})
+      check_auto_is_fastest(testing::sp_test_options({"parallel.sp=4", kv}), 4, "cpu");
+  }
+}
