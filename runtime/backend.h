@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "core/tensor.h"
 #include "ir/program.h"
@@ -31,6 +32,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // The device's model ("NVIDIA H200"), for the cost model's preset; empty on the host.
+  virtual std::string device_name() const { return ""; }
   virtual Device device() const { return Device::host; }
   virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
   // Called once per program before it runs: a backend allocates the workspace its kernels

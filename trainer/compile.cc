@@ -2,6 +2,7 @@
 
 #include <fstream>
 
+#include "core/log.h"
 #include "ir/program_printer.h"
 #include "models/model.h"
 #include "sp_compiler/autodiff.h"
@@ -144,8 +145,13 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
     Options forced = opts;
     forced.parallel.sp_strategy = strategy;
     ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
-    if (budget > 0 && memory_plan(fc).total() > budget) continue;
+    if (budget > 0 && memory_plan(fc).total() > budget) {
+      AUTOSP_LOG(1) << "sp_strategy auto: " << strategy << " on every op does not fit train.memory_gib";
+      continue;
+    }
     const double t = predicted(fc);
+    AUTOSP_LOG(1) << "sp_strategy auto: whole step " << t << " s with " << strategy << " on every op, " << per_op
+                  << " s with the per-op choice";
     if (t < 0.99 * best) {
       best = t;
       best_name = strategy;
@@ -161,6 +167,12 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
 }
 
 }  // namespace
+
+std::string hardware_preset(const Options& opts, const std::string& device_name) {
+  if (opts.train.hardware != "auto") return opts.train.hardware;
+  if (opts.train.device != "cuda") return "cpu";
+  return device_name.find("H200") != std::string::npos ? "h200" : "h100";
+}
 
 StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir,
                            const std::string& hardware) {

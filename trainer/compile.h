@@ -29,6 +29,12 @@ struct Compiled {
   ir::Program train, eval;
 };
 
+// The cost-model preset a run compiles for (sp::hardware names): train.hardware, or under
+// "auto" cpu for the CPU runtime and the GPU's for train.device cuda: h200 when device_name
+// names an H200, else h100 (an unknown or absent GPU, as under --plan on a CPU machine; the
+// presets differ only in HBM bandwidth).
+std::string hardware_preset(const Options& opts, const std::string& device_name);
+
 // dump_ir_dir: when set, the training graph is written there before and after each pass.
 // hardware: a name for sp::hardware() ("cpu" for the CPU runtime).
 StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir = "",

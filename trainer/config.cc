@@ -54,6 +54,7 @@ void for_each_field(O& o, F&& f) {
   f("train", "eval_steps", t.eval_steps);
   f("train", "dtype", t.dtype);
   f("train", "device", t.device);
+  f("train", "hardware", t.hardware);
   f("train", "recompute", t.recompute);
   f("train", "memory_gib", t.memory_gib);
   f("train", "mlp_chunks", t.mlp_chunks);
@@ -306,6 +307,8 @@ Status validate(const Options& o, int world_size, const std::string& source_name
   if (!one_of(t.device, {"cpu", "cuda"})) return bad("train.device", t.device, "\"cpu\" or \"cuda\"");
   if (t.device == "cuda" && t.dtype != "bf16")
     return bad("train.dtype", t.dtype, "\"bf16\" with train.device = \"cuda\" (the GPU's attention and loss kernels are bf16)");
+  if (!one_of(t.hardware, {"auto", "cpu", "h100", "h200", "h100x8-nvlink"}))
+    return bad("train.hardware", t.hardware, "\"auto\", \"cpu\", \"h100\", \"h200\" or \"h100x8-nvlink\" (--hardware sets it)");
   if (!one_of(t.recompute, {"auto", "none", "selective", "layer", "full"}))
     return bad("train.recompute", t.recompute, "\"auto\", \"none\", \"selective\", \"layer\" or \"full\"");
   if (!(t.memory_gib >= 0)) return bad("train.memory_gib", t.memory_gib, "≥ 0 (0 = no limit)");

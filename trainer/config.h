@@ -42,6 +42,9 @@ struct TrainOptions {
   int64_t eval_every = 50;      // steps between evals on data.val; 0 = off
   int64_t eval_steps = 4;       // batches per eval
   std::string device = "cpu";   // "cpu" | "cuda" (one GPU per rank; a build with nvcc)
+  // The cost model's preset for sp_strategy "auto" and --plan: "auto" (cpu, or on train.device
+  // cuda the GPU's: h200 for an H200, else h100), "cpu", "h100", "h200", "h100x8-nvlink".
+  std::string hardware = "auto";
   std::string dtype = "f32";    // "f32" | "bf16" (activations; parameters and optimizer state stay f32; the CPU emulates bf16 through f32 kernels)
   // Activation recompute: "none", "selective" (recompute norms, rope, activations; keep
   // matmul outputs and attention), "layer" (keep each layer's input, attention and collective

@@ -29,7 +29,7 @@ namespace {
 struct Flags {
   std::string config;
   std::vector<std::string> sets;
-  std::string resume, dump_ir, export_file, trace, hardware = "cpu";
+  std::string resume, dump_ir, export_file, trace, hardware;
   bool eval_only = false, plan = false, profile = false, max_seq = false;
   double memory_gib = -1;
   int verbose = 0;
@@ -135,6 +135,7 @@ int run(const Flags& f) {
   if (!opts_or.ok()) return fail(2, opts_or.status());
   Options opts = opts_or.value();
   if (f.memory_gib >= 0) opts.train.memory_gib = f.memory_gib;
+  if (!f.hardware.empty()) opts.train.hardware = f.hardware;
   if (f.max_seq && (!f.plan || opts.train.memory_gib <= 0))
     return fail(2, InvalidArgument("--max-seq goes with --plan and a budget (--memory-gib G or train.memory_gib)"));
   std::unique_ptr<runtime::Communicator> world;
@@ -153,7 +154,7 @@ int run(const Flags& f) {
 
   if (f.plan && f.max_seq) {
     const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
-    auto len = longest_seq_len(opts, plan_world, budget, f.hardware);
+    auto len = longest_seq_len(opts, plan_world, budget, hardware_preset(opts, ""));
     if (!len.ok()) return fail(2, len.status());
     if (rank == 0)
       std::printf("longest train.seq_len within %.3g GiB per rank: %lld tokens (recompute %s)\n", opts.train.memory_gib,
@@ -164,7 +165,7 @@ int run(const Flags& f) {
     }
   }
   if (f.plan) {
-    auto c = compile(opts, plan_world, f.dump_ir, f.hardware);
+    auto c = compile(opts, plan_world, f.dump_ir, hardware_preset(opts, ""));
     if (!c.ok()) return fail(2, c.status());
     auto prediction = format_prediction(opts, c.value());
     if (!prediction.ok()) return fail(2, prediction.status());
@@ -298,7 +299,8 @@ int main(int argc, char** argv) {
   app.add_flag("--max-seq", f.max_seq, "With --plan: search the longest train.seq_len that fits --memory-gib per rank");
   app.add_option("--memory-gib", f.memory_gib, "Per-rank memory budget in GiB (sets train.memory_gib)");
   app.add_option("--hardware", f.hardware,
-                 "With --plan: the machine to plan and predict for: cpu (default), h100, h200, h100x8-nvlink");
+                 "The cost model's machine, for --plan and sp_strategy auto (sets train.hardware): cpu, h100, h200, "
+                 "h100x8-nvlink, or auto (default: cpu, or the GPU's on train.device cuda)");
   app.add_option("--trace", f.trace,
                  "Write the last training step as a Chrome trace (Perfetto / chrome://tracing): a track per "
                  "stream per rank, every instruction with its op and layer");

@@ -105,6 +105,11 @@ class CudaBackend final : public Backend {
 
   const char* name() const override { return "cuda"; }
   Device device() const override { return Device::cuda; }
+  std::string device_name() const override {
+    cudaDeviceProp p{};
+    CUDA_CHECK(cudaGetDeviceProperties(&p, device_));
+    return p.name;
+  }
   cudaStream_t comm_stream() const { return comm_; }
 
   std::shared_ptr<Storage> allocate(size_t bytes) override {

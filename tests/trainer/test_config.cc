@@ -192,6 +192,7 @@ TEST_CASE("impossible values are errors naming the key and what was expected") {
       {{"train.beta2=-0.5"}, "train.beta2", "in [0, 1)"},
       {{"train.dtype=fp16"}, "train.dtype", "\"f32\" or \"bf16\""},
       {{"train.device=tpu"}, "train.device", "\"cpu\" or \"cuda\""},
+      {{"train.hardware=a100"}, "train.hardware", "\"h100x8-nvlink\" (--hardware sets it)"},
       {{"train.device=cuda"}, "train.dtype", "\"bf16\" with train.device = \"cuda\""},
       {{"data.format=txt"}, "data.format", "\"u16\", \"u32\" or \"llmc\""},
       {{"data.eod_token=257"}, "data.eod_token", "when data.documents is true"},

@@ -38,6 +38,18 @@ Compiled check_auto_is_fastest(const Options& o, int world, const std::string& h
 
 }  // namespace
 
+TEST_CASE("the cost model's preset follows train.hardware, the device and the GPU's name", "[plan]") {
+  Options o;
+  CHECK(trainer::hardware_preset(o, "") == "cpu");
+  CHECK(trainer::hardware_preset(o, "NVIDIA H200") == "cpu");  // train.device cpu: the CPU runtime
+  o.train.device = "cuda";
+  CHECK(trainer::hardware_preset(o, "NVIDIA H200") == "h200");
+  CHECK(trainer::hardware_preset(o, "NVIDIA H100 80GB HBM3") == "h100");
+  CHECK(trainer::hardware_preset(o, "") == "h100");  // --plan on a machine without the GPU
+  o.train.hardware = "h100x8-nvlink";
+  CHECK(trainer::hardware_preset(o, "NVIDIA H200") == "h100x8-nvlink");
+}
+
 TEST_CASE("auto's step is predicted no slower than any strategy forced on every op", "[plan][sp]") {
   SECTION("Llama-3-8B, 1M tokens on two 8-GPU nodes: ring beats the per-op choice") {
     auto o = trainer::load_options(std::string(AUTOSP_SOURCE_DIR) + "/configs/llama3-8b-1m.json", {});
