@@ -17,6 +17,9 @@ namespace autosp::ir {
 inline constexpr const char* kGradBucketPrefix = "grad_bucket.";  // stage 1: the all-reduced bucket
 inline constexpr const char* kGradShardPrefix = "grad_shard.";    // stages 2-3: this rank's shard
 inline constexpr const char* kParamShardPrefix = "param_shard.";  // stage 3: this rank's parameters
+// Gradient accumulation (sp_compiler/accumulate_gradients.h): the input each gradient output
+// adds onto, bound to the output's own tensor.
+inline constexpr const char* kAccumulatedPrefix = "accumulated.";
 
 struct BucketEntry {
   std::string name;    // parameter name

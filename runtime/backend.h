@@ -71,6 +71,8 @@ class Backend {
   // losses through these; a device backend orders them after the work issued before).
   virtual void upload(void* dst, const void* host, size_t bytes) { std::memcpy(dst, host, bytes); }
   virtual void download(void* host, const void* src, size_t bytes) { std::memcpy(host, src, bytes); }
+  // dst[bytes] := 0 on this backend's memory, ordered after the work issued before.
+  virtual void fill_zero(void* dst, size_t bytes) { std::memset(dst, 0, bytes); }
 
   // Optimizer arithmetic on f32 tensors this backend allocated. Σ over xs of Σ x², in a fixed
   // order (the gradient norm); and one AdamW step of p with gradient g and moments m, v.

@@ -30,6 +30,9 @@ class ParameterState {
   virtual void initialize(uint64_t seed) = 0;
   // Binds the program's parameter arguments and gradient outputs to this state's tensors.
   virtual Status bind(Executor& ex) = 0;
+  // Zeroes the gradients the program accumulates into (train.grad_accum_steps > 1: before
+  // an optimizer step's first micro-batch).
+  virtual void zero_gradients() = 0;
   // Global gradient norm, before clipping (collective under ZeRO: an all_reduce of squares).
   virtual double grad_norm() = 0;
   // One AdamW step; grad_scale folds in clipping. Under ZeRO 1-2 it ends with the all_gather

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/rng.h"
+#include "ir/buckets.h"
 #include "kernels/cpu/adamw.h"
 #include "kernels/cpu/reduce.h"
 
@@ -52,11 +53,17 @@ void ParamStore::initialize(uint64_t seed) {
   }
 }
 
+Status bind_gradient(Executor& ex, const std::string& name, const Tensor& t) {
+  if (!ex.has(name)) return Status::Ok();  // an eval program has no gradients
+  RETURN_IF_ERROR(ex.bind(name, t));
+  const std::string acc = ir::kAccumulatedPrefix + name;
+  return ex.has(acc) ? ex.bind(acc, t) : Status::Ok();
+}
+
 Status ParamStore::bind(Executor& ex) {
   for (Param& p : params_) {
     RETURN_IF_ERROR(ex.bind(p.spec.name, p.value));
-    const std::string g = "grad." + p.spec.name;
-    if (ex.has(g)) RETURN_IF_ERROR(ex.bind(g, p.grad));
+    RETURN_IF_ERROR(bind_gradient(ex, "grad." + p.spec.name, p.grad));
   }
   return Status::Ok();
 }

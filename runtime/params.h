@@ -33,6 +33,10 @@ struct Param {
   bool decay() const { return spec.shape.rank() >= 2; }
 };
 
+// Binds gradient output `name` to t and, when the program accumulates gradients over
+// micro-batches, its "accumulated.<name>" input to the same tensor (the step adds in place).
+Status bind_gradient(Executor& ex, const std::string& name, const Tensor& t);
+
 class ParamStore {
  public:
   explicit ParamStore(const std::vector<ParamSpec>& specs);

@@ -51,10 +51,16 @@ class ReplicatedState final : public ParameterState {
     if (!device_) return store_.bind(ex);
     for (Param& p : dev_) {
       RETURN_IF_ERROR(ex.bind(p.spec.name, p.value));
-      const std::string g = "grad." + p.spec.name;
-      if (ex.has(g)) RETURN_IF_ERROR(ex.bind(g, p.grad));
+      RETURN_IF_ERROR(bind_gradient(ex, "grad." + p.spec.name, p.grad));
     }
     return Status::Ok();
+  }
+  void zero_gradients() override {
+    if (!device_) {
+      for (Param& p : store_.params()) std::memset(p.grad.raw(), 0, p.grad.nbytes());
+      return;
+    }
+    for (Param& p : dev_) device_->fill_zero(p.grad.raw(), p.grad.nbytes());
   }
   double grad_norm() override {
     if (!device_) return store_.grad_norm();

@@ -96,10 +96,19 @@ class ZeroState final : public ParameterState {
       } else {
         RETURN_IF_ERROR(ex.bind(kParamShardPrefix + b.name, st.shard));
       }
-      const std::string g = (plan_.stage == 1 ? kGradBucketPrefix : kGradShardPrefix) + b.name;
-      if (ex.has(g)) RETURN_IF_ERROR(ex.bind(g, st.grad));
+      RETURN_IF_ERROR(bind_gradient(ex, (plan_.stage == 1 ? kGradBucketPrefix : kGradShardPrefix) + b.name, st.grad));
     }
     return Status::Ok();
+  }
+
+  void zero_gradients() override {
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      Tensor& g = live(k).grad;
+      if (device_)
+        device_->fill_zero(g.raw(), g.nbytes());
+      else
+        std::memset(g.raw(), 0, g.nbytes());
+    }
   }
 
   double grad_norm() override {

@@ -31,6 +31,7 @@ class Pipeline {
   // Verifies the input, then runs each pass, verifying after it. With ctx.dump_dir the graph
   // is written as 00-input.ir, 01-<pass>.ir, ...
   Status run(ir::Graph& g, const PassContext& ctx) const;
+  size_t size() const { return passes_.size(); }
 
  private:
   std::vector<std::unique_ptr<Pass>> passes_;

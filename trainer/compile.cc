@@ -1,10 +1,12 @@
 #include "trainer/compile.h"
 
+#include <cstdio>
 #include <fstream>
 
 #include "core/log.h"
 #include "ir/program_printer.h"
 #include "models/model.h"
+#include "sp_compiler/accumulate_gradients.h"
 #include "sp_compiler/autodiff.h"
 #include "sp_compiler/chunk_mlp.h"
 #include "sp_compiler/fuse_accumulate.h"
@@ -28,13 +30,16 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
       // Recompute sees parameters by name (their layers); ZeRO-3 then gathers a bucket again
       // for the backward phase, recomputed forward nodes included.
       .add(sp::make_recompute_pass(policy))
-      .add(sp::make_zero_shard_pass(zero))
-      // Last: the adds it folds include recompute's copies and every gradient sum.
-      .add(sp::make_fuse_accumulate_pass());
+      .add(sp::make_zero_shard_pass(zero));
+  if (c.accumulate_gradients) pipeline.add(sp::make_accumulate_gradients_pass());
+  // Last: the adds it folds include recompute's copies and every gradient sum.
+  pipeline.add(sp::make_fuse_accumulate_pass());
   RETURN_IF_ERROR(pipeline.run(g, {dump_ir_dir}));
   ASSIGN_OR_RETURN(ir::Program p, sp::lower(g, {overlap}));
   if (!dump_ir_dir.empty()) {  // after the passes' NN-<pass>.ir files: the scheduled program
-    const std::string path = dump_ir_dir + "/07-lowered.program";
+    char file[32];  // numbered after the last pass's file
+    std::snprintf(file, sizeof file, "/%02zu-lowered.program", pipeline.size() + 1);
+    const std::string path = dump_ir_dir + file;
     std::ofstream f(path);
     f << ir::print_program(p);
     if (!f) return IoError("--dump-ir: cannot write " + path);
@@ -53,6 +58,7 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
   Compiled c;
   ASSIGN_OR_RETURN(c.hardware, sp::hardware(hardware));
   c.device = opts.train.device;
+  c.accumulate_gradients = opts.train.grad_accum_steps > 1;
   const int sp_degree = int(opts.parallel.sp);
   if (sp_degree < 1 || world_size % sp_degree != 0)
     return InvalidArgument("parallel.sp = " + std::to_string(sp_degree) + " does not divide the world size " +

@@ -26,6 +26,9 @@ struct Compiled {
   sp::RecomputePolicy recompute = sp::RecomputePolicy::none;
   int mlp_chunks = 1;  // the training step's MLPs run over this many sequence slices
   std::string recompute_reason;
+  // train.grad_accum_steps > 1: each gradient output adds onto its "accumulated.<output>"
+  // input (sp_compiler/accumulate_gradients.h).
+  bool accumulate_gradients = false;
   ir::Program train, eval;
 };
 

@@ -41,6 +41,7 @@ void for_each_field(O& o, F&& f) {
   auto& t = o.train;
   f("train", "seq_len", t.seq_len);
   f("train", "batch_size", t.batch_size);
+  f("train", "grad_accum_steps", t.grad_accum_steps);
   f("train", "steps", t.steps);
   f("train", "lr", t.lr);
   f("train", "min_lr", t.min_lr);
@@ -289,6 +290,7 @@ Status validate(const Options& o, int world_size, const std::string& source_name
   if (t.seq_len > m.max_seq_len)
     return bad("train.seq_len", t.seq_len, "≤ model.max_seq_len = " + std::to_string(m.max_seq_len));
   if (t.batch_size < 1) return bad("train.batch_size", t.batch_size, "≥ 1");
+  if (t.grad_accum_steps < 1) return bad("train.grad_accum_steps", t.grad_accum_steps, "≥ 1");
   if (t.steps < 0) return bad("train.steps", t.steps, "≥ 0");
   if (t.lr < 0) return bad("train.lr", t.lr, "≥ 0");
   if (t.min_lr < 0) return bad("train.min_lr", t.min_lr, "≥ 0");

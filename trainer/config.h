@@ -29,7 +29,8 @@ struct DataOptions {
 // Section "train".
 struct TrainOptions {
   int64_t seq_len = 256;        // tokens per row (≤ model.max_seq_len)
-  int64_t batch_size = 4;       // rows per step (per data-parallel replica)
+  int64_t batch_size = 4;       // rows per micro-batch (per data-parallel replica)
+  int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (gradients summed in place)
   int64_t steps = 200;          // optimizer steps in total
   double lr = 3e-3;             // peak learning rate, reached after warmup_steps
   double min_lr = 3e-4;         // cosine decay floor, reached at `steps`

@@ -202,7 +202,8 @@ int run(const Flags& f) {
   if (rank == 0) {
     std::printf("autosp-train: %s, %s parameters, %lld steps of %lld x %lld tokens, from step %lld", opts.model.arch.c_str(),
                 human_count(double(t.memory_plan().num_params)).c_str(), (long long)to.steps,
-                (long long)(to.batch_size * dp), (long long)to.seq_len, (long long)t.step());
+                (long long)(to.batch_size * to.grad_accum_steps * dp), (long long)to.seq_len, (long long)t.step());
+    if (to.grad_accum_steps > 1) std::printf(" (%lld micro-batches each)", (long long)to.grad_accum_steps);
     if (world_size > 1) {
       std::printf("; %d ranks = dp %d x sp %d", world_size, dp, int(opts.parallel.sp));
       for (const auto& d : t.sp_plan().attention) {
@@ -243,7 +244,7 @@ int run(const Flags& f) {
       s.loss = loss_acc / double(window_steps);
       s.lr = r->lr;
       s.grad_norm = r->grad_norm;
-      s.tokens_per_s = double(window_steps * to.batch_size * dp * to.seq_len) / secs;
+      s.tokens_per_s = double(window_steps * to.batch_size * to.grad_accum_steps * dp * to.seq_len) / secs;
       s.step_ms = 1000.0 * secs / double(window_steps);
       s.comm_ms = world_size > 1 ? comm_acc / double(window_steps) : -1.0;
       s.mem_bytes = t.device_peak_bytes() > 0 ? t.device_peak_bytes() : peak_rss_bytes() - g_rss_at_start;

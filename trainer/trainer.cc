@@ -107,7 +107,8 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   RETURN_IF_ERROR(t->params_->bind(*t->train_));
   RETURN_IF_ERROR(t->params_->bind(*t->eval_));
   // Every rank holds the same loss and backpropagates partial sums, so the seeds add to 1.
-  const float seed = 1.0f / float(world_size);
+  // Each micro-batch's loss is a mean; the optimizer step takes the mean over its micro-batches.
+  const float seed = 1.0f / (float(world_size) * float(opts.train.grad_accum_steps));
   t->train_->write(sp::kLossSeedInput, &seed, sizeof seed);
 
   ASSIGN_OR_RETURN(DataLoader train_data, open_loader(opts.data.train, opts, spo.dp, uint64_t(opts.train.seed)));
@@ -121,12 +122,20 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
 
 StatusOr<StepResult> Trainer::train_step() {
   const TrainOptions& to = opts_.train;
-  feed_shard(*train_data_, step_, shard_, *train_);
-  RETURN_IF_ERROR(train_->run());
+  const int64_t micro = to.grad_accum_steps;
+  // With several micro-batches the program adds each one's gradients onto the state's
+  // (accumulate_gradients), which therefore start from zero; with one it overwrites them.
+  if (micro > 1) params_->zero_gradients();
   StepResult r;
-  r.loss = scalar(*train_, "loss");
-  r.tokens = int64_t(scalar(*train_, "count"));
-  r.exposed_comm_ms = 1000.0 * train_->exposed_comm_seconds();
+  double loss = 0;
+  for (int64_t k = 0; k < micro; ++k) {
+    feed_shard(*train_data_, step_ * micro + k, shard_, *train_);  // the data position is a function of the step
+    RETURN_IF_ERROR(train_->run());
+    loss += scalar(*train_, "loss");
+    r.tokens += int64_t(scalar(*train_, "count"));
+    r.exposed_comm_ms += 1000.0 * train_->exposed_comm_seconds();
+  }
+  r.loss = loss / double(micro);
   r.grad_norm = params_->grad_norm();  // gradients are all-reduced: the same on every rank
   r.lr = learning_rate(step_, to);
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))

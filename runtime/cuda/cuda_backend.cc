@@ -206,6 +206,12 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaStreamSynchronize(compute_));
   }
 
+  void fill_zero(void* dst, size_t bytes) override {
+    if (bytes == 0) return;
+    DeviceScope on(device_);
+    CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, compute_));  // the step's kernels follow on this stream
+  }
+
   // Each tensor's Σx² lands in its own float on the device (sum_squares accumulates in double
   // and rounds once); one download, then the sum over tensors in double, in order.
   double sum_squares(std::span<const Tensor> xs) override {

@@ -5,20 +5,12 @@
 #include "ir/printer.h"
 #include "models/model.h"
 #include "sp_compiler/autodiff.h"
+#include "tests/sp_compiler/small_llama.h"
 
 using namespace autosp;
 
 namespace {
-models::ModelConfig tiny() {
-  models::ModelConfig c;
-  c.vocab_size = 32;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.n_kv_heads = 1;
-  c.ffn_hidden = 24;
-  c.n_layers = 2;
-  return c;
-}
+models::ModelConfig tiny() { return testing::small_llama(2, 1); }
 int count(const ir::Graph& g, ir::Op op) {
   int n = 0;
   for (const auto& node : g.nodes) n += node.op == op;

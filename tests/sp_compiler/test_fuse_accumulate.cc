@@ -16,6 +16,7 @@
 #include "sp_compiler/fuse_accumulate.h"
 #include "sp_compiler/lower.h"
 #include "sp_compiler/recompute.h"
+#include "tests/sp_compiler/small_llama.h"
 
 using namespace autosp;
 using ir::Op;
@@ -44,16 +45,7 @@ int producer(const ir::Graph& g, ValueId v) {
   return -1;
 }
 
-models::ModelConfig tiny_llama() {
-  models::ModelConfig c;
-  c.vocab_size = 32;
-  c.d_model = 16;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ffn_hidden = 24;
-  c.n_layers = 2;
-  return c;
-}
+models::ModelConfig tiny_llama() { return testing::small_llama(4, 2); }
 
 }  // namespace
 

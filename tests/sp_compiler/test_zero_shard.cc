@@ -9,20 +9,14 @@
 #include "sp_compiler/lower.h"
 #include "sp_compiler/shard_sequence.h"
 #include "sp_compiler/zero_shard.h"
+#include "tests/sp_compiler/small_llama.h"
 
 using namespace autosp;
 
 namespace {
 
 ir::Graph two_layers(DType dtype = DType::f32) {
-  models::ModelConfig c;
-  c.vocab_size = 32;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.n_kv_heads = 2;
-  c.ffn_hidden = 24;
-  c.n_layers = 2;
-  return models::build(c, {1, 8, false, dtype}).value();
+  return models::build(testing::small_llama(), {1, 8, false, dtype}).value();
 }
 
 ir::Graph compiled(int stage, int world, DType dtype = DType::f32) {

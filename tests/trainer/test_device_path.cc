@@ -151,11 +151,15 @@ TEST_CASE("under SP and ZeRO the device path equals the CPU path, and every coll
       {"parallel.sp=2", "parallel.zero_stage=3"},
       // bf16 buckets: the gather converts its f32 shard as it sends.
       {"parallel.sp=2", "parallel.zero_stage=3", "train.dtype=bf16"},
+      // Micro-batches: gradients zeroed through the backend, then accumulated in place.
+      {"parallel.sp=2", "parallel.zero_stage=2", "train.grad_accum_steps=2"},
       // PretendDevice does not run ring attention itself: the executor's host ring does.
       {"parallel.sp=2", "parallel.sp_strategy=ring"},
   };
   for (const auto& sets : cases) {
-    DYNAMIC_SECTION(sets[0] << " " << sets[1]) {
+    std::string name;  // every setting: Catch runs a section once per distinct name
+    for (const std::string& s : sets) name += s + " ";
+    DYNAMIC_SECTION(name) {
       std::vector<std::string> all = sets;
       if (sets[1].find("sp_strategy") == std::string::npos) all.push_back("parallel.sp_strategy=ulysses");
       const Options o = sp_test_options(all);
