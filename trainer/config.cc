@@ -69,6 +69,7 @@ void for_each_field(O& o, F&& f) {
   f("checkpoint", "dir", c.dir);
   f("checkpoint", "every", c.every);
   f("checkpoint", "keep", c.keep);
+  f("checkpoint", "init_from", c.init_from);
   auto& l = o.log;
   f("log", "every", l.every);
   f("log", "metrics_file", l.metrics_file);

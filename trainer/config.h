@@ -70,6 +70,9 @@ struct CheckpointOptions {
   std::string dir = "build/checkpoints/tiny";  // root of step_XXXXXXXX dirs
   int64_t every = 100;                         // steps between saves; 0 = off
   int64_t keep = 2;                            // newest checkpoints kept (≥ 1)
+  // Starting weights (runtime/pretrained.h): a safetensors file or a Hugging Face model
+  // directory, read by parameter name; "" = random initialisation. --resume overrides it.
+  std::string init_from;
 };
 
 // Section "log".

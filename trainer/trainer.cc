@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/log.h"
+#include "runtime/pretrained.h"
 #include "sp_compiler/autodiff.h"
 #ifdef AUTOSP_HAVE_CUDA
 #include "runtime/cuda/comm_nccl.h"
@@ -99,6 +101,14 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
     t->params_ = runtime::make_zero_state(c.buckets, *world, &t->mesh_->group(ir::MeshGroup::world),
                                           t->backend_.get());
   t->params_->initialize(uint64_t(opts.train.seed));
+  if (!opts.checkpoint.init_from.empty()) {
+    int skipped = 0;
+    ASSIGN_OR_RETURN(runtime::TrainState start,
+                     runtime::load_pretrained(opts.checkpoint.init_from, runtime::param_specs(c.forward), &skipped));
+    RETURN_IF_ERROR(t->params_->load(start));
+    AUTOSP_LOG(1) << "parameters from " << opts.checkpoint.init_from << " (" << skipped
+                  << " other tensors there skipped)";
+  }
   t->plan_mem_ = trainer::memory_plan(c);
   // Training and eval steps never overlap: one arena serves both (the plan counts the larger).
   auto arena = t->backend_->allocate(size_t(std::max(c.train.arena_bytes, c.eval.arena_bytes)));
