@@ -182,10 +182,13 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
   std::string s;
   char line[512];
   const int world = c.mesh.world();
-  const double tokens = double(c.mesh.dp) * double(o.train.batch_size) * double(o.train.seq_len);
+  // An optimizer step runs the training program once per micro-batch.
+  const double micro = double(o.train.grad_accum_steps);
+  const double tokens = micro * double(c.mesh.dp) * double(o.train.batch_size) * double(o.train.seq_len);
   const double per_token = model_flops_per_token(o, c);
   auto describe = [&](const char* label, const Compiled& cc) {
-    const sp::StepCost k = sp::predict_step(cc.train, cc.hardware, world, o.parallel.overlap);
+    sp::StepCost k = sp::predict_step(cc.train, cc.hardware, world, o.parallel.overlap);
+    for (double* t : {&k.compute_s, &k.memory_s, &k.comm_s, &k.exposed_comm_s}) *t *= micro;
     const double mfu = tokens * per_token / (k.step_s() * cc.hardware.peak_flops * world);
     std::snprintf(line, sizeof line,
                   "  %-22s step %9.3f s  %10s tok/s  MFU %5.1f%%  (compute %.3f s, memory %.3f s, "
