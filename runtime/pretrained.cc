@@ -72,9 +72,8 @@ StatusOr<TrainState> load_pretrained(const std::string& path, const std::vector<
     else
       std::memcpy(value.raw(), t.raw(), t.nbytes());
     s.params.push_back({p.name, value});
-    s.exp_avg.push_back({p.name, Tensor::zeros(DType::f32, p.shape)});
-    s.exp_avg_sq.push_back({p.name, Tensor::zeros(DType::f32, p.shape)});
   }
+  s.zero_moments = true;
   if (skipped) *skipped = int(found.size() - specs.size());
   return s;
 }

@@ -17,8 +17,8 @@ namespace autosp::runtime {
 // Every parameter in `specs` must be found with its shape, as F32 or BF16 (widened to f32);
 // the file's other tensors (a rotary inv_freq buffer, a head this config ties) are skipped
 // and counted in *skipped. Errors name the file and the tensor. The result is a TrainState at
-// step 0 with zero AdamW moments, which every ParameterState loads, so any ZeRO stage and
-// world size can start from it.
+// step 0 without optimizer state (zero_moments), which every ParameterState loads, so any
+// ZeRO stage and world size can start from it.
 StatusOr<TrainState> load_pretrained(const std::string& path, const std::vector<ParamSpec>& specs,
                                      int* skipped = nullptr);
 

@@ -117,6 +117,11 @@ class ReplicatedState final : public ParameterState {
   Status load(const TrainState& s) override {
     for (Param& p : store_.params()) {
       RETURN_IF_ERROR(copy_into(s.params, p.spec.name, "the parameter", p.value, s.path));
+      if (s.zero_moments) {
+        std::memset(p.exp_avg.raw(), 0, p.exp_avg.nbytes());
+        std::memset(p.exp_avg_sq.raw(), 0, p.exp_avg_sq.nbytes());
+        continue;
+      }
       RETURN_IF_ERROR(copy_into(s.exp_avg, p.spec.name, "exp_avg", p.exp_avg, s.path));
       RETURN_IF_ERROR(copy_into(s.exp_avg_sq, p.spec.name, "exp_avg_sq", p.exp_avg_sq, s.path));
     }

@@ -489,6 +489,10 @@ StatusOr<RankShards> shard_train_state(const TrainState& s, const ir::BucketPlan
     const int64_t S = plan.shard_numel(b), lo = int64_t(rank) * S;
     for (int k = 0; k < 3; ++k) {
       Tensor shard = Tensor::zeros(DType::f32, Shape{S});
+      if (k > 0 && s.zero_moments) {
+        outs[k]->push_back(std::move(shard));
+        continue;
+      }
       for (const ir::BucketEntry& e : b.params) {
         auto it = by_name[k].find(e.name);
         if (it == by_name[k].end())

@@ -35,6 +35,7 @@ struct TrainState {
   int64_t step = 0;
   nlohmann::json state = nlohmann::json::object();  // as passed to save (data position, seed, config)
   NamedTensors params, exp_avg, exp_avg_sq;         // exp_avg / exp_avg_sq keyed by the parameter name
+  bool zero_moments = false;  // no optimizer state (a pretrained model): AdamW starts from zero
   std::string path;                                 // the step directory read
 };
 

@@ -54,9 +54,17 @@ TEST_CASE("a run starts from an exported model with exactly its weights, at any 
   const std::string file = scratch_path("init_from_model.safetensors");
   const runtime::NamedTensors want = exported_model(scratch_path("init_from_ckpt"), file);
 
-  auto one = Trainer::create(sp_test_options({"checkpoint.init_from=" + file}));
+  const std::string saved = scratch_path("init_from_saved");
+  auto one = Trainer::create(sp_test_options({"checkpoint.init_from=" + file, "checkpoint.dir=" + saved}));
   REQUIRE(one.ok());
   check_same(want, one.value()->params().full_parameters());
+  // The optimizer starts fresh: saved at once, the moments are zeros.
+  REQUIRE(one.value()->save_checkpoint().ok());
+  auto state = runtime::load_train_state(saved);
+  REQUIRE(state.ok());
+  for (const runtime::NamedTensors* moments : {&state.value().exp_avg, &state.value().exp_avg_sq})
+    for (const auto& [name, m] : *moments)
+      for (int64_t i = 0; i < m.numel(); ++i) REQUIRE(m.data<float>()[i] == 0.0f);
 
   // ZeRO-3 over 2 ranks: each keeps its shard; gathered, they are the file's tensors.
   const Options zero3 = sp_test_options({"parallel.sp=2", "parallel.zero_stage=3", "checkpoint.init_from=" + file});
