@@ -20,7 +20,9 @@
   /* flat parameter buckets (ZeRO) */                                                  \
   X(pack) X(unpack)                                                                    \
   /* sequence chunking (chunked MLP) */                                                \
-  X(split) X(concat)
+  X(split) X(concat)                                                                    \
+  /* activations parked in host memory between forward and backward */               \
+  X(offload) X(fetch)
 
 namespace autosp::ir {
 
@@ -38,6 +40,9 @@ std::string_view op_name(Op op);
 // The collectives a communication stream runs (not ring attention, which is compute with its
 // exchange inside).
 bool is_collective(Op op);
+// Copies between device and host memory (offload, fetch): the communication stream runs them
+// like collectives, but over the host link, with no mesh.
+bool is_transfer(Op op);
 std::optional<Op> op_from_name(std::string_view name);
 
 }  // namespace autosp::ir

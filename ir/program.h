@@ -13,9 +13,10 @@
 namespace autosp::ir {
 
 struct Slot {
-  enum class Kind : uint8_t { arena, external, alias } kind = Kind::arena;
+  // host: in the host arena (an offloaded activation; sp_compiler/offload_activations.h).
+  enum class Kind : uint8_t { arena, external, alias, host } kind = Kind::arena;
   TensorType type;
-  int64_t offset = 0;   // arena: byte offset
+  int64_t offset = 0;   // arena, host: byte offset in that arena
   int alias_of = -1;    // alias: the slot whose bytes this views (never itself an alias)
   std::string name;     // external: the argument or output name it is bound to
   int64_t alias_offset = 0;  // alias: byte offset into that slot (unpack's parts)
@@ -38,6 +39,7 @@ struct Program {
   std::vector<Slot> slots;
   std::vector<Instr> instrs;
   int64_t arena_bytes = 0;
+  int64_t host_bytes = 0;  // the host arena (pinned on a GPU): offloaded activations
   // External slots by role, in graph order.
   std::vector<int> inputs, params, outputs;
 

@@ -12,6 +12,7 @@ std::string slot_text(const Program& p, int s) {
   switch (slot.kind) {
     case Slot::Kind::external: return "%" + slot.name;
     case Slot::Kind::arena: return "%s" + std::to_string(s) + "@" + std::to_string(slot.offset);
+    case Slot::Kind::host: return "%s" + std::to_string(s) + "@host+" + std::to_string(slot.offset);
     case Slot::Kind::alias:
       return "%s" + std::to_string(s) + "=view(%s" + std::to_string(slot.alias_of) + "+" +
              std::to_string(slot.alias_offset) + ")";
@@ -29,7 +30,9 @@ std::string print_program(const Program& p) {
       ++comm;
     }
   std::string s = "program: " + std::to_string(p.instrs.size()) + " instructions, arena " +
-                  std::to_string(p.arena_bytes) + " bytes, " + std::to_string(comm) +
+                  std::to_string(p.arena_bytes) + " bytes" +
+                  (p.host_bytes > 0 ? ", host arena " + std::to_string(p.host_bytes) + " bytes" : "") + ", " +
+                  std::to_string(comm) +
                   " collectives on the communication stream\n";
   for (int i = 0; i <= int(p.instrs.size()); ++i) {
     std::string line;

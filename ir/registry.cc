@@ -56,6 +56,8 @@ const std::array<OpInfo, kNumOps> kOps = {{
     R(unpack, 1, 1, kVariadicOutputs, UnpackAttrs{}, vjp_unpack),
     R(split, 1, 1, kVariadicOutputs, SplitAttrs{}, vjp_split),
     R(concat, 1, 1 << 20, 1, ConcatAttrs{}, vjp_concat),
+    R(offload, 1, 1, 1, NoAttrs{}, vjp_offload),
+    R(fetch, 1, 1, 1, NoAttrs{}, vjp_fetch),
 }};
 #undef R
 #undef R2

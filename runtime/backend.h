@@ -36,6 +36,9 @@ class Backend {
   virtual std::string device_name() const { return ""; }
   virtual Device device() const { return Device::host; }
   virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
+  // Host memory the backend's copies reach fastest (pinned on a GPU): the host arena of
+  // offloaded activations.
+  virtual std::shared_ptr<Storage> allocate_host(size_t bytes) { return Storage::host(bytes); }
   // Called once per program before it runs: a backend allocates the workspace its kernels
   // need for the largest instruction here, so that steps allocate nothing.
   virtual void prepare(const ir::Program&) {}

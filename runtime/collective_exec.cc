@@ -9,7 +9,8 @@
 namespace autosp::runtime {
 
 bool is_communication(ir::Op op) {
-  return ir::is_collective(op) || op == ir::Op::ring_attention || op == ir::Op::ring_attention_backward;
+  return ir::is_collective(op) || ir::is_transfer(op) || op == ir::Op::ring_attention ||
+         op == ir::Op::ring_attention_backward;
 }
 
 namespace {

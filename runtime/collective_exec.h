@@ -14,6 +14,8 @@
 
 namespace autosp::runtime {
 
+// Collectives, ring attention, and the host transfers (offload, fetch; these need no mesh:
+// the executor copies them through the backend's MemOps).
 bool is_communication(ir::Op op);
 void run_communication(const Mesh& mesh, const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out,
                        MemOps& mem = host_mem_ops());

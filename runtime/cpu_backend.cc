@@ -180,7 +180,9 @@ class CpuBackend final : public Backend {
       case Op::send_recv:
       case Op::ring_attention:
       case Op::ring_attention_backward:
-        break;  // communication: the executor runs these with its communicators
+      case Op::offload:
+      case Op::fetch:
+        break;  // communication: the executor runs these with its communicators (transfers by copy)
       case Op::pack: {  // concatenate, then zero the padding
         char* dst = static_cast<char*>(out[0].raw());
         for (const Tensor& t : in) {

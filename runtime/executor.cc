@@ -14,8 +14,10 @@ Executor::Executor(ir::Program program, Backend& backend, const Mesh* mesh, std:
     : program_(std::move(program)), backend_(backend), mesh_(mesh), arena_(std::move(arena)),
       external_(program_.slots.size()) {
   for (const ir::Instr& ins : program_.instrs)
-    AUTOSP_CHECK(mesh_ || !is_communication(ins.op)) << "a program with " << ir::op_name(ins.op) << " needs a mesh";
+    AUTOSP_CHECK(mesh_ || !is_communication(ins.op) || ir::is_transfer(ins.op))
+        << "a program with " << ir::op_name(ins.op) << " needs a mesh";
   if (!arena_) arena_ = backend_.allocate(size_t(program_.arena_bytes));
+  if (program_.host_bytes > 0) host_arena_ = backend_.allocate_host(size_t(program_.host_bytes));
   AUTOSP_CHECK(arena_->bytes() >= size_t(program_.arena_bytes))
       << "shared arena of " << arena_->bytes() << " bytes for a program planning " << program_.arena_bytes;
   backend_.prepare(program_);
@@ -87,6 +89,7 @@ Tensor Executor::view(int s) {
   switch (slot.kind) {
     case Slot::Kind::external: return external(s);
     case Slot::Kind::arena: return Tensor(arena_, size_t(slot.offset), slot.type.dtype, slot.type.shape);
+    case Slot::Kind::host: return Tensor(host_arena_, size_t(slot.offset), slot.type.dtype, slot.type.shape);
     case Slot::Kind::alias: return view(slot.alias_of).view(size_t(slot.alias_offset), slot.type.dtype, slot.type.shape);
   }
   return {};
@@ -121,10 +124,15 @@ void Executor::execute(int index) {
   const auto t0 = clock_type::now();
   if (is_communication(ins.op)) {
     if (ins.stream == ir::Stream::compute) backend_.comm_enqueued(index);
-    backend_.comm_begin(index, !mesh_->stream_ordered());
+    MemOps& mem = backend_.mem(ins.stream);
+    // A transfer is a copy through the backend's MemOps: stream-ordered on a device, done by
+    // the host thread otherwise.
+    backend_.comm_begin(index, ir::is_transfer(ins.op) ? !mem.device() : !mesh_->stream_ordered());
     const bool ring = ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward;
-    if (!ring || !backend_.run_ring_attention(*mesh_, ins, in, out))
-      run_communication(*mesh_, ins, in, out, backend_.mem(ins.stream));
+    if (ir::is_transfer(ins.op))
+      mem.copy(out[0].raw(), in[0].raw(), in[0].nbytes());
+    else if (!ring || !backend_.run_ring_attention(*mesh_, ins, in, out))
+      run_communication(*mesh_, ins, in, out, mem);
     backend_.comm_end(index);
     if (ins.stream == ir::Stream::compute) backend_.compute_waits(index);
   } else {

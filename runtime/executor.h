@@ -87,6 +87,7 @@ class Executor {
   Backend& backend_;
   const Mesh* mesh_;
   std::shared_ptr<Storage> arena_;
+  std::shared_ptr<Storage> host_arena_;  // offloaded activations (Program::host_bytes)
   std::vector<Tensor> external_;  // by slot index; undefined for arena/alias slots
   std::array<double, ir::kNumOps> op_seconds_{};
   std::atomic<int64_t> high_water_{0};

@@ -102,4 +102,16 @@ class Autodiff final : public Pass {
 
 std::unique_ptr<Pass> make_autodiff_pass(int world_size) { return std::make_unique<Autodiff>(world_size); }
 
+std::vector<bool> backward_phase(const ir::Graph& g, ir::ValueId seed) {
+  std::vector<bool> from_seed(g.values.size(), false), phase(g.nodes.size(), false);
+  if (seed != ir::kNoValue) from_seed[seed] = true;
+  bool in_backward = false;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (ir::ValueId v : g.nodes[i].inputs) in_backward = in_backward || from_seed[v];
+    phase[i] = in_backward;
+    for (ir::ValueId v : g.nodes[i].outputs) from_seed[v] = in_backward;
+  }
+  return phase;
+}
+
 }  // namespace autosp::sp

@@ -7,6 +7,7 @@
 // 1/world on each rank (see ir/ops_collective.cc).
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "sp_compiler/pass.h"
 
@@ -19,5 +20,10 @@ inline constexpr const char* kGradPrefix = "grad.";
 // world_size > 1 (after shard_sequence): a Replicate parameter read by per-rank activations
 // is an implicit broadcast, so its gradient is all-reduced over the world.
 std::unique_ptr<Pass> make_autodiff_pass(int world_size = 1);
+
+// Per node of a differentiated graph: whether it is in the backward phase, which starts at the
+// first node that depends on the loss seed (everything after it — recompute's re-run forward
+// nodes included — runs in backward).
+std::vector<bool> backward_phase(const ir::Graph& g, ir::ValueId seed);
 
 }  // namespace autosp::sp

@@ -7,9 +7,9 @@ namespace autosp::sp {
 StatusOr<Hardware> hardware(const std::string& name) {
   // cpu: measured here (scripts/bench_cpu_ops.sh): sgemm ~380 GFLOP/s on 2 threads, attention
   // ~45% of it; ~15 GB/s memory; MPI over shared memory ~5 GB/s per rank.
-  if (name == "cpu") return Hardware{"cpu", 380e9, 0.45, 15e9, 5e9, 5e9, 1 << 20};
-  if (name == "h100" || name == "h100x8-nvlink") return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8};
-  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8};
+  if (name == "cpu") return Hardware{"cpu", 380e9, 0.45, 15e9, 5e9, 5e9, 1 << 20, 10e9};
+  if (name == "h100" || name == "h100x8-nvlink") return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8, 50e9};
+  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8, 50e9};
   return InvalidArgument("--hardware: unknown \"" + name + "\" (expected cpu, h100, h200 or h100x8-nvlink)");
 }
 
@@ -48,6 +48,8 @@ double comm_bytes(const ir::Program& p, const ir::Instr& ins) {
     case ir::Op::reduce_scatter: return bytes(p, in[0]) * (P - 1) / P;
     case ir::Op::all_reduce: return 2.0 * bytes(p, in[0]) * (P - 1) / P;
     case ir::Op::send_recv: return bytes(p, in[0]);
+    case ir::Op::offload:
+    case ir::Op::fetch: return bytes(p, in[0]);
     case ir::Op::ring_attention:
     case ir::Op::ring_attention_backward: {
       const double kv = bytes(p, in[1]) + bytes(p, in[2]);
@@ -94,13 +96,15 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
         break;
       }
       default:
-        if (ir::is_collective(ins.op)) break;
+        if (ir::is_collective(ins.op) || ir::is_transfer(ins.op)) break;
         for (int s : ins.in) mem_bytes += bytes(p, s);
         for (int s : ins.out) mem_bytes += bytes(p, s);
         break;
     }
     const double sent = comm_bytes(p, ins);
-    if (sent > 0) {
+    if (sent > 0 && ir::is_transfer(ins.op)) {
+      c.comm_s += sent / hw.host_bw;
+    } else if (sent > 0) {
       const double bw = std::visit(
           [&](const auto& at) -> double {
             if constexpr (requires { at.group; at.size; })

@@ -19,11 +19,13 @@ struct Hardware {
   double intra_bw;       // per-rank all-to-all / ring bandwidth inside a node, bytes/s
   double inter_bw;       // per-rank bandwidth across nodes (one NIC per rank), bytes/s
   int ranks_per_node;
+  double host_bw;        // device <-> host copies per rank (offloaded activations), bytes/s
 };
 
 // "cpu" (this 2-core class of machine, fp32), "h100", "h200", "h100x8-nvlink". Numbers:
 // 989 TFLOP/s dense bf16; HBM 3.35 TB/s (H100) and 4.8 TB/s (H200); NVLink all-to-all bus
-// bandwidth ~370 GB/s per GPU; InfiniBand 400 Gb/s ~48 GB/s per NIC; 8 GPUs per node.
+// bandwidth ~370 GB/s per GPU; InfiniBand 400 Gb/s ~48 GB/s per NIC; 8 GPUs per node; the
+// host link PCIe 5.0 x16, ~50 GB/s each way sustained (a CPU "copies" at ~10 GB/s).
 StatusOr<Hardware> hardware(const std::string& name);
 
 struct StepCost {

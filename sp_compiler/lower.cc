@@ -182,10 +182,15 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
     }
     ir::Instr ins{n.op, n.attrs, {}, {}};
     for (ValueId v : n.inputs) ins.in.push_back(slot_of[v]);
+    if (n.op == ir::Op::fetch && p.slots[ins.in[0]].kind != Slot::Kind::host)
+      return InvalidArgument("lower: fetch of %" + std::to_string(n.inputs[0]) + ", which no offload put in host memory");
     for (ValueId v : n.outputs) {
       auto it = output_name.find(v);
+      const Slot::Kind kind = n.op == ir::Op::offload ? Slot::Kind::host : Slot::Kind::arena;
+      if (kind == Slot::Kind::host && it != output_name.end())
+        return InvalidArgument("lower: output " + it->second + " is an offloaded activation");
       slot_of[v] = it != output_name.end() ? new_slot({Slot::Kind::external, g.type(v), 0, -1, it->second})
-                                           : new_slot({Slot::Kind::arena, g.type(v), 0, -1, ""});
+                                           : new_slot({kind, g.type(v), 0, -1, ""});
       ins.out.push_back(slot_of[v]);
     }
     p.instrs.push_back(std::move(ins));
@@ -220,11 +225,14 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
     }
     for (int s : p.instrs[i].in) last[root(s)] = std::max(last[root(s)], until);
   }
-  std::vector<Interval> iv;
-  for (int s = 0; s < int(p.slots.size()); ++s)
-    if (p.slots[s].kind == Slot::Kind::arena && first[s] >= 0)
-      iv.push_back({s, first[s], last[s], aligned_bytes(p.slots[s].type)});
+  std::vector<Interval> iv, host;
+  for (int s = 0; s < int(p.slots.size()); ++s) {
+    if (first[s] < 0) continue;
+    if (p.slots[s].kind == Slot::Kind::arena) iv.push_back({s, first[s], last[s], aligned_bytes(p.slots[s].type)});
+    if (p.slots[s].kind == Slot::Kind::host) host.push_back({s, first[s], last[s], aligned_bytes(p.slots[s].type)});
+  }
   p.arena_bytes = assign_offsets(iv, p.slots);
+  p.host_bytes = assign_offsets(host, p.slots);
   AUTOSP_LOG(1) << "lower: " << p.instrs.size() << " instructions, " << iv.size() << " arena tensors, arena "
                 << p.arena_bytes << " bytes";
   return p;

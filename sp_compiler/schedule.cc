@@ -38,7 +38,8 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
       }
     }
   std::vector<bool> comm(n, false);
-  for (int i = 0; i < n; ++i) comm[i] = opt.overlap && ir::is_collective(p.instrs[i].op);
+  for (int i = 0; i < n; ++i)
+    comm[i] = opt.overlap && (ir::is_collective(p.instrs[i].op) || ir::is_transfer(p.instrs[i].op));
   if (!opt.overlap) {
     for (ir::Instr& ins : p.instrs) ins.stream = ir::Stream::compute;
     return;
@@ -93,6 +94,36 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
       read_in_step[c] = read_in_step[c] || (comm[u] ? read_in_step[u] : !consumers[u].empty());
     }
   }
+  // Activation transfers. An offload is waited for after its source's last forward reader, so
+  // the copy overlaps that compute and the source's bytes live no longer than they did; it
+  // holds no device bytes of its own, so it is not budgeted. A fetch must not come back long
+  // before the backward needs it (that would keep the activation on the device after all):
+  // it may start only once compute reaches the first use of the fetch needed just before it,
+  // one kept tensor of lookahead.
+  std::vector<int> gate(n, 0);
+  {
+    std::vector<int> fetches;
+    for (int c : comm_list) {
+      const ir::Op op = p.instrs[c].op;
+      if (op == ir::Op::offload) {
+        read_in_step[c] = false;
+        int at = 0;
+        for (int d : deps[c]) {
+          at = std::max(at, compute_pos[d] + 1);
+          for (int u : consumers[d])
+            if (!comm[u]) at = std::max(at, compute_pos[u]);
+        }
+        first_use[c] = std::min(at, end);
+      }
+      if (op == ir::Op::fetch) fetches.push_back(c);
+    }
+    std::stable_sort(fetches.begin(), fetches.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
+    for (size_t j = 1; j < fetches.size(); ++j) gate[fetches[j]] = first_use[fetches[j - 1]];
+    if (!fetches.empty()) {  // the first: once every offload has been issued (the forward is done)
+      for (int c : comm_list)
+        if (p.instrs[c].op == ir::Op::offload) gate[fetches[0]] = std::max(gate[fetches[0]], first_use[c]);
+    }
+  }
   std::vector<int> by_urgency = comm_list;
   std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
   int64_t budget = opt.inflight_bytes;
@@ -112,7 +143,7 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
       progress = false;
       for (int c : by_urgency) {
         if (issued_pos[c] >= 0) continue;
-        bool ready = true;
+        bool ready = k >= gate[c] || first_use[c] <= k;
         for (int d : deps[c]) ready = ready && (comm[d] ? issued_pos[d] >= 0 : compute_pos[d] < k);
         if (!ready) continue;
         const bool budgeted = read_in_step[c];

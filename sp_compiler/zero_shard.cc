@@ -180,15 +180,7 @@ class ZeroShard final : public Pass {
   Status shard_parameters(ir::Graph& g, const ir::BucketPlan& plan, ValueId seed) {
     // The backward phase starts at the first node that depends on the loss seed; everything
     // after it (recomputed forward nodes included) reads the backward's gather.
-    std::vector<bool> backward_value(g.values.size(), false);
-    if (seed != ir::kNoValue) backward_value[seed] = true;
-    std::vector<bool> is_backward(g.nodes.size(), false);
-    bool in_backward = false;
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      for (ValueId v : g.nodes[i].inputs) in_backward = in_backward || backward_value[v];
-      is_backward[i] = in_backward;
-      for (ValueId v : g.nodes[i].outputs) backward_value[v] = in_backward;
-    }
+    const std::vector<bool> is_backward = backward_phase(g, seed);
     std::map<ValueId, std::pair<size_t, size_t>> where;  // param -> (bucket, index in bucket)
     std::vector<ValueId> shard_args;
     for (size_t k = 0; k < plan.buckets.size(); ++k) {

@@ -11,6 +11,7 @@
 #include "sp_compiler/chunk_mlp.h"
 #include "sp_compiler/fuse_accumulate.h"
 #include "sp_compiler/lower.h"
+#include "sp_compiler/offload_activations.h"
 #include "sp_compiler/shard_sequence.h"
 #include "sp_compiler/zero_shard.h"
 #include "trainer/plan_report.h"
@@ -32,6 +33,7 @@ StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& ze
       .add(sp::make_recompute_pass(policy))
       .add(sp::make_zero_shard_pass(zero));
   if (c.accumulate_gradients) pipeline.add(sp::make_accumulate_gradients_pass());
+  if (c.offload) pipeline.add(sp::make_offload_activations_pass());
   // Last: the adds it folds include recompute's copies and every gradient sum.
   pipeline.add(sp::make_fuse_accumulate_pass());
   RETURN_IF_ERROR(pipeline.run(g, {dump_ir_dir}));
@@ -87,49 +89,75 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
   ASSIGN_OR_RETURN(c.eval, sp::lower(eval_graph, {opts.parallel.overlap}));
 
   // Recompute (and MLP chunking): as configured, or under "auto" the first of these, in order
-  // of increasing recomputation, whose planned memory fits train.memory_gib.
+  // of increasing recomputation, whose planned memory fits train.memory_gib. Offloading
+  // activations to host memory comes after every device-only candidate under train.offload
+  // "auto" when a host budget is set (the host link is slower than recomputing while the
+  // device has room), and on every candidate under "on".
   const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
+  const int64_t host_budget = int64_t(opts.train.host_memory_gib * double(1ll << 30));
   const int chunks = int(opts.train.mlp_chunks);  // 0: auto
   using P = sp::RecomputePolicy;
-  std::vector<std::pair<P, int>> candidates;
+  struct Candidate {
+    P policy;
+    int chunks;
+    bool offload;
+  };
+  std::vector<Candidate> ladder;
   if (opts.train.recompute != "auto") {
     ASSIGN_OR_RETURN(P p, sp::parse_recompute(opts.train.recompute));
-    candidates.push_back({p, std::max(chunks, 1)});
+    ladder.push_back({p, std::max(chunks, 1), false});
     if (chunks == 0)
-      for (int n : {4, 16}) candidates.push_back({p, n});
+      for (int n : {4, 16}) ladder.push_back({p, n, false});
   } else {
     // In order of extra work: chunking the MLP costs only smaller GEMMs, re-running attention
     // (full) costs a quadratic forward, so layer with chunks comes before full. (full is not
     // always smaller than layer: it re-materialises a whole layer, attention included, during
     // that layer's backward, which on a shallow model outweighs the O tensors it drops.)
-    for (P p : {P::none, P::selective, P::layer}) candidates.push_back({p, std::max(chunks, 1)});
+    for (P p : {P::none, P::selective, P::layer}) ladder.push_back({p, std::max(chunks, 1), false});
     if (chunks == 0)
-      for (int n : {4, 16}) candidates.push_back({P::layer, n});
-    candidates.push_back({P::full, std::max(chunks, 1)});
+      for (int n : {4, 16}) ladder.push_back({P::layer, n, false});
+    ladder.push_back({P::full, std::max(chunks, 1), false});
     if (chunks == 0)
-      for (int n : {4, 16}) candidates.push_back({P::full, n});
+      for (int n : {4, 16}) ladder.push_back({P::full, n, false});
+  }
+  std::vector<Candidate> candidates;
+  if (opts.train.offload == "on") {
+    for (Candidate k : ladder) candidates.push_back({k.policy, k.chunks, true});
+  } else {
+    candidates = ladder;
+    if (opts.train.offload == "auto" && budget > 0 && host_budget > 0)
+      for (Candidate k : ladder) candidates.push_back({k.policy, k.chunks, true});
   }
   for (size_t k = 0; k < candidates.size(); ++k) {
-    const auto [p, n] = candidates[k];
+    const auto [p, n, offload] = candidates[k];
+    c.offload = offload;
     ASSIGN_OR_RETURN(c.train, train_program(c, zero, p, n, opts.parallel.overlap, ""));
     c.recompute = p;
     c.mlp_chunks = n;
-    const int64_t total = memory_plan(c).total();
-    const std::string what = std::string(sp::recompute_name(p)) + (n > 1 ? " with the MLP in " + std::to_string(n) +
-                                                                               " sequence chunks" : "");
+    const int64_t total = memory_plan(c).total(), host = c.train.host_bytes;
+    const std::string what =
+        std::string(sp::recompute_name(p)) +
+        (n > 1 ? " with the MLP in " + std::to_string(n) + " sequence chunks" : "") +
+        (offload ? (n > 1 ? " and " : " with ") + std::string("activations offloaded (") + std::to_string(host >> 20) +
+                       " MiB of host memory)"
+                 : "");
     if (budget == 0) {
-      c.recompute_reason = opts.train.recompute == "auto" ? "auto: no memory budget (train.memory_gib = 0)"
-                                                          : "train.recompute = " + opts.train.recompute;
+      c.recompute_reason = (opts.train.recompute == "auto" ? "auto: no memory budget (train.memory_gib = 0)"
+                                                           : "train.recompute = " + opts.train.recompute) +
+                           std::string(offload ? "; activations offloaded (train.offload = on)" : "");
       break;
     }
-    if (total <= budget) {
+    const bool host_fits = host_budget == 0 || host <= host_budget;
+    if (total <= budget && host_fits) {
       c.recompute_reason = (opts.train.recompute == "auto" ? "auto: " : "train.recompute = " + opts.train.recompute + ": ") +
                            what + " fits train.memory_gib (" + std::to_string(total >> 20) + " MiB planned of " +
                            std::to_string(budget >> 20) + ")";
       break;
     }
-    c.recompute_reason = "even " + what + " needs " + std::to_string(total >> 20) + " MiB, over train.memory_gib = " +
-                         std::to_string(budget >> 20) + " MiB";
+    c.recompute_reason = "even " + what + " needs " + std::to_string(total >> 20) + " MiB" +
+                         (host_fits ? "" : " and " + std::to_string(host >> 20) + " MiB of host memory") +
+                         ", over train.memory_gib = " + std::to_string(budget >> 20) + " MiB" +
+                         (host_fits ? "" : " / train.host_memory_gib = " + std::to_string(host_budget >> 20) + " MiB");
   }
   return c;
 }

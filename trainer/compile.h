@@ -29,6 +29,7 @@ struct Compiled {
   // train.grad_accum_steps > 1: each gradient output adds onto its "accumulated.<output>"
   // input (sp_compiler/accumulate_gradients.h).
   bool accumulate_gradients = false;
+  bool offload = false;  // the training step parks kept activations in host memory
   ir::Program train, eval;
 };
 

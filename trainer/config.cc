@@ -58,6 +58,8 @@ void for_each_field(O& o, F&& f) {
   f("train", "hardware", t.hardware);
   f("train", "recompute", t.recompute);
   f("train", "memory_gib", t.memory_gib);
+  f("train", "offload", t.offload);
+  f("train", "host_memory_gib", t.host_memory_gib);
   f("train", "mlp_chunks", t.mlp_chunks);
   auto& p = o.parallel;
   f("parallel", "sp", p.sp);
@@ -315,6 +317,8 @@ Status validate(const Options& o, int world_size, const std::string& source_name
   if (!one_of(t.recompute, {"auto", "none", "selective", "layer", "full"}))
     return bad("train.recompute", t.recompute, "\"auto\", \"none\", \"selective\", \"layer\" or \"full\"");
   if (!(t.memory_gib >= 0)) return bad("train.memory_gib", t.memory_gib, "≥ 0 (0 = no limit)");
+  if (!one_of(t.offload, {"auto", "none", "on"})) return bad("train.offload", t.offload, "\"auto\", \"none\" or \"on\"");
+  if (!(t.host_memory_gib >= 0)) return bad("train.host_memory_gib", t.host_memory_gib, "≥ 0 (0 = no limit)");
   if (t.mlp_chunks < 0 || t.mlp_chunks > t.seq_len)
     return bad("train.mlp_chunks", t.mlp_chunks, "0 (auto) or 1..train.seq_len");
 

@@ -53,6 +53,11 @@ struct TrainOptions {
   // collectives), or "auto": the least recompute that fits train.memory_gib.
   std::string recompute = "auto";
   double memory_gib = 0;        // per-rank memory budget for "auto" and --plan --max-seq; 0 = no limit
+  // Activations kept for the backward parked in host memory (sp_compiler/offload_activations.h):
+  // "none", "on", or "auto": with train.host_memory_gib set, only when no recompute policy
+  // fits train.memory_gib on the device, and then within the host budget.
+  std::string offload = "auto";
+  double host_memory_gib = 0;   // per-rank host memory for offloaded activations; 0 = none for "auto", no limit for "on"
   int64_t mlp_chunks = 0;       // MLPs over this many sequence slices; 0 = auto (only when the budget needs it)
 };
 

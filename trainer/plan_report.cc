@@ -39,6 +39,7 @@ MemoryPlan memory_plan(const Compiled& c) {
   }
   m.train_arena = c.train.arena_bytes;
   m.eval_arena = c.eval.arena_bytes;
+  m.host = c.train.host_bytes;
   m.workspace = std::max(kernel_workspace_bytes(c.train, c.device), kernel_workspace_bytes(c.eval, c.device));
   return m;
 }
@@ -165,6 +166,9 @@ std::string format_plan(const Options& o, const Compiled& c) {
   add("  workspace    %12s  (%s kernels' scratch for the largest op)\n", human_bytes(double(m.workspace)).c_str(),
       c.device.c_str());
   add("  total        %12s\n", human_bytes(double(m.total())).c_str());
+  if (m.host > 0)
+    add("  host         %12s  (offloaded activations, pinned host memory; not in the total)\n",
+        human_bytes(double(m.host)).c_str());
   return s;
 }
 

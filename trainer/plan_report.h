@@ -15,6 +15,7 @@ struct MemoryPlan {
   int64_t train_arena = 0, eval_arena = 0;
   int64_t workspace = 0;  // kernels' scratch beside the arena (kernel_workspace_bytes)
   int64_t num_params = 0;
+  int64_t host = 0;  // offloaded activations' host arena (not in total(): device bytes)
   int64_t total() const { return params + grads + optimizer + std::max(train_arena, eval_arena) + workspace; }
 };
 MemoryPlan memory_plan(const Compiled& c);

@@ -128,6 +128,20 @@ class CudaBackend final : public Backend {
     return Storage::adopt(p, bytes, Device::cuda, free_block);
   }
 
+  // Pinned, so the copy engine moves offloaded activations asynchronously on the
+  // communication stream (pageable memory would make each copy synchronous). Not device
+  // memory: not counted in the device peak.
+  std::shared_ptr<Storage> allocate_host(size_t bytes) override {
+    DeviceScope on(device_);
+    void* p = nullptr;
+    if (bytes > 0) {
+      const cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
+      AUTOSP_CHECK(e == cudaSuccess) << "cuda backend: pinning " << bytes << " bytes of host memory for offloaded "
+                                     << "activations: " << cudaGetErrorString(e);
+    }
+    return Storage::adopt(p, bytes, Device::host, [](void* q) { cudaFreeHost(q); });
+  }
+
   void prepare(const ir::Program& p) override {
     DeviceScope on(device_);
     size_t need = 0;
@@ -410,6 +424,8 @@ class CudaBackend final : public Backend {
       case Op::send_recv:
       case Op::ring_attention:
       case Op::ring_attention_backward:
+      case Op::offload:
+      case Op::fetch:
         break;  // communication: the executor runs these with its communicators (ring attention
                 // through run_ring_attention)
       case Op::pack: {

@@ -153,6 +153,10 @@ TEST_CASE("under SP and ZeRO the device path equals the CPU path, and every coll
       {"parallel.sp=2", "parallel.zero_stage=3", "train.dtype=bf16"},
       // Micro-batches: gradients zeroed through the backend, then accumulated in place.
       {"parallel.sp=2", "parallel.zero_stage=2", "train.grad_accum_steps=2"},
+      // Offloaded activations (1 MiB per rank each): copies through the backend's MemOps on
+      // the communication stream, ordered by the same hooks.
+      {"parallel.sp=2", "train.offload=on", "train.recompute=full", "model.d_model=64", "model.ffn_hidden=96",
+       "train.seq_len=512", "model.max_seq_len=512", "train.batch_size=16"},
       // PretendDevice does not run ring attention itself: the executor's host ring does.
       {"parallel.sp=2", "parallel.sp_strategy=ring"},
   };

@@ -1,0 +1,92 @@
+// offload_activations: every forward value the backward reads goes to host memory right after
+// it is computed and comes back once, before its first backward reader; the backward reads
+// only the copy. Lowered, the copies live in the host arena, every fetch is issued after the
+// last offload (not back on the device while the forward still runs), and the device arena
+// shrinks by what was parked.
+#include <catch2/catch.hpp>
+
+#include <map>
+
+#include "models/model.h"
+#include "sp_compiler/autodiff.h"
+#include "sp_compiler/lower.h"
+#include "sp_compiler/offload_activations.h"
+#include "sp_compiler/recompute.h"
+#include "tests/sp_compiler/small_llama.h"
+
+using namespace autosp;
+
+namespace {
+
+ir::Graph differentiated(sp::RecomputePolicy policy, bool offload) {
+  models::ModelConfig c = testing::small_llama();
+  c.n_layers = 4;
+  ir::Graph g = models::build(c, {1, 64, false}).value();
+  REQUIRE(sp::make_autodiff_pass()->run(g, {}).ok());
+  REQUIRE(sp::make_recompute_pass(policy)->run(g, {}).ok());
+  if (offload) REQUIRE(sp::make_offload_activations_pass(/*min_bytes=*/1024)->run(g, {}).ok());
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("kept activations go to host memory after the forward and come back once for the backward",
+          "[offload]") {
+  for (auto policy : {sp::RecomputePolicy::full, sp::RecomputePolicy::layer}) {
+    DYNAMIC_SECTION(sp::recompute_name(policy)) {
+      const ir::Graph g = differentiated(policy, true);
+      // Where each value comes from, and the first node that depends on the loss seed.
+      std::map<ir::ValueId, size_t> producer;
+      for (size_t i = 0; i < g.nodes.size(); ++i)
+        for (ir::ValueId v : g.nodes[i].outputs) producer[v] = i;
+      std::vector<bool> from_seed(g.values.size(), false);
+      from_seed[g.find_arg(sp::kLossSeedInput)] = true;
+      size_t backward_start = g.nodes.size();
+      for (size_t i = 0; i < g.nodes.size(); ++i) {
+        bool dep = false;
+        for (ir::ValueId v : g.nodes[i].inputs) dep = dep || from_seed[v];
+        for (ir::ValueId v : g.nodes[i].outputs) from_seed[v] = dep;
+        if (dep && backward_start == g.nodes.size()) backward_start = i;
+      }
+      std::map<ir::ValueId, ir::ValueId> parked;  // original -> host copy
+      std::map<ir::ValueId, int> fetches;          // host copy -> fetches of it
+      for (const ir::Node& n : g.nodes) {
+        if (n.op == ir::Op::offload) {
+          CHECK(producer.at(n.inputs[0]) < backward_start);
+          parked[n.inputs[0]] = n.outputs[0];
+        }
+        if (n.op == ir::Op::fetch) fetches[n.inputs[0]]++;
+      }
+      REQUIRE(!parked.empty());
+      for (const auto& [v, h] : parked) CHECK(fetches[h] == 1);
+      // After the backward starts, nothing reads an original that was parked.
+      for (size_t i = backward_start; i < g.nodes.size(); ++i)
+        for (ir::ValueId v : g.nodes[i].inputs)
+          if (g.nodes[i].op != ir::Op::offload) CHECK(!parked.count(v));
+
+      auto p = sp::lower(g);
+      REQUIRE(p.ok());
+      CHECK(p.value().host_bytes > 0);
+      int last_offload = -1, first_fetch = int(p.value().instrs.size());
+      for (int i = 0; i < int(p.value().instrs.size()); ++i) {
+        const ir::Instr& ins = p.value().instrs[size_t(i)];
+        if (ins.op == ir::Op::offload) {
+          last_offload = i;
+          CHECK(p.value().slots[size_t(ins.out[0])].kind == ir::Slot::Kind::host);
+        }
+        if (ins.op == ir::Op::fetch) first_fetch = std::min(first_fetch, i);
+      }
+      CHECK(last_offload < first_fetch);
+      auto without = sp::lower(differentiated(policy, false));
+      REQUIRE(without.ok());
+      CHECK(p.value().arena_bytes < without.value().arena_bytes);
+    }
+  }
+}
+
+TEST_CASE("a forward-only graph has nothing to offload", "[offload]") {
+  ir::Graph g = models::build(testing::small_llama(), {1, 64, false}).value();
+  const size_t nodes = g.nodes.size();
+  REQUIRE(sp::make_offload_activations_pass(0)->run(g, {}).ok());
+  CHECK(g.nodes.size() == nodes);
+}
