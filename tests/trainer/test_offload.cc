@@ -94,3 +94,26 @@ TEST_CASE("auto offloads only when the device budget needs it and the host budge
     CHECK(c.value().recompute_reason.rfind("even ", 0) == 0);
   }
 }
+
+TEST_CASE("the longest planned context keeps offloaded activations within the host budget", "[offload][memory]") {
+  Options o = sp_test_options(with({"train.recompute=full"}, "on"));
+  o.train.memory_gib = 64.0 / 1024;       // 64 MiB of device memory
+  o.train.host_memory_gib = 16.0 / 1024;  // 16 MiB of host memory: the tighter of the two
+  auto len = trainer::longest_seq_len(o, 1, int64_t(o.train.memory_gib * double(1ll << 30)), "cpu");
+  REQUIRE(len.ok());
+  REQUIRE(len.value() > 0);
+  auto plan_at = [&](int64_t seq) {
+    Options at = o;
+    at.train.seq_len = seq;
+    at.model.max_seq_len = seq;
+    auto c = trainer::compile(at, 1);
+    REQUIRE(c.ok());
+    return trainer::memory_plan(c.value());
+  };
+  const trainer::MemoryPlan fits = plan_at(len.value());
+  CHECK(fits.host > 0);
+  CHECK(fits.host <= int64_t(16) << 20);
+  CHECK(fits.total() <= int64_t(64) << 20);
+  const trainer::MemoryPlan over = plan_at(len.value() * 5 / 4 / 2 * 2);
+  CHECK((over.host > int64_t(16) << 20 || over.total() > int64_t(64) << 20));
+}
