@@ -126,9 +126,19 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
   }
   std::vector<int> by_urgency = comm_list;
   std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
+  // The default budget is two of the largest collectives the step repeats (a layer's bucket
+  // gather, its all-to-alls): enough to run the next one while the current one is read. A
+  // one-off larger one (the embedding table's gather) does not size it; it still goes, alone.
   int64_t budget = opt.inflight_bytes;
-  if (budget <= 0)
-    for (int c : comm_list) budget = std::max(budget, 2 * out_bytes(p, p.instrs[c]));
+  if (budget <= 0) {
+    std::map<int64_t, int> sizes;
+    for (int c : comm_list)
+      if (read_in_step[c]) sizes[out_bytes(p, p.instrs[c])]++;
+    for (const auto& [bytes, count] : sizes)
+      if (count > 1) budget = std::max(budget, 2 * bytes);
+    if (budget <= 0)
+      for (const auto& [bytes, count] : sizes) budget = std::max(budget, 2 * bytes);
+  }
   std::vector<std::vector<int>> issue_at(order.size() + 1);  // collectives issued before order[k]
   std::vector<int> issued_pos(n, -1);
   std::multimap<int, int64_t> inflight;  // wait position -> bytes (budgeted collectives only)
