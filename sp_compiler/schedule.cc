@@ -126,19 +126,15 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
   }
   std::vector<int> by_urgency = comm_list;
   std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
-  // The default budget is two of the largest collectives the step repeats (a layer's bucket
-  // gather, its all-to-alls): enough to run the next one while the current one is read. A
-  // one-off larger one (the embedding table's gather) does not size it; it still goes, alone.
-  int64_t budget = opt.inflight_bytes;
-  if (budget <= 0) {
-    std::map<int64_t, int> sizes;
-    for (int c : comm_list)
-      if (read_in_step[c]) sizes[out_bytes(p, p.instrs[c])]++;
-    for (const auto& [bytes, count] : sizes)
-      if (count > 1) budget = std::max(budget, 2 * bytes);
-    if (budget <= 0)
-      for (const auto& [bytes, count] : sizes) budget = std::max(budget, 2 * bytes);
-  }
+  // The budget, by default, is relative to each collective: it may start ahead of its use
+  // while at most twice its own bytes are in flight — Q, K and V's all-to-alls together, or
+  // the next two buckets of a layer's size — so a one-off large collective (the embedding
+  // table's gather) does not let every layer's buckets in at once, and small ones do not
+  // crowd in behind large ones. inflight_bytes > 0 sets one fixed budget instead.
+  const int64_t budget = opt.inflight_bytes;
+  auto over_budget = [&](int64_t inflight, int64_t bytes) {
+    return budget > 0 ? inflight + bytes > budget : inflight > 2 * bytes;
+  };
   std::vector<std::vector<int>> issue_at(order.size() + 1);  // collectives issued before order[k]
   std::vector<int> issued_pos(n, -1);
   std::multimap<int, int64_t> inflight;  // wait position -> bytes (budgeted collectives only)
@@ -158,7 +154,7 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
         if (!ready) continue;
         const bool budgeted = read_in_step[c];
         const int64_t bytes = out_bytes(p, p.instrs[c]);
-        if (budgeted && first_use[c] > k && inflight_bytes > 0 && inflight_bytes + bytes > budget) continue;
+        if (budgeted && first_use[c] > k && inflight_bytes > 0 && over_budget(inflight_bytes, bytes)) continue;
         issue_at[k].push_back(c);
         issued_pos[c] = k;
         ++n_issued;

@@ -5,8 +5,10 @@
 // as data dependencies allow — the most urgent first — and, for collectives whose results the
 // step's compute reads further (all-to-alls, ZeRO-3 parameter gathers; not a gradient
 // bucket's unpack into the step's outputs), within a budget of bytes in
-// flight (an in-flight buffer is live memory), so a gather runs ahead of its layer without
-// all gathers running at once. Compute that only feeds collectives (the pack of a ZeRO
+// flight (an in-flight buffer is live memory): one may start early while at most twice its
+// own bytes are in flight, so a gather runs ahead of its layer without all gathers running
+// at once. Host transfers (offload, fetch) run on the same stream: an offload is waited for
+// after its source's last forward reader, a fetch starts one kept tensor ahead of its use. Compute that only feeds collectives (the pack of a ZeRO
 // bucket's gradients) moves right after its inputs are ready, and gradient reductions start
 // as soon as their bucket is complete, so the reduction of layer l's bucket overlaps the
 // backward of layer l-1. Waits stay as late as possible. Every rank computes the same
@@ -24,9 +26,9 @@ namespace autosp::sp {
 
 struct ScheduleOptions {
   bool overlap = true;                    // false: the plain serial order, collectives on the main thread
-  // Collective outputs issued but not yet waited for. 0: twice the largest collective output
-  // of the program, which lets the next bucket's ZeRO-3 gather (or the next layer's
-  // all-to-all) run ahead by one, not all of them at once.
+  // Collective outputs issued but not yet waited for. 0: relative to each collective (it may
+  // start early while at most twice its own bytes are in flight), which lets the next
+  // buckets' ZeRO-3 gathers or a layer's Q/K/V all-to-alls run ahead, not all of them at once.
   int64_t inflight_bytes = 0;
 };
 

@@ -8,6 +8,8 @@
 #include "models/model.h"
 #include "sp_compiler/autodiff.h"
 #include "sp_compiler/lower.h"
+#include "sp_compiler/offload_activations.h"
+#include "sp_compiler/recompute.h"
 #include "sp_compiler/shard_sequence.h"
 #include "sp_compiler/zero_shard.h"
 
@@ -123,6 +125,54 @@ TEST_CASE("schedule invariants hold on real programs of every strategy and ZeRO 
     for (int zero : {0, 1, 2, 3}) {
       DYNAMIC_SECTION(strategy << " zero " << zero) { check_invariants(compile(llama(2), 4, strategy, zero, true)); }
     }
+}
+
+TEST_CASE("schedule invariants hold with offloaded activations, and each fetch comes back late", "[schedule][offload]") {
+  ir::Graph g = llama(3);
+  REQUIRE(sp::make_shard_sequence_pass({1, 2, "ulysses"})->run(g, {}).ok());
+  REQUIRE(sp::make_autodiff_pass(2)->run(g, {}).ok());
+  REQUIRE(sp::make_recompute_pass(sp::RecomputePolicy::full)->run(g, {}).ok());
+  REQUIRE(sp::make_zero_shard_pass({3, 2, 64ll << 20})->run(g, {}).ok());
+  REQUIRE(sp::make_offload_activations_pass(/*min_bytes=*/0)->run(g, {}).ok());
+  const ir::Program p = sp::lower(g, {true}).value();
+  check_invariants(p);
+  // Fetches are issued in the order the backward needs them, each only once compute reaches
+  // the previous one's first use (no compute runs between a fetch and that point), so a
+  // fetched copy does not sit on the device through the forward.
+  std::vector<int> fetches;
+  int last_offload = -1;
+  for (int i = 0; i < int(p.instrs.size()); ++i) {
+    if (p.instrs[i].op == ir::Op::fetch) fetches.push_back(i);
+    if (p.instrs[i].op == ir::Op::offload) last_offload = i;
+  }
+  REQUIRE(fetches.size() >= 3);
+  CHECK(fetches[0] > last_offload);
+  for (size_t j = 1; j < fetches.size(); ++j)
+    for (int k = fetches[j]; k < p.instrs[fetches[j - 1]].wait_before; ++k) CHECK(p.instrs[k].stream == ir::Stream::comm);
+}
+
+TEST_CASE("the in-flight budget is sized by repeated collectives, not a one-off larger one", "[schedule][zero]") {
+  // ZeRO-3 with a vocabulary so large that the embedding's gather dwarfs every layer bucket.
+  models::ModelConfig c;
+  c.vocab_size = 4096;
+  c.d_model = 32;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.ffn_hidden = 48;
+  c.n_layers = 6;
+  const ir::Program p = compile(models::build(c, {1, 16, false}).value(), 2, "ulysses", 3, true);
+  check_invariants(p);
+  // Every layer's forward gather waits until the previous layer runs: never more than two
+  // layers' buckets in flight although the embedding gather would have allowed all of them.
+  auto gather = [&](int bucket) {
+    return find(p, [&](const ir::Instr& i) {
+      return i.op == ir::Op::all_gather && reads(p, i, "param_shard.bucket." + std::to_string(bucket));
+    });
+  };
+  const int attention_layer1 = find(p, [](const ir::Instr& i) { return i.op == ir::Op::attention; }, 1);
+  const int last_layer_gather = gather(6);  // bucket.0 is the embedding, bucket.k layer k-1
+  REQUIRE(last_layer_gather >= 0);
+  CHECK(last_layer_gather > attention_layer1);
 }
 
 TEST_CASE("Ulysses: Q's all_to_all starts after Q's projection and runs during K's and V's", "[schedule]") {
