@@ -12,6 +12,7 @@
 #include "sp_compiler/recompute.h"
 #include "sp_compiler/shard_sequence.h"
 #include "sp_compiler/zero_shard.h"
+#include "tests/sp_compiler/small_llama.h"
 
 using namespace autosp;
 
@@ -153,12 +154,8 @@ TEST_CASE("schedule invariants hold with offloaded activations, and each fetch c
 
 TEST_CASE("the in-flight budget is sized by repeated collectives, not a one-off larger one", "[schedule][zero]") {
   // ZeRO-3 with a vocabulary so large that the embedding's gather dwarfs every layer bucket.
-  models::ModelConfig c;
+  models::ModelConfig c = testing::small_llama(4, 4);
   c.vocab_size = 4096;
-  c.d_model = 32;
-  c.n_heads = 4;
-  c.n_kv_heads = 4;
-  c.ffn_hidden = 48;
   c.n_layers = 6;
   const ir::Program p = compile(models::build(c, {1, 16, false}).value(), 2, "ulysses", 3, true);
   check_invariants(p);
