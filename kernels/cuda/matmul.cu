@@ -73,6 +73,9 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  // No candidate writes D apart from C: X is copied into C first and the GEMM accumulates in
+  // place (one extra read and write of C, and never a failed step).
+  bool copy_x = false;
 };
 
 }  // namespace
@@ -126,30 +129,41 @@ void gemm(GemmContext& ctx, cudaDataType_t ab_type, cudaDataType_t c_type, const
     p.la = layout(ab_type, trans_a ? K : M, trans_a ? M : K, batch, M * K);
     p.lc = layout(c_type, M, N, batch, M * N);
 
-    cublasLtMatmulPreference_t pref;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                      &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_x);
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
     // C and D share one layout (X has C's shape); the heuristic cannot tell they are different
     // buffers, so an out-of-place call takes the best candidate that supports it.
     constexpr int kCandidates = 8;
     cublasLtMatmulHeuristicResult_t heuristic[kCandidates]{};
-    int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, p.desc, p.lb, p.la, p.lc, p.lc, pref,
-                                                out_of_place ? kCandidates : 1, heuristic, &found));
-    cublasLtMatmulPreferenceDestroy(pref);
-    int pick = 0;
+    auto candidates = [&](uint32_t c_align, int wanted) {
+      cublasLtMatmulPreference_t pref;
+      CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+      CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                        &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
+      set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a);
+      set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b);
+      set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, c_align);
+      set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c);
+      int found = 0;
+      CUBLAS_CHECK(
+          cublasLtMatmulAlgoGetHeuristic(ctx.handle, p.desc, p.lb, p.la, p.lc, p.lc, pref, wanted, heuristic, &found));
+      cublasLtMatmulPreferenceDestroy(pref);
+      return found;
+    };
+    int found = candidates(align_x, out_of_place ? kCandidates : 1), pick = 0;
     while (out_of_place && pick < found && !writes_out_of_place(heuristic[pick].algo)) ++pick;
-    AUTOSP_CHECK(pick < found) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K
-                               << (out_of_place ? " writing out of place" : "");
+    if (out_of_place && pick == found) {  // C is then X's copy, with C's own alignment
+      p.copy_x = true;
+      found = candidates(align_c, 1);
+      pick = 0;
+    }
+    AUTOSP_CHECK(pick < found) << "cuBLASLt has no algorithm for matmul " << M << "x" << N << "x" << K;
     p.algo = heuristic[pick].algo;
     found_plan = ctx.plans->by_key.emplace(key, p).first;
   }
   const Plan& p = found_plan->second;
+  if (p.copy_x) {
+    CUDA_CHECK(cudaMemcpyAsync(C, X, size_t(batch * M * N * c), cudaMemcpyDeviceToDevice, s));
+    X = C;
+  }
   CUBLAS_CHECK(cublasLtMatmul(ctx.handle, p.desc, &alpha, B, p.lb, A, p.la, &beta, X, p.lc, C, p.lc, &p.algo,
                               ctx.workspace, ctx.workspace_bytes, s));
 }
