@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Activation memory against sequence length on this CPU, per recompute policy: the planned
-# peak per rank (what --plan predicts), the arena a step really touched, and ms/step, for the
-# tiny model (one rank, one thread). Writes build/bench/memory.tsv and, when matplotlib is
+# Activation memory against sequence length on this CPU, per recompute policy (and with
+# activations offloaded to host memory, "+offload"): the planned device peak per rank (what
+# --plan predicts), the planned host arena, and ms/step, for the tiny model made 8 layers
+# deep (what is kept per layer is what recompute and offload trade; one rank, one thread). Writes build/bench/memory.tsv and, when matplotlib is
 # installed (pip install matplotlib), build/bench/memory.png.
 #   scripts/bench_memory.sh [SEQ_LEN ...]      (default: 1024 2048 4096 8192)
 set -euo pipefail
@@ -14,16 +15,22 @@ lens=("$@")
 mkdir -p build/bench
 tsv=build/bench/memory.tsv
 printf 'policy\tseq_len\tplanned_mib\tms_per_step\n' >"$tsv"
-printf '%-10s %8s %14s %12s\n' policy seq_len planned/rank ms/step
-for policy in none selective layer; do
+printf '%-14s %8s %14s %12s %12s\n' policy seq_len planned/rank host/rank ms/step
+for policy in none selective layer full layer+offload full+offload; do
+  offload=none
+  [[ $policy == *+offload ]] && offload=on
   for T in "${lens[@]}"; do
-    common=(--config configs/tiny-cpu.json --set train.recompute="$policy" --set train.seq_len="$T"
-            --set model.max_seq_len="$T" --set train.batch_size=1 --set data.val= --set train.eval_every=0)
-    planned=$("$build_dir/autosp-train" "${common[@]}" --plan | grep -E '^  total' | awk '{print $2, $3}')
+    common=(--config configs/tiny-cpu.json --set model.n_layers=8 --set train.recompute="${policy%+offload}"
+            --set train.offload=$offload
+            --set train.seq_len="$T" --set model.max_seq_len="$T" --set train.batch_size=1 --set data.val=
+            --set train.eval_every=0)
+    plan=$("$build_dir/autosp-train" "${common[@]}" --plan)
+    planned=$(grep -E '^  total  ' <<<"$plan" | tail -1 | awk '{print $2, $3}')  # memory's, after communication's
+    host=$(grep -E '^  host ' <<<"$plan" | awk '{print $2, $3}' || true)
     ms=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$build_dir/autosp-train" "${common[@]}" --set train.steps=3 \
          --set log.every=3 --set checkpoint.every=0 --set log.metrics_file= |
          grep -E '^step' | tail -1 | sed -E 's/.*\| ([0-9.]+) ms\/step.*/\1/')
-    printf '%-10s %8s %14s %12s\n' "$policy" "$T" "$planned" "$ms"
+    printf '%-14s %8s %14s %12s %12s\n' "$policy" "$T" "$planned" "${host:--}" "$ms"
     mib=$(awk -v v="${planned% *}" -v u="${planned#* }" 'BEGIN { f = u == "GiB" ? 1024 : (u == "KiB" ? 1/1024 : 1); print v * f }')
     printf '%s\t%s\t%s\t%s\n' "$policy" "$T" "$mib" "$ms" >>"$tsv"
   done
@@ -35,7 +42,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-for policy in ("none", "selective", "layer"):
+for policy in ("none", "selective", "layer", "full", "layer+offload", "full+offload"):
     r = [x for x in rows if x["policy"] == policy]
     t = [int(x["seq_len"]) for x in r]
     a.plot(t, [float(x["planned_mib"]) for x in r], marker="o", label=policy)
