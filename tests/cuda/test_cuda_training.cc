@@ -137,3 +137,32 @@ TEST_CASE("ZeRO 1 and 3 with SP = 2 on one GPU equal SP = 1", "[cuda][sp][zero]"
     }
   }
 }
+
+TEST_CASE("micro-batches on the GPU train as one larger batch", "[cuda][accum]") {
+  REQUIRE_GPU();
+  // Gradients accumulate in place (accumulate_gradients, zeroed with cudaMemsetAsync); the
+  // batch of 2 runs other GEMM shapes, so bf16 roundings differ: the tolerances above.
+  const StepRecord want = record_single(gpu({"train.batch_size=2"}), 3);
+  const StepRecord got = record_single(gpu({"train.batch_size=1", "train.grad_accum_steps=2"}), 3);
+  CHECK(compare_rounded(want, got, 1e-2, 5e-2) == "");
+}
+
+TEST_CASE("activations offloaded to pinned host memory come back intact on the GPU", "[cuda][offload]") {
+  REQUIRE_GPU();
+  // 1 MiB activations (16 rows x 512 tokens x 64 features in bf16): the pass parks them.
+  const std::vector<std::string> sets = {"train.recompute=full", "model.d_model=64", "model.ffn_hidden=96",
+                                         "train.seq_len=512", "model.max_seq_len=512", "train.batch_size=16"};
+  std::vector<std::string> on = sets, off = sets;
+  on.push_back("train.offload=on");
+  off.push_back("train.offload=none");
+  auto t = Trainer::create(gpu(on));
+  REQUIRE(t.ok());
+  REQUIRE(t.value()->memory_plan().host > 0);
+  // The same kernels on the same data; only the arena offsets differ (which can change the
+  // GEMM algorithm cuBLASLt picks), so the tolerances above rather than bit equality.
+  const StepRecord want = record_single(gpu(off), 3);
+  std::string error;
+  const StepRecord got = record_steps(*t.value(), 3, error);
+  REQUIRE(error.empty());
+  CHECK(compare_rounded(want, got, 1e-2, 5e-2) == "");
+}
