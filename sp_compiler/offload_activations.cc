@@ -23,8 +23,19 @@ class OffloadActivations final : public Pass {
     const size_t n = g.nodes.size();
     const std::vector<bool> is_bwd = backward_phase(g, seed);
     std::vector<int> producer(g.values.size(), -1);
-    for (size_t i = 0; i < n; ++i)
-      for (ValueId v : g.nodes[i].outputs) producer[v] = int(i);
+    // Activations depend on the step's data; a value made from parameters alone (a weight's
+    // bf16 cast) is not worth a round trip over the host link.
+    std::vector<bool> from_data(g.values.size(), false);
+    for (const ir::Arg& a : g.args)
+      if (a.role == ir::ArgRole::input && a.value != seed) from_data[a.value] = true;
+    for (size_t i = 0; i < n; ++i) {
+      bool data = false;
+      for (ValueId v : g.nodes[i].inputs) data = data || from_data[v];
+      for (ValueId v : g.nodes[i].outputs) {
+        producer[v] = int(i);
+        from_data[v] = data;
+      }
+    }
     std::set<ValueId> outputs;
     for (const ir::Output& o : g.outputs) outputs.insert(o.value);
     // The forward values a backward node reads, big enough to be worth a transfer.
@@ -33,7 +44,8 @@ class OffloadActivations final : public Pass {
       if (is_bwd[i])
         for (ValueId v : g.nodes[i].inputs) {
           const int p = producer[v];
-          if (p < 0 || is_bwd[size_t(p)] || outputs.count(v) || ir::is_transfer(g.nodes[size_t(p)].op)) continue;
+          if (p < 0 || is_bwd[size_t(p)] || !from_data[v] || outputs.count(v) || ir::is_transfer(g.nodes[size_t(p)].op))
+            continue;
           const auto& t = g.type(v);
           if (t.shape.numel() * int64_t(dtype_size(t.dtype)) < min_bytes_) continue;
           if (first_bwd_reader[v] < 0) first_bwd_reader[v] = int(i);

@@ -90,3 +90,20 @@ TEST_CASE("a forward-only graph has nothing to offload", "[offload]") {
   REQUIRE(sp::make_offload_activations_pass(0)->run(g, {}).ok());
   CHECK(g.nodes.size() == nodes);
 }
+
+TEST_CASE("weights cast for the backward stay on the device: only the step's data goes out", "[offload][bf16]") {
+  ir::Graph g = models::build(testing::small_llama(), {1, 64, false, DType::bf16}).value();
+  REQUIRE(sp::make_autodiff_pass()->run(g, {}).ok());
+  REQUIRE(sp::make_offload_activations_pass(/*min_bytes=*/0)->run(g, {}).ok());
+  int casts_of_parameters = 0, offloads = 0;
+  for (const ir::Node& n : g.nodes) {
+    const bool of_parameter = n.op == ir::Op::cast && g.values[n.inputs[0]].name.rfind("model.", 0) == 0;
+    casts_of_parameters += of_parameter;
+    if (n.op != ir::Op::offload) continue;
+    ++offloads;
+    for (const ir::Node& p : g.nodes)
+      if (p.outputs[0] == n.inputs[0]) CHECK_FALSE((p.op == ir::Op::cast && g.values[p.inputs[0]].name.rfind("model.", 0) == 0));
+  }
+  CHECK(casts_of_parameters > 0);  // the backward reads them (matmul VJPs)
+  CHECK(offloads > 0);
+}
