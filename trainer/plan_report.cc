@@ -116,9 +116,12 @@ std::string format_plan(const Options& o, const Compiled& c) {
   };
   const MemoryPlan m = memory_plan(c);
   const sp::SeqLayout& L = c.plan.layout;
-  add("plan: %s, %lld layers, %s parameters; seq_len %lld x batch %lld; world %d = dp %d x sp %d; zero %lld\n",
+  const std::string micro = o.train.grad_accum_steps > 1
+                                ? " x " + std::to_string(o.train.grad_accum_steps) + " micro-batches"
+                                : std::string();
+  add("plan: %s, %lld layers, %s parameters; seq_len %lld x batch %lld%s; world %d = dp %d x sp %d; zero %lld\n",
       o.model.arch.c_str(), (long long)o.model.n_layers, human_count(double(m.num_params)).c_str(),
-      (long long)o.train.seq_len, (long long)o.train.batch_size, c.mesh.world(), c.mesh.dp, c.mesh.sp,
+      (long long)o.train.seq_len, (long long)o.train.batch_size, micro.c_str(), c.mesh.world(), c.mesh.dp, c.mesh.sp,
       (long long)o.parallel.zero_stage);
   if (c.mesh.sp > 1) {
     add("sequence: %lld tokens%s, %lld per rank, layout %s\n", (long long)L.seq_len,
