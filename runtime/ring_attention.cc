@@ -217,12 +217,7 @@ class CpuRingOps final : public RingOps {
   int64_t q_elems() const { return a_.B * a_.T * a_.H * a_.D; }
   int64_t kv_elems() const { return a_.B * a_.T * a_.Hkv * a_.D; }
   kcpu::AttentionArgs block_args(const RingBlock& blk) const {
-    kcpu::AttentionArgs r;
-    r.B = a_.B, r.Tq = a_.T, r.Tk = a_.T, r.H = a_.H, r.Hkv = a_.Hkv, r.D = a_.D;
-    r.causal = a_.causal, r.scale = a_.scale;
-    r.q_pos = a_.idx, r.k_pos = blk.idx;
-    if (a_.seg) r.q_seg = a_.seg, r.k_seg = blk.seg;
-    return r;
+    return block_attention_args<kcpu::AttentionArgs>(a_, blk);
   }
 
   const RingAttentionArgs& a_;

@@ -55,6 +55,18 @@ struct RingBlock {
   void *dk = nullptr, *dv = nullptr;
 };
 
+// The attention kernels' arguments (kernels/cpu or kernels/cuda AttentionArgs) for this
+// rank's queries against one travelling block: positions and segments from both sides.
+template <class KernelArgs>
+KernelArgs block_attention_args(const RingAttentionArgs& a, const RingBlock& blk) {
+  KernelArgs r;
+  r.B = a.B, r.Tq = a.T, r.Tk = a.T, r.H = a.H, r.Hkv = a.Hkv, r.D = a.D;
+  r.causal = a.causal, r.scale = a.scale;
+  r.q_pos = a.idx, r.k_pos = blk.idx;
+  if (a.seg) r.q_seg = a.seg, r.k_seg = blk.seg;
+  return r;
+}
+
 class RingOps {
  public:
   virtual ~RingOps() = default;

@@ -100,8 +100,9 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   else
     t->params_ = runtime::make_zero_state(c.buckets, *world, &t->mesh_->group(ir::MeshGroup::world),
                                           t->backend_.get());
-  t->params_->initialize(uint64_t(opts.train.seed));
-  if (!opts.checkpoint.init_from.empty()) {
+  if (opts.checkpoint.init_from.empty()) {
+    t->params_->initialize(uint64_t(opts.train.seed));
+  } else {  // load() sets every parameter and moment: no random initialisation to throw away
     int skipped = 0;
     ASSIGN_OR_RETURN(runtime::TrainState start,
                      runtime::load_pretrained(opts.checkpoint.init_from, runtime::param_specs(c.forward), &skipped));

@@ -44,28 +44,20 @@ class CudaRingOps final : public RingOps {
 
   void set_forward(bf16* o, float* lse) {
     o_ = o, lse_ = lse;
-    auto place = [&](Carve& c) {
+    carve_work([&](Carve& c) {
       o_acc_ = c.take<float>(q_elems());
       o_blk_ = c.take<bf16>(q_elems());
       lse_blk_ = c.take<float>(rows());
-    };
-    Carve size(nullptr);
-    place(size);
-    Carve at(static_cast<std::byte*>(r_.buffer(2, size.bytes())));
-    place(at);
+    });
   }
   void set_backward(const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
     o_in_ = o, lse_in_ = lse, dout_ = dout, dq_ = dq, dk_ = dk, dv_ = dv;
-    auto place = [&](Carve& c) {
+    carve_work([&](Carve& c) {
       dq_acc_ = c.take<float>(q_elems());
       dq_part_ = c.take<bf16>(q_elems());
       dk_part_ = c.take<bf16>(kv_elems());
       dv_part_ = c.take<bf16>(kv_elems());
-    };
-    Carve size(nullptr);
-    place(size);
-    Carve at(static_cast<std::byte*>(r_.buffer(2, size.bytes())));
-    place(at);
+    });
   }
 
   size_t kv_elem_bytes() const override { return sizeof(bf16); }
@@ -120,18 +112,19 @@ class CudaRingOps final : public RingOps {
   }
 
  private:
+  // The work buffer: `place` takes its pieces once to size it, once more to place them.
+  template <class Place>
+  void carve_work(Place place) {
+    Carve size(nullptr);
+    place(size);
+    Carve at(static_cast<std::byte*>(r_.buffer(2, size.bytes())));
+    place(at);
+  }
   static const bf16* B(const void* p) { return static_cast<const bf16*>(p); }
   int64_t q_elems() const { return a_.B * a_.T * a_.H * a_.D; }
   int64_t kv_elems() const { return a_.B * a_.T * a_.Hkv * a_.D; }
   int64_t rows() const { return a_.B * a_.H * a_.T; }
-  k::AttentionArgs block_args(const RingBlock& blk) const {
-    k::AttentionArgs r;
-    r.B = a_.B, r.Tq = a_.T, r.Tk = a_.T, r.H = a_.H, r.Hkv = a_.Hkv, r.D = a_.D;
-    r.causal = a_.causal, r.scale = a_.scale;
-    r.q_pos = a_.idx, r.k_pos = blk.idx;
-    if (a_.seg) r.q_seg = a_.seg, r.k_seg = blk.seg;
-    return r;
-  }
+  k::AttentionArgs block_args(const RingBlock& blk) const { return block_attention_args<k::AttentionArgs>(a_, blk); }
 
   CudaRingAttention& r_;
   cudaStream_t s_;

@@ -123,11 +123,11 @@ TEST_CASE("every residual add and backward projection sum of a Llama layer folds
 //
 // Tolerance: in f32 a fused GEMM adds its K blocks onto x one by one, where the add summed the
 // blocks and then added x: a reassociation of one add, an ulp or two (~1e-7 relative) per
-// element, which the rest of the step carries along without amplifying it (measured: ≤ 3.1e-7
-// of each gradient's largest element, the loss identical). So 2e-6 of the largest element per
+// element, which the rest of the step carries along without amplifying it (measured: ≤ 1.2e-7
+// of each gradient's largest element). So 2e-6 of the largest element per
 // gradient and 1e-6 relative for the loss. In bf16 a fused output is rounded once instead of
 // twice, a difference of up to 2^-9 relative per element that later bf16 ops round further
-// (measured: ≤ 0.9% of the largest element, the loss 2e-6 relative): 2e-2 and 1e-4.
+// (measured: ≤ 0.6% of the largest element): 2e-2 and 1e-4.
 TEST_CASE("a training step with fuse_accumulate equals one without it up to rounding", "[fuse]") {
   for (DType dt : {DType::f32, DType::bf16})
     for (auto policy : {sp::RecomputePolicy::none, sp::RecomputePolicy::layer}) {
