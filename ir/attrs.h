@@ -115,12 +115,19 @@ struct SendRecvAttrs {
   template <class F> void fields(F&& f) { f("group", group); f("size", size); f("shift", shift); }
 };
 // ring_attention(q, k, v, idx [, segments]) over `group`: K/V blocks travel the ring.
+// zigzag: idx is, in every batch row, the zigzag layout's positions of this rank of the ring
+// (runtime/ring_attention.h zigzag_indices), so which local queries see which keys of a
+// visiting block is known on the host and a device runs each block as one plain causal or
+// full attention (the CPU ring checks the claim against idx).
 struct RingAttentionAttrs {
   MeshGroup group = MeshGroup::sp;
   int64_t size = 1;
   bool causal = true;
   float scale = 0.0f;
-  template <class F> void fields(F&& f) { f("group", group); f("size", size); f("causal", causal); f("scale", scale); }
+  bool zigzag = false;
+  template <class F> void fields(F&& f) {
+    f("group", group); f("size", size); f("causal", causal); f("scale", scale); f("zigzag", zigzag);
+  }
 };
 
 // pack(x1, ..., xn) concatenates its inputs, flattened, into one [padded] buffer (zeros

@@ -34,6 +34,7 @@ RingAttentionArgs ring_args(const ir::RingAttentionAttrs& a, std::span<const Ten
   r.scale = a.scale != 0.0f ? a.scale : float(1.0 / std::sqrt(double(r.D)));
   r.idx = in[idx_at].data<int32_t>();
   r.seg = in.size() > idx_at + 1 ? in[idx_at + 1].data<int32_t>() : nullptr;
+  r.zigzag = a.zigzag;
   return r;
 }
 

@@ -24,6 +24,17 @@ namespace {
 namespace kcpu = autosp::kernels::cpu;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// The CPU holds idx, so the zigzag claim (ring_attention.h) is checked here: a compiler bug
+// that claimed it for another layout would make a device's pieces skip visible keys.
+void check_zigzag(const Communicator& ring, const RingAttentionArgs& a) {
+  if (!a.zigzag) return;
+  const std::vector<int32_t> want = zigzag_indices(a.T * ring.size(), ring.size(), ring.rank());
+  for (int64_t b = 0; b < a.B; ++b)
+    AUTOSP_CHECK(std::equal(want.begin(), want.end(), a.idx + b * a.T))
+        << "ring attention: batch row " << b << "'s token indices on ring rank " << ring.rank() << " of "
+        << ring.size() << " are not the zigzag layout the op claims";
+}
+
 void check_args(const Communicator& ring, const RingAttentionArgs& a) {
   AUTOSP_CHECK(a.B >= 0 && a.T >= 0 && a.D > 0 && a.H > 0 && a.Hkv > 0 && a.H % a.Hkv == 0)
       << "ring attention: bad sizes B=" << a.B << " T=" << a.T << " H=" << a.H << " Hkv=" << a.Hkv
@@ -57,8 +68,9 @@ struct Layout {
   int64_t kv_bytes() const { return dk; }  // [k | v | idx | seg]
 };
 
-RingBlock block_at(std::byte* buf, const Layout& l, const RingAttentionArgs& a, bool with_grads) {
+RingBlock block_at(std::byte* buf, const Layout& l, const RingAttentionArgs& a, bool with_grads, int origin) {
   RingBlock b;
+  b.origin = origin;
   b.k = buf + l.k;
   b.v = buf + l.v;
   b.idx = reinterpret_cast<int32_t*>(buf + l.idx);
@@ -242,12 +254,13 @@ void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, Ring
   const int P = ring.size(), next_rank = (ring.rank() + 1) % P, prev_rank = (ring.rank() + P - 1) % P;
   const Layout layout(a, ops, /*with_grads=*/false);
   std::byte* bufs[2] = {ops.block_buffer(0, size_t(layout.total)), ops.block_buffer(1, size_t(layout.total))};
-  ops.load(block_at(bufs[0], layout, a, false));
+  const int rank = ring.rank();
+  ops.load(block_at(bufs[0], layout, a, false, rank));
   bool have_result = false;  // the running result holds at least one block's
 
   for (int s = 0; s < P; ++s) {
     std::byte *cur = bufs[s % 2], *nxt = bufs[(s + 1) % 2];
-    const RingBlock blk = block_at(cur, layout, a, false);
+    const RingBlock blk = block_at(cur, layout, a, false, (rank - s + P) % P);
     // Reading cur while it is being sent is allowed: only writes must wait for the send.
     std::unique_ptr<Pending> xfer;
     if (s + 1 < P) {
@@ -258,7 +271,10 @@ void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, Ring
       ops.attend(blk, /*first=*/!have_result);
       have_result = true;
     }
-    if (xfer) xfer->wait();
+    if (xfer) {
+      xfer->wait();
+      ops.after_exchange();
+    }
   }
   ops.finish_forward(have_result);
 }
@@ -266,6 +282,7 @@ void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, Ring
 void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, const float* q, const float* k,
                             const float* v, float* o, float* lse) {
   check_args(ring, a);
+  check_zigzag(ring, a);
   CpuRingOps ops(a, q, k, v);
   ops.set_forward(o, lse);
   ring_attention_forward(ring, a, ops);
@@ -285,12 +302,14 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, Rin
   const int64_t acc_bytes = layout_acc_bytes(a, ops);
   const Layout layout(a, ops, /*with_grads=*/true);
   std::byte* bufs[2] = {ops.block_buffer(0, size_t(layout.total)), ops.block_buffer(1, size_t(layout.total))};
-  ops.load(block_at(bufs[0], layout, a, true));
+  const int rank = ring.rank();
+  ops.load(block_at(bufs[0], layout, a, true, rank));
   bool have_dq = false;
 
   for (int s = 0; s < P; ++s) {
     std::byte *cur = bufs[s % 2], *nxt = bufs[(s + 1) % 2];
-    const RingBlock blk = block_at(cur, layout, a, true), next = block_at(nxt, layout, a, true);
+    const RingBlock blk = block_at(cur, layout, a, true, (rank - s + P) % P);
+    const RingBlock next = block_at(nxt, layout, a, true, (rank - s - 1 + 2 * P) % P);
     // Step s sends cur's K/V unless the ring is done with K/V, and the accumulator finished at
     // step s-1 unless there is none yet: one contiguous byte range either way.
     const int64_t begin = s + 1 < P ? 0 : layout.dk, end = s > 0 ? layout.total : layout.kv_bytes();
@@ -304,7 +323,10 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, Rin
       ops.attend_backward(blk, /*first=*/!have_dq);
       have_dq = true;
     }
-    if (xfer) xfer->wait();
+    if (xfer) {
+      xfer->wait();
+      ops.after_exchange();
+    }
     // nxt's dk/dv now hold the accumulator of block b_s from rank-1 (nothing at s == 0), and
     // go out with the next step's message.
     if (s == 0) {
@@ -325,9 +347,10 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, Rin
     ops.before_exchange();
     ring.send_recv(home + layout.dk, layout.total - layout.dk, next_rank, other + layout.dk, layout.total - layout.dk,
                    prev_rank);
+    ops.after_exchange();
     home = other;
   }
-  const RingBlock mine = block_at(home, layout, a, true);
+  const RingBlock mine = block_at(home, layout, a, true, rank);
   ops.finish_backward(mine.dk, mine.dv, have_dq);
 }
 
@@ -335,9 +358,19 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, con
                              const float* v, const float* o, const float* lse, const float* dout, float* dq,
                              float* dk, float* dv) {
   check_args(ring, a);
+  check_zigzag(ring, a);
   CpuRingOps ops(a, q, k, v);
   ops.set_backward(o, lse, dout, dq, dk, dv);
   ring_attention_backward(ring, a, ops);
+}
+
+RingPiece zigzag_piece(int64_t T, int rank, int origin, bool causal) {
+  if (!causal) return {0, T, 0, T, false};
+  AUTOSP_CHECK(T % 2 == 0) << "zigzag_piece: " << T << " local tokens are not two equal chunks";
+  const int64_t c = T / 2;
+  if (origin == rank) return {0, T, 0, T, true};
+  if (origin < rank) return {0, T, 0, c, false};
+  return {c, T, 0, T, false};
 }
 
 std::vector<int32_t> zigzag_indices(int64_t T_total, int P, int rank) {

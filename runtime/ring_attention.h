@@ -26,6 +26,10 @@ struct RingAttentionArgs {
   float scale = 1.0f;
   const int32_t* idx = nullptr;  // [B, T] global token index of each local token (k_idx <= q_idx is visible)
   const int32_t* seg = nullptr;  // [B, T] document ids, or null for one document
+  // idx is zigzag_indices(P·T, P, ring rank) in every batch row (the compiler's layout,
+  // ir::RingAttentionAttrs::zigzag): zigzag_piece then says on the host which keys of each
+  // block the queries see. The CPU ring checks the claim against idx.
+  bool zigzag = false;
 };
 
 // q, o: [B, T, H, D]   k, v: [B, T, Hkv, D]   lse: [B, H, T] (natural log; -inf where a query
@@ -53,7 +57,24 @@ struct RingBlock {
   void *k = nullptr, *v = nullptr;
   int32_t *idx = nullptr, *seg = nullptr;
   void *dk = nullptr, *dv = nullptr;
+  int origin = 0;  // the ring rank the block started on
 };
+
+// With the zigzag layout (T even: chunks i and 2P-1-i of T/2 tokens on rank i), the keys of
+// the block that started on ring rank `origin` that rank `rank`'s queries see form one piece:
+// queries [q0, q1) see keys [k0, k1), all of them, or causally by local row (k - k0 <= q - q0)
+// when `causal` is set. Every other (query, key) pair is hidden:
+//   origin == rank: every row, causal (the positions increase along the rows);
+//   origin <  rank: every query sees the block's early chunk, none its late one;
+//   origin >  rank: only the late chunk's queries, and they see the whole block.
+// Without causality every query sees every key. A device runs a piece as one plain attention
+// call; segment ids, when present, still hide more (tests/runtime/test_ring_attention.cc
+// checks the pieces against the positions' mask).
+struct RingPiece {
+  int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;
+  bool causal = false;
+};
+RingPiece zigzag_piece(int64_t T, int rank, int origin, bool causal);
 
 // The attention kernels' arguments (kernels/cpu or kernels/cuda AttentionArgs) for this
 // rank's queries against one travelling block: positions and segments from both sides.
@@ -84,6 +105,10 @@ class RingOps {
   // Called before each exchange: buffers the communicator reads or writes must be ready for
   // it (a device implementation with a blocking communicator waits for its stream).
   virtual void before_exchange() {}
+  // Called after each exchange completed (wait() returned): a device implementation whose
+  // exchanges are enqueued on another stream orders its next reads of the received buffer
+  // after them.
+  virtual void after_exchange() {}
 
   // Forward: the running result (o, lse) := the block's result (first) or its merge with it.
   virtual void attend(const RingBlock& blk, bool first) = 0;

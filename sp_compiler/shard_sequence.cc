@@ -224,7 +224,8 @@ class Rewriter {
       const ir::MeshGroup rg = d.strategy == Strategy::hybrid ? ir::MeshGroup::sp_outer : ir::MeshGroup::sp;
       std::vector<ValueId> a{q, k, v, *idx};
       if (seg) a.push_back(*seg);
-      o = b_.op(Op::ring_attention, a, ir::RingAttentionAttrs{rg, d.outer, attrs.causal, attrs.scale})[0];
+      o = b_.op(Op::ring_attention, a, ir::RingAttentionAttrs{rg, d.outer, attrs.causal, attrs.scale,
+                                                                  /*zigzag=*/plan_.layout.zigzag})[0];
     }
     if (ulysses_part) {  // heads -> sequence
       sh(o) = shard(2);

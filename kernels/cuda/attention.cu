@@ -489,6 +489,9 @@ void check_args(const AttentionArgs& a) {
   AUTOSP_CHECK(a.H > 0 && a.Hkv > 0 && a.H % a.Hkv == 0)
       << "attention: H = " << a.H << " must be a multiple of Hkv = " << a.Hkv;
   AUTOSP_CHECK((a.q_seg == nullptr) == (a.k_seg == nullptr)) << "attention: q_seg and k_seg go together";
+  AUTOSP_CHECK((a.q_rows == 0 || a.q_rows >= a.Tq) && (a.k_rows == 0 || a.k_rows >= a.Tk))
+      << "attention: row windows of " << a.q_rows << " and " << a.k_rows << " rows cannot hold Tq = " << a.Tq
+      << ", Tk = " << a.Tk;
 }
 
 // The fallback's own limits: grid dimensions (heads in y, batch in z) and int positions.
@@ -497,6 +500,8 @@ void check_fallback_args(const AttentionArgs& a) {
   AUTOSP_CHECK(a.D <= 256) << "attention (CUDA): head dim " << a.D << " > 256";
   AUTOSP_CHECK(a.B <= 65535 && a.H <= 65535) << "attention (CUDA): B = " << a.B << ", H = " << a.H;
   AUTOSP_CHECK(a.Tq < INT_MAX && a.Tk < INT_MAX) << "attention (CUDA): Tq = " << a.Tq << ", Tk = " << a.Tk;
+  AUTOSP_CHECK((a.q_rows == 0 || a.q_rows == a.Tq) && (a.k_rows == 0 || a.k_rows == a.Tk))
+      << "attention (CUDA): row windows are for cuDNN only (attention_*_cudnn)";
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }

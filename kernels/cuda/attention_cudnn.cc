@@ -3,14 +3,15 @@
 // headers). Written against nvidia-cudnn-frontend 1.32.
 //
 // No copies or permutes: our [B, T, H, D] tensors are cuDNN's logical [B, H, T, D] with strides
-// {T·H·D, D, H·D, 1}, and GQA is K/V with Hkv heads. Stats, [B, H, Tq, 1] fp32, is the
+// {R·H·D, D, H·D, 1}, R = T or the row window's allocated rows (AttentionArgs::q_rows,
+// k_rows), and GQA is K/V with Hkv heads. Stats, [B, H, Tq, 1] fp32, is the
 // natural-log logsumexp of the scaled scores (the frontend's default; set_stats_use_log2 would
 // make it base 2) — exactly our lse [B, H, Tq]. Causal is cuDNN's top-left diagonal band with
 // right bound 0: key j visible to query i iff j <= i, which is our causal mask with default
 // positions (0..Tq-1 and 0..Tk-1), Tq != Tk included. Positions and segments have no cuDNN
 // equivalent here and go to the fallback kernels.
 //
-// A graph is built once per shape (B, Tq, Tk, H, Hkv, D, causal, scale, direction) and cached
+// A graph is built once per shape (B, Tq, Tk, rows, H, Hkv, D, causal, scale, direction) and cached
 // in the context with its workspace size; a shape cuDNN rejects is cached as rejected, and
 // its reason printed once. The backward asks for cuDNN's deterministic algorithm (like the
 // fallback, repeated steps give identical gradients) and takes the default one when that is
@@ -52,8 +53,8 @@ using Graph = std::shared_ptr<fe::graph::Graph>;
 
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV };
 
-// B, Tq, Tk, H, Hkv, D, causal, scale, backward
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, float, bool>;
+// B, Tq, Tk, q_rows, k_rows, H, Hkv, D, causal, scale, backward
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, float, bool>;
 
 struct Built {
   Graph graph;  // null: cuDNN rejected the shape
@@ -74,28 +75,29 @@ struct CudnnAttention {
 
 namespace {
 
-// dims [B, heads, T, D] over our [B, T, heads, D] memory.
-std::vector<int64_t> dims(int64_t B, int64_t heads, int64_t T, int64_t D) { return {B, heads, T, D}; }
-std::vector<int64_t> strides(int64_t heads, int64_t T, int64_t D) { return {T * heads * D, D, heads * D, 1}; }
+// One operand: T rows (of R allocated) of [B, R, heads, D] memory, cuDNN's dims [B, heads, T, D].
+struct Side {
+  int64_t B, heads, T, R, D;
+  std::vector<int64_t> dims() const { return {B, heads, T, D}; }
+  std::vector<int64_t> strides() const { return {R * heads * D, D, heads * D, 1}; }
+};
+int64_t rows_of(int64_t rows, int64_t T) { return rows > 0 ? rows : T; }
+Side q_side(const AttentionArgs& a) { return {a.B, a.H, a.Tq, rows_of(a.q_rows, a.Tq), a.D}; }
+Side k_side(const AttentionArgs& a) { return {a.B, a.Hkv, a.Tk, rows_of(a.k_rows, a.Tk), a.D}; }
 
-Tensor input(fe::graph::Graph& g, const char* name, Uid uid, int64_t B, int64_t heads, int64_t T, int64_t D) {
-  return g.tensor(fe::graph::Tensor_attributes()
-                      .set_name(name)
-                      .set_uid(uid)
-                      .set_dim(dims(B, heads, T, D))
-                      .set_stride(strides(heads, T, D)));
+Tensor input(fe::graph::Graph& g, const char* name, Uid uid, const Side& x) {
+  return g.tensor(
+      fe::graph::Tensor_attributes().set_name(name).set_uid(uid).set_dim(x.dims()).set_stride(x.strides()));
 }
 
-void output(const Tensor& t, Uid uid, int64_t B, int64_t heads, int64_t T, int64_t D) {
-  t->set_output(true).set_uid(uid).set_dim(dims(B, heads, T, D)).set_stride(strides(heads, T, D));
+void output(const Tensor& t, Uid uid, const Side& x) {
+  t->set_output(true).set_uid(uid).set_dim(x.dims()).set_stride(x.strides());
 }
 
-// Stats, [B, H, Tq, 1] fp32: our lse [B, H, Tq].
+// Stats, [B, H, Tq, 1] fp32: our lse [B, H, Tq] (head stride q_rows in a window).
 fe::graph::Tensor_attributes& stats_layout(fe::graph::Tensor_attributes& t, const AttentionArgs& a) {
-  return t.set_uid(kStats)
-      .set_data_type(fe::DataType_t::FLOAT)
-      .set_dim({a.B, a.H, a.Tq, 1})
-      .set_stride({a.H * a.Tq, a.Tq, 1, 1});
+  const int64_t R = rows_of(a.q_rows, a.Tq);
+  return t.set_uid(kStats).set_data_type(fe::DataType_t::FLOAT).set_dim({a.B, a.H, a.Tq, 1}).set_stride({a.H * R, R, 1, 1});
 }
 
 Graph new_graph() {
@@ -108,24 +110,24 @@ Graph new_graph() {
 
 Graph forward_graph(const AttentionArgs& a) {
   Graph g = new_graph();
-  const Tensor q = input(*g, "Q", kQ, a.B, a.H, a.Tq, a.D);
-  const Tensor k = input(*g, "K", kK, a.B, a.Hkv, a.Tk, a.D);
-  const Tensor v = input(*g, "V", kV, a.B, a.Hkv, a.Tk, a.D);
+  const Tensor q = input(*g, "Q", kQ, q_side(a));
+  const Tensor k = input(*g, "K", kK, k_side(a));
+  const Tensor v = input(*g, "V", kV, k_side(a));
   auto opts = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(true).set_attn_scale(a.scale);
   if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
   auto [o, stats] = g->sdpa(q, k, v, opts);
-  output(o, kO, a.B, a.H, a.Tq, a.D);
+  output(o, kO, q_side(a));
   stats_layout(stats->set_output(true), a);
   return g;
 }
 
 Graph backward_graph(const AttentionArgs& a, bool deterministic) {
   Graph g = new_graph();
-  const Tensor q = input(*g, "Q", kQ, a.B, a.H, a.Tq, a.D);
-  const Tensor k = input(*g, "K", kK, a.B, a.Hkv, a.Tk, a.D);
-  const Tensor v = input(*g, "V", kV, a.B, a.Hkv, a.Tk, a.D);
-  const Tensor o = input(*g, "O", kO, a.B, a.H, a.Tq, a.D);
-  const Tensor dout = input(*g, "dO", kdO, a.B, a.H, a.Tq, a.D);
+  const Tensor q = input(*g, "Q", kQ, q_side(a));
+  const Tensor k = input(*g, "K", kK, k_side(a));
+  const Tensor v = input(*g, "V", kV, k_side(a));
+  const Tensor o = input(*g, "O", kO, q_side(a));
+  const Tensor dout = input(*g, "dO", kdO, q_side(a));
   const Tensor stats = g->tensor(stats_layout(fe::graph::Tensor_attributes().set_name("Stats"), a));
   auto opts = fe::graph::SDPA_backward_attributes()
                   .set_name("sdpa_backward")
@@ -133,9 +135,9 @@ Graph backward_graph(const AttentionArgs& a, bool deterministic) {
                   .set_deterministic_algorithm(deterministic);
   if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
   auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, opts);
-  output(dq, kdQ, a.B, a.H, a.Tq, a.D);
-  output(dk, kdK, a.B, a.Hkv, a.Tk, a.D);
-  output(dv, kdV, a.B, a.Hkv, a.Tk, a.D);
+  output(dq, kdQ, q_side(a));
+  output(dk, kdK, k_side(a));
+  output(dv, kdV, k_side(a));
   return g;
 }
 
@@ -157,8 +159,11 @@ std::string build(fe::graph::Graph& g, cudnnHandle_t handle) {
 }
 
 std::string describe(const AttentionArgs& a, bool backward) {
+  const int64_t qr = rows_of(a.q_rows, a.Tq), kr = rows_of(a.k_rows, a.Tk);
+  const std::string window =
+      qr > a.Tq || kr > a.Tk ? " in windows of " + std::to_string(qr) + "/" + std::to_string(kr) + " rows" : "";
   return std::string(backward ? "backward" : "forward") + " B=" + std::to_string(a.B) + " Tq=" + std::to_string(a.Tq) +
-         " Tk=" + std::to_string(a.Tk) + " H=" + std::to_string(a.H) + " Hkv=" + std::to_string(a.Hkv) +
+         " Tk=" + std::to_string(a.Tk) + window + " H=" + std::to_string(a.H) + " Hkv=" + std::to_string(a.Hkv) +
          " D=" + std::to_string(a.D) + (a.causal ? " causal" : "");
 }
 
@@ -177,7 +182,8 @@ const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, bool backw
   }
   static const Built kNone;
   if (!ctx.cudnn->handle) return kNone;
-  const Key key{a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D, a.causal, a.scale, backward};
+  const Key key{a.B,   a.Tq,     a.Tk,    rows_of(a.q_rows, a.Tq), rows_of(a.k_rows, a.Tk), a.H, a.Hkv,
+                a.D,   a.causal, a.scale, backward};
   auto it = ctx.cudnn->graphs.find(key);
   if (it != ctx.cudnn->graphs.end()) return it->second;
 

@@ -13,14 +13,14 @@ namespace autosp::kernels::cuda {
 // kernels
 
 __global__ void ring_merge_kernel(float* o, float* lse, const bf16* o_blk, const float* lse_blk, int64_t T,
-                                  int64_t H, int64_t D, int64_t rows, bool first) {
+                                  int64_t H, int64_t D, int64_t rows, int64_t lo, int64_t hi, bool first) {
   const int lane = threadIdx.x % 32;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t row = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
     // row = (b·T + i)·H + h, o's row order; lse is [B, H, T].
     const int64_t h = row % H, bt = row / H, i = bt % T, b = bt / T;
     const int64_t l_at = (b * H + h) * T + i;
-    const float l_blk = lse_blk[l_at];
+    const float l_blk = i >= lo && i < hi ? lse_blk[l_at] : -INFINITY;  // outside: not computed
     const float l = first ? -INFINITY : lse[l_at];
     float* orow = o + row * D;
     const bf16* brow = o_blk + row * D;
@@ -42,9 +42,15 @@ __global__ void ring_merge_kernel(float* o, float* lse, const bf16* o_blk, const
   }
 }
 
-__global__ void ring_accumulate_kernel(float* acc, const bf16* part, int64_t n, bool first) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    acc[i] = first ? __bfloat162float(part[i]) : acc[i] + __bfloat162float(part[i]);
+__global__ void ring_accumulate_kernel(float* acc, const bf16* part, int64_t n, int64_t T, int64_t W, int64_t lo,
+                                       int64_t hi, bool first) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / W % T;
+    if (t >= lo && t < hi)
+      acc[i] = first ? __bfloat162float(part[i]) : acc[i] + __bfloat162float(part[i]);
+    else if (first)
+      acc[i] = 0.0f;
+  }
 }
 
 __global__ void ring_fill_kernel(float* x, int64_t n, float value) {
@@ -59,16 +65,18 @@ static int blocks_for(int64_t n, int per_block) {
 }
 
 void ring_merge(float* o, float* lse, const bf16* o_blk, const float* lse_blk, int64_t B, int64_t T, int64_t H,
-                int64_t D, bool first, cudaStream_t s) {
+                int64_t D, int64_t lo, int64_t hi, bool first, cudaStream_t s) {
   const int64_t rows = B * T * H;
   if (rows == 0 || D == 0) return;
-  ring_merge_kernel<<<blocks_for(rows, 8), 256, 0, s>>>(o, lse, o_blk, lse_blk, T, H, D, rows, first);
+  ring_merge_kernel<<<blocks_for(rows, 8), 256, 0, s>>>(o, lse, o_blk, lse_blk, T, H, D, rows, lo, hi, first);
   CUDA_CHECK(cudaGetLastError());
 }
 
-void ring_accumulate(float* acc, const bf16* part, int64_t n, bool first, cudaStream_t s) {
+void ring_accumulate(float* acc, const bf16* part, int64_t B, int64_t T, int64_t W, int64_t lo, int64_t hi,
+                     bool first, cudaStream_t s) {
+  const int64_t n = B * T * W;
   if (n == 0) return;
-  ring_accumulate_kernel<<<blocks_for(n, 256), 256, 0, s>>>(acc, part, n, first);
+  ring_accumulate_kernel<<<blocks_for(n, 256), 256, 0, s>>>(acc, part, n, T, W, lo, hi, first);
   CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,11 +1,13 @@
 // CudaRingAttention (ring_attention_cuda.h): the GPU's RingOps. The work buffer holds, in
 // forward, the running output (fp32) and one block's output (bf16) and lse; in backward the
 // dq accumulator (fp32) and one block's dq, dk, dv parts (bf16). lse itself is the running
-// lse (the op's fp32 output).
+// lse (the op's fp32 output). A block's parts are valid only in its piece's rows: the merge
+// and the accumulations read nothing else.
 #include "runtime/cuda/ring_attention_cuda.h"
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "core/check.h"
 #include "kernels/cuda/attention.h"
@@ -40,7 +42,24 @@ class CudaRingOps final : public RingOps {
  public:
   CudaRingOps(CudaRingAttention& r, const Communicator& ring, const RingAttentionArgs& a, const bf16* q,
               const bf16* k, const bf16* v)
-      : r_(r), s_(r.stream()), blocking_(!ring.stream_ordered()), a_(a), q_(q), k_(k), v_(v) {}
+      : r_(r),
+        s_(r.work_stream()),
+        comm_(r.stream()),
+        blocking_(!ring.stream_ordered()),
+        rank_(ring.rank()),
+        a_(a),
+        q_(q),
+        k_(k),
+        v_(v) {
+    // The op's inputs were written in the communicator's stream order.
+    CUDA_CHECK(cudaEventRecord(r_.to_work(), comm_));
+    CUDA_CHECK(cudaStreamWaitEvent(s_, r_.to_work(), 0));
+  }
+  // After the schedule: the op's outputs are the communicator stream's from here on.
+  void hand_back() {
+    CUDA_CHECK(cudaEventRecord(r_.to_comm(), s_));
+    CUDA_CHECK(cudaStreamWaitEvent(comm_, r_.to_comm(), 0));
+  }
 
   void set_forward(bf16* o, float* lse) {
     o_ = o, lse_ = lse;
@@ -74,15 +93,33 @@ class CudaRingOps final : public RingOps {
   }
   void zero(void* dst, size_t bytes) override { CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, s_)); }
   // The indices are on the device, and reading them would stall the stream every step: every
-  // block is computed, and the attention kernels skip the tiles its mask hides.
+  // block is computed (a zigzag block always has a visible piece; otherwise the fallback
+  // kernels skip the tiles its mask hides).
   bool hidden(const RingBlock&) override { return false; }
   void before_exchange() override {
-    if (blocking_) CUDA_CHECK(cudaStreamSynchronize(s_));
+    if (blocking_) {
+      CUDA_CHECK(cudaStreamSynchronize(s_));
+      return;
+    }
+    CUDA_CHECK(cudaEventRecord(r_.to_comm(), s_));
+    CUDA_CHECK(cudaStreamWaitEvent(comm_, r_.to_comm(), 0));
+  }
+  void after_exchange() override {
+    if (blocking_) return;  // the data is in place
+    CUDA_CHECK(cudaEventRecord(r_.to_work(), comm_));
+    CUDA_CHECK(cudaStreamWaitEvent(s_, r_.to_work(), 0));
   }
 
   void attend(const RingBlock& blk, bool first) override {
-    k::attention_forward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_blk_, lse_blk_, s_);
-    k::ring_merge(o_acc_, lse_, o_blk_, lse_blk_, a_.B, a_.T, a_.H, a_.D, first, s_);
+    const auto piece = cudnn_piece(blk);
+    const int64_t qr = piece ? q_row(piece->q0) : 0, kr = piece ? kv_row(piece->k0) : 0;
+    RingPiece done = whole();
+    if (piece && k::attention_forward_cudnn(r_.attention(), window(*piece), q_ + qr, B(blk.k) + kr, B(blk.v) + kr,
+                                            o_blk_ + qr, lse_blk_ + piece->q0, s_))
+      done = *piece;
+    else
+      k::attention_forward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_blk_, lse_blk_, s_);
+    k::ring_merge(o_acc_, lse_, o_blk_, lse_blk_, a_.B, a_.T, a_.H, a_.D, done.q0, done.q1, first, s_);
   }
   void finish_forward(bool have_result) override {
     if (have_result) {
@@ -94,13 +131,23 @@ class CudaRingOps final : public RingOps {
   }
 
   void attend_backward(const RingBlock& blk, bool first) override {
-    k::attention_backward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_in_, lse_in_, dout_, dq_part_,
-                          dk_part_, dv_part_, s_);
-    k::ring_accumulate(dq_acc_, dq_part_, q_elems(), first, s_);
+    const auto piece = cudnn_piece(blk);
+    const int64_t qr = piece ? q_row(piece->q0) : 0, kr = piece ? kv_row(piece->k0) : 0;
+    if (piece && k::attention_backward_cudnn(r_.attention(), window(*piece), q_ + qr, B(blk.k) + kr, B(blk.v) + kr,
+                                             o_in_ + qr, lse_in_ + piece->q0, dout_ + qr, dq_part_ + qr,
+                                             dk_part_ + kr, dv_part_ + kr, s_)) {
+      kept_ = *piece;
+    } else {
+      kept_ = whole();
+      k::attention_backward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_in_, lse_in_, dout_,
+                            dq_part_, dk_part_, dv_part_, s_);
+    }
+    k::ring_accumulate(dq_acc_, dq_part_, a_.B, a_.T, a_.H * a_.D, kept_.q0, kept_.q1, first, s_);
   }
   void keep_grads(void* acc_dk, void* acc_dv, bool first) override {
-    k::ring_accumulate(static_cast<float*>(acc_dk), dk_part_, kv_elems(), first, s_);
-    k::ring_accumulate(static_cast<float*>(acc_dv), dv_part_, kv_elems(), first, s_);
+    const int64_t w = a_.Hkv * a_.D;
+    k::ring_accumulate(static_cast<float*>(acc_dk), dk_part_, a_.B, a_.T, w, kept_.k0, kept_.k1, first, s_);
+    k::ring_accumulate(static_cast<float*>(acc_dv), dv_part_, a_.B, a_.T, w, kept_.k0, kept_.k1, first, s_);
   }
   void finish_backward(const void* acc_dk, const void* acc_dv, bool have_dq) override {
     k::cast_f32_to_bf16(static_cast<const float*>(acc_dk), dk_, kv_elems(), s_);
@@ -125,10 +172,32 @@ class CudaRingOps final : public RingOps {
   int64_t kv_elems() const { return a_.B * a_.T * a_.Hkv * a_.D; }
   int64_t rows() const { return a_.B * a_.H * a_.T; }
   k::AttentionArgs block_args(const RingBlock& blk) const { return block_attention_args<k::AttentionArgs>(a_, blk); }
+  RingPiece whole() const { return {0, a_.T, 0, a_.T, false}; }
+  // Element offsets of local row t in q-shaped and k-shaped tensors (batch 0; windows keep
+  // the batch stride).
+  int64_t q_row(int64_t t) const { return t * a_.H * a_.D; }
+  int64_t kv_row(int64_t t) const { return t * a_.Hkv * a_.D; }
+  // The block's piece when cuDNN may run it: zigzag layout, no segment ids, not forced to
+  // the fallback (AUTOSP_ATTENTION=fallback), and something visible.
+  std::optional<RingPiece> cudnn_piece(const RingBlock& blk) {
+    if (!a_.zigzag || a_.seg || r_.attention().force_fallback) return std::nullopt;
+    const RingPiece p = zigzag_piece(a_.T, rank_, blk.origin, a_.causal);
+    if (p.q1 <= p.q0 || p.k1 <= p.k0) return std::nullopt;
+    return p;
+  }
+  // The kernel arguments of a piece: default positions over row windows of the block.
+  k::AttentionArgs window(const RingPiece& p) const {
+    k::AttentionArgs w;
+    w.B = a_.B, w.Tq = p.q1 - p.q0, w.Tk = p.k1 - p.k0, w.H = a_.H, w.Hkv = a_.Hkv, w.D = a_.D;
+    w.causal = p.causal, w.scale = a_.scale;
+    w.q_rows = a_.T, w.k_rows = a_.T;
+    return w;
+  }
 
   CudaRingAttention& r_;
-  cudaStream_t s_;
+  cudaStream_t s_, comm_;  // kernels; exchanges
   bool blocking_;
+  int rank_;
   const RingAttentionArgs& a_;
   const bf16 *q_, *k_, *v_;
   bf16* o_ = nullptr;
@@ -139,19 +208,30 @@ class CudaRingOps final : public RingOps {
   // Work space (buffer 2), placed by set_forward / set_backward.
   float *o_acc_ = nullptr, *lse_blk_ = nullptr, *dq_acc_ = nullptr;
   bf16 *o_blk_ = nullptr, *dq_part_ = nullptr, *dk_part_ = nullptr, *dv_part_ = nullptr;
+  RingPiece kept_;  // the rows of the last block's dk, dv parts (attend_backward -> keep_grads)
 };
 
 }  // namespace
 
 CudaRingAttention::CudaRingAttention(cudaStream_t stream, std::function<void(int64_t)> on_alloc)
-    : stream_(stream), on_alloc_(std::move(on_alloc)), attention_(std::make_unique<k::AttentionContext>()) {}
+    : stream_(stream), on_alloc_(std::move(on_alloc)), attention_(std::make_unique<k::AttentionContext>()) {
+  // On the device of the communicator's stream (the caller's current device, as for it).
+  CUDA_CHECK(cudaStreamCreateWithFlags(&work_, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaEventCreateWithFlags(&to_comm_, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventCreateWithFlags(&to_work_, cudaEventDisableTiming));
+}
 
 CudaRingAttention::~CudaRingAttention() {
   cudaStreamSynchronize(stream_);
+  cudaStreamSynchronize(work_);
   for (int i = 0; i < kBuffers; ++i) {
     cudaFree(buf_[i]);
     if (on_alloc_ && bytes_[i] > 0) on_alloc_(-int64_t(bytes_[i]));
   }
+  attention_.reset();  // its cuDNN handle is bound to work_
+  cudaEventDestroy(to_comm_);
+  cudaEventDestroy(to_work_);
+  cudaStreamDestroy(work_);
 }
 
 void* CudaRingAttention::buffer(int which, size_t bytes) {
@@ -159,6 +239,7 @@ void* CudaRingAttention::buffer(int which, size_t bytes) {
   bytes = std::max<size_t>(bytes, 256);  // never a 0-byte allocation
   if (bytes > bytes_[which]) {
     CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
+    CUDA_CHECK(cudaStreamSynchronize(work_));
     CUDA_CHECK(cudaFree(buf_[which]));
     buf_[which] = nullptr;
     const cudaError_t e = cudaMalloc(&buf_[which], bytes);
@@ -174,6 +255,7 @@ void CudaRingAttention::forward(Communicator& ring, const RingAttentionArgs& a, 
   CudaRingOps ops(*this, ring, a, q, k, v);
   ops.set_forward(o, lse);
   ring_attention_forward(ring, a, ops);
+  ops.hand_back();
 }
 
 void CudaRingAttention::backward(Communicator& ring, const RingAttentionArgs& a, const bf16* q, const bf16* k,
@@ -182,6 +264,7 @@ void CudaRingAttention::backward(Communicator& ring, const RingAttentionArgs& a,
   CudaRingOps ops(*this, ring, a, q, k, v);
   ops.set_backward(o, lse, dout, dq, dk, dv);
   ring_attention_backward(ring, a, ops);
+  ops.hand_back();
 }
 
 }  // namespace autosp::runtime

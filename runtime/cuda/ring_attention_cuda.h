@@ -4,17 +4,26 @@
 // output and every accumulator (dq, and the travelling dk/dv) are fp32, rounded to bf16 once
 // at the end, as the CPU's bf16 program rounds its fp32 ring attention.
 //
-// Streams: every kernel and copy of a call is issued on one stream, the communicator's: a
-// stream-ordered communicator (NCCL created on that stream, comm_nccl.h) then needs no event
-// between a block's transfer and its attention; with a blocking communicator (the local one
-// with a device MemOps) the stream is synchronised before each exchange, so the buffers it
-// reads are written and the buffer it fills is no longer read. On the GPU the transfer and
-// the block attention therefore do not overlap yet: overlapping them needs a second stream
-// (compute) with an event per step in each direction, left for later.
+// Blocks: with the zigzag layout (RingAttentionArgs::zigzag) and no segment ids, each block's
+// visible keys are one piece known on the host (zigzag_piece), which cuDNN runs as one plain
+// causal or full attention on row windows of the block (AttentionArgs::q_rows); its merge and
+// accumulation then touch only the piece's rows. Otherwise, or when cuDNN declines the
+// piece, the fallback kernels attend the whole block with explicit positions (and segments).
+//
+// Streams: the exchanges run on the stream given at construction, the communicator's (an
+// NCCL communicator created on it, comm_nccl.h, enqueues its transfers there), and every
+// kernel and copy on a stream of this object's own, so a block's attention overlaps the next
+// block's transfer. Events order them: the transfer that overwrites a buffer waits for the
+// kernels that read it (before_exchange), the kernels that read a received block wait for its
+// transfer (after_exchange), and a call begins after the work already on the communicator's
+// stream and ends with that stream waiting for its kernels, so callers see one stream. With a
+// blocking communicator (the local one with a device MemOps) the kernel stream is
+// synchronised before each exchange instead, so the buffers it reads are written and the
+// buffer it fills is no longer read.
 //
 // One object serves one host thread at a time (its scratch and attention context are shared
 // by its calls); buffers grow, never shrink, so steady-state calls allocate nothing (growing
-// synchronises the stream first).
+// synchronises both streams first).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -47,15 +56,21 @@ class CudaRingAttention {
   void backward(Communicator& ring, const RingAttentionArgs& a, const bf16* q, const bf16* k, const bf16* v,
                 const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv);
 
-  cudaStream_t stream() const { return stream_; }
+  cudaStream_t stream() const { return stream_; }       // the communicator's: exchanges
+  cudaStream_t work_stream() const { return work_; }    // this object's: kernels and copies
 
   // Grow-only device buffer `which` (kBuffers of them) of at least `bytes`.
   static constexpr int kBuffers = 3;  // the two travelling blocks, the per-block work space
   void* buffer(int which, size_t bytes);
   kernels::cuda::AttentionContext& attention() { return *attention_; }
+  // The event pair between the two streams (ring_attention_cuda.cc orders them per exchange).
+  cudaEvent_t to_comm() const { return to_comm_; }
+  cudaEvent_t to_work() const { return to_work_; }
 
  private:
   cudaStream_t stream_;
+  cudaStream_t work_ = nullptr;
+  cudaEvent_t to_comm_ = nullptr, to_work_ = nullptr;
   std::function<void(int64_t)> on_alloc_;
   std::unique_ptr<kernels::cuda::AttentionContext> attention_;
   void* buf_[kBuffers] = {};

@@ -58,21 +58,34 @@ TEST_CASE("the ring merge kernel equals the fp32 online-softmax merge, -inf rows
   REQUIRE_GPU();
   const int64_t B = 2, T = 5, H = 3, D = 40;  // D not a multiple of the warp
   const size_t n = size_t(B * T * H * D), rows = size_t(B * H * T);
-  std::vector<float> o = random(n, 1), lse = random(rows, 2, 3.0f), lse_blk = random(rows, 3, 3.0f);
-  Buf o_blk(random(n, 4));
-  // Row patterns: running -inf, block -inf, both.
-  for (size_t r = 0; r < rows; r += 3) lse[r] = kNegInf;
-  for (size_t r = 1; r < rows; r += 4) lse_blk[r] = kNegInf;
-  lse[2] = lse_blk[2] = kNegInf;
+  const std::vector<float> o = random(n, 1), lse_all = random(rows, 2, 3.0f), lse_blk_all = random(rows, 3, 3.0f),
+                           o_blk_all = random(n, 4);
 
-  for (const bool first : {false, true}) {
-    DYNAMIC_SECTION((first ? "first block" : "merge")) {
+  for (const bool first : {false, true})
+    for (const auto& [lo, hi] : {std::pair<int64_t, int64_t>{0, T}, {1, 4}}) {
+      // Rows [lo, hi) of each batch are the block's piece; the block's other rows hold NaN,
+      // which the merge must not read.
+      DYNAMIC_SECTION((first ? "first block" : "merge") << ", rows " << lo << ".." << hi) {
+      std::vector<float> lse = lse_all, lse_blk = lse_blk_all, o_blk_host = o_blk_all;
+      // Row patterns: running -inf, block -inf, both.
+      for (size_t r = 0; r < rows; r += 3) lse[r] = kNegInf;
+      for (size_t r = 1; r < rows; r += 4) lse_blk[r] = kNegInf;
+      lse[2] = lse_blk[2] = kNegInf;
+      const auto inside = [&](int64_t i) { return i >= lo && i < hi; };
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < T; ++i)
+          for (int64_t h = 0; h < H; ++h)
+            if (!inside(i)) {
+              lse_blk[size_t((b * H + h) * T + i)] = NAN;
+              std::fill_n(&o_blk_host[size_t(((b * T + i) * H + h) * D)], D, NAN);
+            }
+      Buf o_blk(o_blk_host);
       std::vector<float> want_o = o, want_lse = lse;
       for (int64_t b = 0; b < B; ++b)
         for (int64_t i = 0; i < T; ++i)
           for (int64_t h = 0; h < H; ++h) {
             const size_t l_at = size_t((b * H + h) * T + i), row = size_t(((b * T + i) * H + h) * D);
-            const float lb = lse_blk[l_at], l = first ? kNegInf : lse[l_at];
+            const float lb = inside(i) ? lse_blk[l_at] : kNegInf, l = first ? kNegInf : lse[l_at];
             float* orow = &want_o[row];
             const float* brow = &o_blk.host[row];
             if (lb == kNegInf) {
@@ -95,7 +108,7 @@ TEST_CASE("the ring merge kernel equals the fp32 online-softmax merge, -inf rows
       float* d_o = device_copy(o);
       float* d_lse = device_copy(lse);
       float* d_lse_blk = device_copy(lse_blk);
-      k::ring_merge(d_o, d_lse, o_blk.dev, d_lse_blk, B, T, H, D, first, nullptr);
+      k::ring_merge(d_o, d_lse, o_blk.dev, d_lse_blk, B, T, H, D, lo, hi, first, nullptr);
       CUDA_CHECK(cudaDeviceSynchronize());
       const std::vector<float> got_o = host_copy(d_o, n), got_lse = host_copy(d_lse, rows);
       cudaFree(d_o);
@@ -109,21 +122,27 @@ TEST_CASE("the ring merge kernel equals the fp32 online-softmax merge, -inf rows
         else
           REQUIRE(std::abs(got_lse[r] - want_lse[r]) <= 1e-5f * (1.0f + std::abs(want_lse[r])));
       }
+      }
     }
-  }
 }
 
-TEST_CASE("ring accumulation widens bf16 parts into fp32 sums", "[cuda][ring]") {
+// Rows [lo, hi) of each batch accumulate; a first call zeroes the other rows, a later one
+// leaves them. Sums of two bf16 values are exact in fp32.
+TEST_CASE("ring accumulation widens bf16 parts into fp32 sums over a row range", "[cuda][ring]") {
   REQUIRE_GPU();
-  const size_t n = 1000;
+  const int64_t B = 2, T = 10, W = 50;
+  const size_t n = size_t(B * T * W);
   Buf a(random(n, 5)), b(random(n, 6));
   Scratch acc(n * sizeof(float));
-  k::ring_accumulate(acc.as<float>(), a.dev, int64_t(n), /*first=*/true, nullptr);
-  k::ring_accumulate(acc.as<float>(), b.dev, int64_t(n), /*first=*/false, nullptr);
+  k::ring_accumulate(acc.as<float>(), a.dev, B, T, W, 2, 9, /*first=*/true, nullptr);
+  k::ring_accumulate(acc.as<float>(), b.dev, B, T, W, 0, 5, /*first=*/false, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<float> got = host_copy(acc.as<float>(), n);
   std::vector<float> want(n);
-  for (size_t i = 0; i < n; ++i) want[i] = a.host[i] + b.host[i];
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t t = int64_t(i) / W % T;
+    want[i] = (t >= 2 && t < 9 ? a.host[i] : 0.0f) + (t < 5 ? b.host[i] : 0.0f);
+  }
   exact<float>(got, want);
 }
 
@@ -132,8 +151,11 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
   REQUIRE_GPU();
   const int64_t B = 2, H = 4, Hkv = 2, D = 64;
   for (const int P : {1, 2, 4})
-    for (const bool docs : {false, true}) {
-      DYNAMIC_SECTION("P=" << P << (docs ? " with documents" : "")) {
+    for (const bool docs : {false, true})
+      for (const bool zigzag : {false, true}) {
+      // zigzag: the layout is declared, so cuDNN runs each block's piece (without documents);
+      // else the fallback kernels attend every whole block by position.
+      DYNAMIC_SECTION("P=" << P << (docs ? " with documents" : "") << (zigzag ? ", zigzag declared" : "")) {
         const int64_t T_total = 64 * P, T = T_total / P;
         const size_t qn = size_t(B * T * H * D), kvn = size_t(B * T * Hkv * D), rows = size_t(B * H * T);
         // Per rank: bf16-exact inputs, zigzag indices, and segment ids (two documents per row).
@@ -164,6 +186,7 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
         auto args = [&](const Rank& x) {
           runtime::RingAttentionArgs a{B, T, H, Hkv, D, /*causal=*/true, 0.125f, x.idx.data(),
                                        docs ? x.seg.data() : nullptr};
+          a.zigzag = zigzag;
           return a;
         };
         runtime::run_local(P, [&](runtime::Communicator& c) {

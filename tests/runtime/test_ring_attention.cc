@@ -140,6 +140,7 @@ void check_ring(const Problem& p, Layout layout, int P) {
     a.scale = 1.0f / std::sqrt(float(p.D));
     a.idx = idx.data();
     a.seg = p.packed ? local_seg.data() : nullptr;
+    a.zigzag = layout == Layout::zigzag;  // the CPU ring checks the claim against idx
     Tensors& x = got[r];
     const auto q = gather_rows(ref.q, idx, p.B, p.T, wq), k = gather_rows(ref.k, idx, p.B, p.T, wk),
                v = gather_rows(ref.v, idx, p.B, p.T, wk), dout = gather_rows(ref.dout, idx, p.B, p.T, wq);
@@ -182,6 +183,30 @@ TEST_CASE("zigzag indices give rank r chunks r and 2P-1-r, and contiguous indice
   CHECK(zigzag_indices(16, 4, 1) == std::vector<int32_t>{2, 3, 12, 13});
   CHECK(zigzag_indices(8, 1, 0) == std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7});
   CHECK(contiguous_indices(12, 3, 2) == std::vector<int32_t>{8, 9, 10, 11});
+}
+
+// A device runs each block as its zigzag piece alone, so the piece must be exactly the
+// positions' mask: every visible (query, key) pair inside it, every hidden one outside.
+TEST_CASE("zigzag pieces are exactly the causal mask between two ranks' zigzag tokens") {
+  for (int P : {1, 2, 3, 4, 5})
+    for (int64_t chunk : {1, 3, 4})
+      for (bool causal : {true, false})
+        for (int rank = 0; rank < P; ++rank)
+          for (int origin = 0; origin < P; ++origin) {
+            CAPTURE(P, chunk, causal, rank, origin);
+            const int64_t T = 2 * chunk;
+            const std::vector<int32_t> q = zigzag_indices(T * P, P, rank), k = zigzag_indices(T * P, P, origin);
+            const RingPiece piece = zigzag_piece(T, rank, origin, causal);
+            int64_t mismatches = 0;
+            for (int64_t i = 0; i < T; ++i)
+              for (int64_t j = 0; j < T; ++j) {
+                const bool visible = !causal || k[j] <= q[i];
+                const bool in_piece = i >= piece.q0 && i < piece.q1 && j >= piece.k0 && j < piece.k1 &&
+                                      (!piece.causal || j - piece.k0 <= i - piece.q0);
+                mismatches += visible != in_piece;
+              }
+            CHECK(mismatches == 0);
+          }
 }
 
 TEST_CASE("causal ring attention over a zigzag layout gives single-device rows on every rank") {
