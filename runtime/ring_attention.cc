@@ -279,13 +279,18 @@ void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, Ring
   ops.finish_forward(have_result);
 }
 
+std::unique_ptr<RingOps> cpu_ring_forward_ops(const RingAttentionArgs& a, const float* q, const float* k,
+                                              const float* v, float* o, float* lse) {
+  auto ops = std::make_unique<CpuRingOps>(a, q, k, v);
+  ops->set_forward(o, lse);
+  return ops;
+}
+
 void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, const float* q, const float* k,
                             const float* v, float* o, float* lse) {
   check_args(ring, a);
   check_zigzag(ring, a);
-  CpuRingOps ops(a, q, k, v);
-  ops.set_forward(o, lse);
-  ring_attention_forward(ring, a, ops);
+  ring_attention_forward(ring, a, *cpu_ring_forward_ops(a, q, k, v, o, lse));
 }
 
 // Backward schedule. The kernel's attention_backward with the merged o and lse gives the
@@ -354,14 +359,20 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, Rin
   ops.finish_backward(mine.dk, mine.dv, have_dq);
 }
 
+std::unique_ptr<RingOps> cpu_ring_backward_ops(const RingAttentionArgs& a, const float* q, const float* k,
+                                               const float* v, const float* o, const float* lse, const float* dout,
+                                               float* dq, float* dk, float* dv) {
+  auto ops = std::make_unique<CpuRingOps>(a, q, k, v);
+  ops->set_backward(o, lse, dout, dq, dk, dv);
+  return ops;
+}
+
 void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, const float* q, const float* k,
                              const float* v, const float* o, const float* lse, const float* dout, float* dq,
                              float* dk, float* dv) {
   check_args(ring, a);
   check_zigzag(ring, a);
-  CpuRingOps ops(a, q, k, v);
-  ops.set_backward(o, lse, dout, dq, dk, dv);
-  ring_attention_backward(ring, a, ops);
+  ring_attention_backward(ring, a, *cpu_ring_backward_ops(a, q, k, v, o, lse, dout, dq, dk, dv));
 }
 
 RingPiece zigzag_piece(int64_t T, int rank, int origin, bool causal) {

@@ -14,6 +14,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "runtime/comm.h"
@@ -127,6 +128,14 @@ class RingOps {
 // The schedules themselves, on any RingOps (the float overloads above are these on the CPU's).
 void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops);
 void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops);
+
+// The CPU's RingOps for one forward or backward call (what the float overloads run), for
+// tests that wrap them. a and the pointers must outlive the object.
+std::unique_ptr<RingOps> cpu_ring_forward_ops(const RingAttentionArgs& a, const float* q, const float* k,
+                                              const float* v, float* o, float* lse);
+std::unique_ptr<RingOps> cpu_ring_backward_ops(const RingAttentionArgs& a, const float* q, const float* k,
+                                               const float* v, const float* o, const float* lse, const float* dout,
+                                               float* dq, float* dk, float* dv);
 
 // Load-balanced causal layout: the global indices of rank's tokens, in order: chunks rank and
 // 2P-1-rank of size T_total / (2P) (T_total divisible by 2P).
