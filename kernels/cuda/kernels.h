@@ -125,7 +125,7 @@ struct CrossEntropyArgs {
   int64_t N = 0, D = 0, V = 0;
   int32_t ignore_index = -1;
   int64_t chunk = 4096;      // vocabulary columns per tile
-  int64_t row_block = 4096;  // tokens per tile; dw is accumulated in bf16 once per extra block
+  int64_t row_block = 4096;  // tokens per tile; past one block, dw sums in an fp32 [V, D] scratch
 };
 size_t cross_entropy_scratch_bytes(const CrossEntropyArgs& a);
 void cross_entropy_forward(GemmContext& ctx, const CrossEntropyArgs& a, const bf16* h, const bf16* w,

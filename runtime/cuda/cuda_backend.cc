@@ -176,7 +176,12 @@ class CudaBackend final : public Backend {
   void comm_begin(int index, bool host_reads) override {
     DeviceScope on(device_);
     CUDA_CHECK(cudaStreamWaitEvent(comm_, handed_over_[size_t(index)], 0));
-    if (host_reads) CUDA_CHECK(cudaEventSynchronize(handed_over_[size_t(index)]));
+    // A blocking communicator reads (and writes) the buffers from the host at once. Waiting
+    // for the hand-over alone is not enough: the inputs may be the output of an earlier
+    // collective whose unpacking is still queued on this stream (an in-place all_reduce or a
+    // send_recv calls the communicator without synchronising its MemOps first). Draining
+    // the stream, which now waits for the hand-over too, covers both.
+    if (host_reads) CUDA_CHECK(cudaStreamSynchronize(comm_));
   }
   void comm_end(int index) override {
     DeviceScope on(device_);
