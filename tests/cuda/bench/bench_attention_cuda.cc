@@ -1,11 +1,18 @@
 // Times CUDA attention forward and backward (kernels/cuda/attention.h) with CUDA events and
-// prints one JSON line per (implementation, head count):
-//   {"path":"cudnn","gpu":"NVIDIA H100 80GB HBM3","B":1,"T":32768,"H":8,"D":128,"causal":true,
+// prints one JSON line per (implementation, case, head count):
+//   {"path":"cudnn","case":"causal","gpu":"NVIDIA H100 80GB HBM3","B":1,"T":32768,"H":8,"D":128,
 //    "fwd_ms":...,"bwd_ms":...,"fwd_tflops":...,"bwd_tflops":...}
 // A benchmark prints numbers; it is not a test (STYLE.md) and ctest does not run it.
 //   bench_attention_cuda [--T 32768] [--H 8,16,32] [--iters 5]
 // Shape: B = 1, D = 128, causal, Hkv = H. Implementations: cuDNN SDPA when this build has it
 // (a shape cuDNN rejects is reported on stderr and skipped) and our fallback kernels.
+// Two more cases per head count ("case" in the JSON; the first is "causal"):
+//   ring_block: one step of a zigzag ring of 8 ranks (rank 0's queries, the block of rank 1):
+//     only the late half of the queries sees the block, all of it. cuDNN runs that piece on
+//     row windows (runtime/cuda/ring_attention_cuda.cc); the fallback attends the whole
+//     block by position and skips the hidden tiles.
+//   documents: packed documents of 4096 tokens (segment ids), fallback only (cuDNN is not
+//     given segments); FLOPs count each document's causal square.
 //
 // FLOPs convention (FlashAttention's): the forward is two matmuls, Q·Kᵀ and P·V, of 2·T²·D each
 // per head, 4·B·H·T²·D in all, halved for causal masking; the backward counts 2.5× the forward
@@ -15,6 +22,7 @@
 // Without a usable GPU it prints why and exits 0.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -70,6 +78,33 @@ bf16* random_bf16(size_t n, uint32_t seed) {
   return d;
 }
 
+// A device copy of host int32 values.
+int32_t* device_ints(const std::vector<int32_t>& h) {
+  int32_t* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, h.size() * sizeof(int32_t)));
+  CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  return d;
+}
+
+// Zigzag positions of `rank` of P (chunks rank and 2P-1-rank of T/2 tokens each).
+std::vector<int32_t> zigzag(int64_t T, int P, int rank) {
+  std::vector<int32_t> out;
+  const int64_t c = T / 2;
+  for (const int64_t chunk : {int64_t(rank), int64_t(2 * P - 1 - rank)})
+    for (int64_t i = 0; i < c; ++i) out.push_back(int32_t(chunk * c + i));
+  return out;
+}
+
+void print_line(const char* path, const char* what, const cudaDeviceProp& prop, int64_t T, int64_t H, int64_t D,
+                float fwd_ms, float bwd_ms, double fwd_flop) {
+  std::printf(
+      "{\"path\":\"%s\",\"case\":\"%s\",\"gpu\":\"%s\",\"B\":1,\"T\":%lld,\"H\":%lld,\"D\":%lld,"
+      "\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_tflops\":%.1f,\"bwd_tflops\":%.1f}\n",
+      path, what, prop.name, static_cast<long long>(T), static_cast<long long>(H), static_cast<long long>(D), fwd_ms,
+      bwd_ms, fwd_flop / (fwd_ms * 1e9), 2.5 * fwd_flop / (bwd_ms * 1e9));
+  std::fflush(stdout);
+}
+
 // Milliseconds per call of f, after one untimed call (graph builds, scratch growth).
 template <class F>
 float time_ms(int iters, F f) {
@@ -110,7 +145,6 @@ int main(int argc, char** argv) {
     CUDA_CHECK(cudaMalloc(&lse, size_t(B * H * T) * sizeof(float)));
     const gpu::AttentionArgs a{B, T, T, H, H, D, true, 1.0f / std::sqrt(float(D))};
     const double fwd_flop = 4.0 * double(B * H) * double(T) * double(T) * double(D) / 2.0;
-    const double bwd_flop = 2.5 * fwd_flop;
 
     for (const char* path : {"cudnn", "fallback"}) {
       gpu::AttentionContext ctx;
@@ -140,12 +174,63 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_attention_cuda: no cuDNN SDPA backward for H = %lld\n", static_cast<long long>(H));
         continue;
       }
-      std::printf(
-          "{\"path\":\"%s\",\"gpu\":\"%s\",\"B\":%lld,\"T\":%lld,\"H\":%lld,\"D\":%lld,\"causal\":true,"
-          "\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"fwd_tflops\":%.1f,\"bwd_tflops\":%.1f}\n",
-          path, prop.name, static_cast<long long>(B), static_cast<long long>(T), static_cast<long long>(H),
-          static_cast<long long>(D), fwd_ms, bwd_ms, fwd_flop / (fwd_ms * 1e9), bwd_flop / (bwd_ms * 1e9));
-      std::fflush(stdout);
+      print_line(path, "causal", prop, T, H, D, fwd_ms, bwd_ms, fwd_flop);
+    }
+
+    {  // ring_block: the piece is queries [T/2, T) against keys [0, T), no mask.
+      const std::vector<int32_t> qp = zigzag(T, 8, 0), kp = zigzag(T, 8, 1);
+      int32_t *q_pos = device_ints(qp), *k_pos = device_ints(kp);
+      gpu::AttentionArgs whole = a;
+      whole.q_pos = q_pos, whole.k_pos = k_pos;
+      gpu::AttentionArgs piece = a;
+      piece.Tq = T / 2, piece.causal = false, piece.q_rows = T, piece.k_rows = T;
+      const int64_t off = (T / 2) * H * D;
+      const double flop = 4.0 * double(H) * double(T / 2) * double(T) * double(D);
+      gpu::AttentionContext ctx;
+      if (gpu::attention_forward_cudnn(ctx, piece, q + off, k, v, o + off, lse + T / 2, nullptr)) {
+        const float f = time_ms(opt.iters, [&] {
+          gpu::attention_forward_cudnn(ctx, piece, q + off, k, v, o + off, lse + T / 2, nullptr);
+        });
+        bool ok = true;
+        const float b = time_ms(opt.iters, [&] {
+          ok = gpu::attention_backward_cudnn(ctx, piece, q + off, k, v, o + off, lse + T / 2, dout + off, dq + off,
+                                             dk, dv, nullptr) && ok;
+        });
+        if (ok) print_line("cudnn", "ring_block", prop, T, H, D, f, b, flop);
+      } else {
+        std::fprintf(stderr, "bench_attention_cuda: cuDNN declined the ring block's row windows\n");
+      }
+      gpu::AttentionContext fctx;
+      const float f = time_ms(opt.iters, [&] {
+        gpu::attention_forward_fallback(fctx, whole, q, k, v, o, lse, nullptr);
+      });
+      const float b = time_ms(opt.iters, [&] {
+        gpu::attention_backward_fallback(fctx, whole, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
+      });
+      print_line("fallback", "ring_block", prop, T, H, D, f, b, flop);
+      CUDA_CHECK(cudaFree(q_pos));
+      CUDA_CHECK(cudaFree(k_pos));
+    }
+
+    {  // documents of 4096 tokens
+      const int64_t L = std::min<int64_t>(4096, T);
+      std::vector<int32_t> seg(static_cast<size_t>(T));
+      for (int64_t t = 0; t < T; ++t) seg[size_t(t)] = int32_t(t / L);
+      int32_t* d_seg = device_ints(seg);
+      gpu::AttentionArgs docs = a;
+      docs.q_seg = docs.k_seg = d_seg;
+      double flop = 0;
+      for (int64_t start = 0; start < T; start += L) {
+        const double n = double(std::min(L, T - start));
+        flop += 4.0 * double(H) * n * n * double(D) / 2.0;
+      }
+      gpu::AttentionContext fctx;
+      const float f = time_ms(opt.iters, [&] { gpu::attention_forward_fallback(fctx, docs, q, k, v, o, lse, nullptr); });
+      const float b = time_ms(opt.iters, [&] {
+        gpu::attention_backward_fallback(fctx, docs, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
+      });
+      print_line("fallback", "documents", prop, T, H, D, f, b, flop);
+      CUDA_CHECK(cudaFree(d_seg));
     }
     for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(dout),
                     static_cast<void*>(o), static_cast<void*>(dq), static_cast<void*>(dk), static_cast<void*>(dv),
