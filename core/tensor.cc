@@ -13,8 +13,8 @@ std::shared_ptr<Storage> Storage::host(size_t bytes) {
   return std::shared_ptr<Storage>(new Storage(p, bytes, Device::host, std::free));
 }
 
-std::shared_ptr<Storage> Storage::adopt(void* p, size_t bytes, Device d, void (*release)(void*)) {
-  return std::shared_ptr<Storage>(new Storage(p, bytes, d, release));
+std::shared_ptr<Storage> Storage::adopt(void* p, size_t bytes, Device d, std::function<void(void*)> release) {
+  return std::shared_ptr<Storage>(new Storage(p, bytes, d, std::move(release)));
 }
 
 Storage::~Storage() {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,8 +19,9 @@ enum class Device : uint8_t { host, cuda };
 class Storage {
  public:
   static std::shared_ptr<Storage> host(size_t bytes);
-  // Takes ownership of `bytes` at p on device d; release(p) frees them.
-  static std::shared_ptr<Storage> adopt(void* p, size_t bytes, Device d, void (*release)(void*));
+  // Takes ownership of `bytes` at p on device d; release(p) frees them (a capturing callable
+  // may carry what freeing needs, e.g. a mapping's length).
+  static std::shared_ptr<Storage> adopt(void* p, size_t bytes, Device d, std::function<void(void*)> release);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -30,11 +32,12 @@ class Storage {
   Device device() const { return device_; }
 
  private:
-  Storage(void* p, size_t b, Device d, void (*release)(void*)) : data_(p), bytes_(b), device_(d), release_(release) {}
+  Storage(void* p, size_t b, Device d, std::function<void(void*)> release)
+      : data_(p), bytes_(b), device_(d), release_(std::move(release)) {}
   void* data_;
   size_t bytes_;
   Device device_;
-  void (*release_)(void*);
+  std::function<void(void*)> release_;
 };
 
 class Tensor {

@@ -1,6 +1,5 @@
 #include "runtime/pretrained.h"
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -8,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/cpu/cast.h"
 #include "runtime/safetensors.h"
 
 namespace autosp::runtime {
@@ -50,8 +48,8 @@ StatusOr<TrainState> load_pretrained(const std::string& path, const std::vector<
   ASSIGN_OR_RETURN(std::vector<std::string> files, files_of(path));
   std::map<std::string, std::pair<Tensor, std::string>> found;  // name -> (tensor, its file)
   for (const std::string& file : files) {
-    ASSIGN_OR_RETURN(NamedTensors tensors, load_safetensors(file));
-    for (auto& [name, t] : tensors) found.emplace(name, std::make_pair(std::move(t), file));
+    ASSIGN_OR_RETURN(SafetensorsFile mapped, map_safetensors(file));
+    for (auto& [name, t] : mapped.tensors) found.emplace(name, std::make_pair(std::move(t), file));
   }
   TrainState s;
   s.path = path;
@@ -66,12 +64,7 @@ StatusOr<TrainState> load_pretrained(const std::string& path, const std::vector<
       return InvalidArgument("checkpoint.init_from: " + file + ": " + p.name + " is " +
                              std::string(dtype_name(t.dtype())) + t.shape().str() + ", this config needs F32 or BF16" +
                              p.shape.str());
-    Tensor value = Tensor::zeros(DType::f32, p.shape);
-    if (t.dtype() == DType::bf16)
-      kernels::cpu::cast_bf16_to_f32(t.data<uint16_t>(), value.data<float>(), t.numel());
-    else
-      std::memcpy(value.raw(), t.raw(), t.nbytes());
-    s.params.push_back({p.name, value});
+    s.params.push_back({p.name, t});  // a view of the mapping, in the file's type
   }
   s.zero_moments = true;
   if (skipped) *skipped = int(found.size() - specs.size());

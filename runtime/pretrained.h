@@ -18,7 +18,10 @@ namespace autosp::runtime {
 // the file's other tensors (a rotary inv_freq buffer, a head this config ties) are skipped
 // and counted in *skipped. Errors name the file and the tensor. The result is a TrainState at
 // step 0 without optimizer state (zero_moments), which every ParameterState loads, so any
-// ZeRO stage and world size can start from it.
+// ZeRO stage and world size can start from it. Its parameters view read-only mappings of the
+// files (map_safetensors) in the files' types: nothing is copied or widened until a rank
+// takes its part, so the ranks of one machine share one copy of the file in the page cache
+// and a ZeRO-3 rank reads only its shards.
 StatusOr<TrainState> load_pretrained(const std::string& path, const std::vector<ParamSpec>& specs,
                                      int* skipped = nullptr);
 

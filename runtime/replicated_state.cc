@@ -18,11 +18,11 @@ Status copy_into(const NamedTensors& from, const std::string& name, const std::s
                  const std::string& path) {
   for (const auto& [n, t] : from) {
     if (n != name) continue;
-    if (t.dtype() != DType::f32 || t.shape() != dst.shape())
+    if ((t.dtype() != DType::f32 && t.dtype() != DType::bf16) || t.shape() != dst.shape())
       return InvalidArgument("checkpoint " + path + ": " + what + " of " + name + " is " +
                              std::string(dtype_name(t.dtype())) + t.shape().str() + ", this config needs f32" +
                              dst.shape().str());
-    std::memcpy(dst.raw(), t.raw(), t.nbytes());
+    read_as_f32(t, 0, t.numel(), dst.data<float>());
     return Status::Ok();
   }
   return InvalidArgument("checkpoint " + path + " has no " + what + " for " + name);

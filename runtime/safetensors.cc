@@ -1,6 +1,7 @@
 #include "runtime/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -215,49 +216,64 @@ Status save_safetensors(const std::string& path, const NamedTensors& tensors,
   return f.commit();
 }
 
-StatusOr<SafetensorsFile> read_safetensors(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    std::string msg = path + ": cannot open: " + errno_text(errno);
-    return errno == ENOENT ? NotFound(msg) : IoError(msg);
+namespace {
+
+// An open file descriptor, closed on destruction.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
   }
-  // Closes fd on every return path.
-  std::unique_ptr<int, void (*)(int*)> guard(&fd, [](int* p) { ::close(*p); });
+};
+
+// The validated layout of a safetensors file: its entries in data order, the data section's
+// start, the file size and the metadata.
+struct Layout {
+  std::vector<Entry> entries;
+  uint64_t data_start = 0, size = 0;
+  std::map<std::string, std::string> metadata;
+};
+
+StatusOr<Layout> read_layout(const std::string& path, int fd) {
   struct stat st{};
   if (::fstat(fd, &st) != 0) return IoError(path + ": fstat failed: " + errno_text(errno));
-  const uint64_t size = uint64_t(st.st_size);
+  Layout L;
+  L.size = uint64_t(st.st_size);
   uint64_t n = 0;
-  if (size < 8 || !pread_all(fd, &n, 8, 0))
-    return InvalidArgument(path + ": " + std::to_string(size) + " bytes, too short for the 8-byte header length");
+  if (L.size < 8 || !pread_all(fd, &n, 8, 0))
+    return InvalidArgument(path + ": " + std::to_string(L.size) + " bytes, too short for the 8-byte header length");
   // The format caps headers at 100 MB; a larger value is a corrupt or foreign file.
-  if (n > 100'000'000 || n > size - 8)
+  if (n > 100'000'000 || n > L.size - 8)
     return InvalidArgument(path + ": header length " + std::to_string(n) + " (bytes 0-7) exceeds the file size " +
-                           std::to_string(size) + " or the 100 MB limit: not a safetensors file, or truncated");
+                           std::to_string(L.size) + " or the 100 MB limit: not a safetensors file, or truncated");
   std::string text(n, '\0');
   if (!pread_all(fd, text.data(), n, 8)) return IoError(path + ": short read of the header");
   json header = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded() || !header.is_object())
     return InvalidArgument(path + ": header (bytes 8-" + std::to_string(8 + n) + ") is not a JSON object");
 
-  const uint64_t data_start = 8 + n, data_bytes = size - data_start;
-  SafetensorsFile out;
-  std::vector<Entry> entries;
+  L.data_start = 8 + n;
+  const uint64_t data_bytes = L.size - L.data_start;
   for (const auto& [name, v] : header.items()) {
     if (name == "__metadata__") {
       if (!v.is_object()) return InvalidArgument(path + ": __metadata__ must be an object of strings");
       for (const auto& [k, s] : v.items()) {
         if (!s.is_string()) return InvalidArgument(path + ": __metadata__." + k + " must be a string, got " + s.dump());
-        out.metadata[k] = s.get<std::string>();
+        L.metadata[k] = s.get<std::string>();
       }
       continue;
     }
     Entry e;
     e.name = name;
     RETURN_IF_ERROR(parse_entry(path + ": tensor \"" + name + "\"", v, data_bytes, &e));
-    entries.push_back(std::move(e));
+    L.entries.push_back(std::move(e));
   }
   // Tensors must tile the data section exactly: no overlap (two names aliasing bytes) and no
   // hole (bytes nobody owns usually mean a corrupt header).
+  auto& entries = L.entries;
   std::sort(entries.begin(), entries.end(),
             [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   uint64_t covered = 0;
@@ -273,13 +289,46 @@ StatusOr<SafetensorsFile> read_safetensors(const std::string& path) {
   if (covered != data_bytes)
     return InvalidArgument(path + ": data section is " + std::to_string(data_bytes) + " bytes but tensors end at " +
                            std::to_string(covered));
+  return L;
+}
 
-  for (const Entry& e : entries) {
+// Opens path into f and validates its layout.
+StatusOr<Layout> open_layout(const std::string& path, Fd& f) {
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0) {
+    std::string msg = path + ": cannot open: " + errno_text(errno);
+    return errno == ENOENT ? NotFound(msg) : IoError(msg);
+  }
+  return read_layout(path, f.fd);
+}
+
+}  // namespace
+
+StatusOr<SafetensorsFile> read_safetensors(const std::string& path) {
+  Fd f;
+  ASSIGN_OR_RETURN(Layout L, open_layout(path, f));
+  SafetensorsFile out{{}, std::move(L.metadata)};
+  for (const Entry& e : L.entries) {
     Tensor t = Tensor::zeros(e.dtype, e.shape);
-    if (t.nbytes() && !pread_all(fd, t.raw(), t.nbytes(), data_start + e.begin))
+    if (t.nbytes() && !pread_all(f.fd, t.raw(), t.nbytes(), L.data_start + e.begin))
       return IoError(path + ": short read of tensor \"" + e.name + "\"");
     out.tensors.emplace_back(e.name, std::move(t));
   }
+  return out;
+}
+
+StatusOr<SafetensorsFile> map_safetensors(const std::string& path) {
+  Fd f;
+  ASSIGN_OR_RETURN(Layout L, open_layout(path, f));
+  SafetensorsFile out{{}, std::move(L.metadata)};
+  if (L.entries.empty()) return out;
+  // The mapping outlives the descriptor; the last tensor viewing it unmaps it.
+  void* p = ::mmap(nullptr, L.size, PROT_READ, MAP_SHARED, f.fd, 0);
+  if (p == MAP_FAILED) return IoError(path + ": mmap failed: " + errno_text(errno));
+  const size_t bytes = L.size;
+  auto storage = Storage::adopt(p, bytes, Device::host, [bytes](void* q) { ::munmap(q, bytes); });
+  for (const Entry& e : L.entries)
+    out.tensors.emplace_back(e.name, Tensor(storage, L.data_start + e.begin, e.dtype, e.shape));
   return out;
 }
 

@@ -37,6 +37,11 @@ struct SafetensorsFile {
 // tensors neither overlapping nor leaving holes. Each error names the file, the tensor and
 // the offending offsets. Every tensor gets its own host storage.
 StatusOr<SafetensorsFile> read_safetensors(const std::string& path);
+// read_safetensors without copies: the tensors view one read-only shared mapping of the
+// file (unmapped when the last of them is gone), so ranks on one machine reading the same
+// file share its pages, and only the bytes read are paged in. Writing through them faults.
+// The file must not change while they live.
+StatusOr<SafetensorsFile> map_safetensors(const std::string& path);
 // read_safetensors without the metadata.
 StatusOr<NamedTensors> load_safetensors(const std::string& path);
 

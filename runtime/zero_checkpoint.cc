@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "kernels/cpu/cast.h"
 #include "runtime/checkpoint.h"
 
 namespace autosp::runtime {
@@ -473,6 +474,16 @@ Status save_sharded_checkpoint(Communicator& world, const std::string& dir, int6
 
 StatusOr<TrainState> load_train_state(const std::string& path) { return load_impl(path, /*with_moments=*/true); }
 
+void read_as_f32(const Tensor& t, int64_t begin, int64_t n, float* dst) {
+  AUTOSP_CHECK(begin >= 0 && n >= 0 && begin + n <= t.numel()) << "read_as_f32: elements out of range";
+  if (t.dtype() == DType::bf16) {
+    kernels::cpu::cast_bf16_to_f32(t.data<uint16_t>() + begin, dst, n);
+    return;
+  }
+  AUTOSP_CHECK(t.dtype() == DType::f32) << "read_as_f32: " << dtype_name(t.dtype());
+  std::memcpy(dst, t.data<float>() + begin, size_t(n) * sizeof(float));
+}
+
 StatusOr<RankShards> shard_train_state(const TrainState& s, const ir::BucketPlan& plan, int rank) {
   RETURN_IF_ERROR(validate_plan(plan, "bucket plan"));
   if (rank < 0 || rank >= plan.world)
@@ -499,13 +510,11 @@ StatusOr<RankShards> shard_train_state(const TrainState& s, const ir::BucketPlan
           return InvalidArgument("checkpoint " + s.path + " has no " + (k ? std::string(kKinds[k]) + " of " : "") +
                                  "parameter " + in_quotes(e.name) + " (bucket " + in_quotes(b.name) + " of this run)");
         const Tensor& full = *it->second;
-        if (full.dtype() != DType::f32 || full.shape() != e.shape)
+        if ((full.dtype() != DType::f32 && full.dtype() != DType::bf16) || full.shape() != e.shape)
           return InvalidArgument("checkpoint " + s.path + ": " + kKinds[k] + " of " + in_quotes(e.name) + " is " +
                                  type_str(full) + ", this run needs f32" + e.shape.str());
         Span o = overlap(e, lo, S);
-        if (o.begin < o.end)
-          std::memcpy(shard.data<float>() + (o.begin - lo), full.data<float>() + (o.begin - e.offset),
-                      size_t(o.end - o.begin) * sizeof(float));
+        if (o.begin < o.end) read_as_f32(full, o.begin - e.offset, o.end - o.begin, shard.data<float>() + (o.begin - lo));
       }
       outs[k]->push_back(std::move(shard));
     }

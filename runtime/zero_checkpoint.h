@@ -34,10 +34,16 @@ namespace autosp::runtime {
 struct TrainState {
   int64_t step = 0;
   nlohmann::json state = nlohmann::json::object();  // as passed to save (data position, seed, config)
-  NamedTensors params, exp_avg, exp_avg_sq;         // exp_avg / exp_avg_sq keyed by the parameter name
+  // exp_avg / exp_avg_sq keyed by the parameter name. f32, except a pretrained start's
+  // parameters (runtime/pretrained.h), which keep the file's f32 or bf16 and may view a
+  // read-only mapping of it: readers take them through read_as_f32.
+  NamedTensors params, exp_avg, exp_avg_sq;
   bool zero_moments = false;  // no optimizer state (a pretrained model): AdamW starts from zero
   std::string path;                                 // the step directory read
 };
+
+// dst[0, n) := elements [begin, begin + n) of t (f32 or bf16) as f32.
+void read_as_f32(const Tensor& t, int64_t begin, int64_t n, float* dst);
 
 // This rank's shards, one tensor per bucket in plan order, each [shard_numel].
 struct RankShards {

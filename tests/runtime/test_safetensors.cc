@@ -74,6 +74,25 @@ TEST_CASE("every dtype round-trips bit-exactly with names, shapes and metadata")
     CHECK(b.shape() == a.shape());
     CHECK((a.nbytes() == 0 || std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0));
   }
+  // The mapped reader sees the same tensors, and a tensor keeps the mapping alive after the
+  // rest of the file's tensors are gone.
+  Tensor kept;
+  {
+    auto mapped = map_safetensors(p);
+    REQUIRE(mapped.ok());
+    CHECK(mapped->metadata == out->metadata);
+    REQUIRE(mapped->tensors.size() == in.size());
+    for (size_t i = 0; i < in.size(); ++i) {
+      INFO("mapped " << in[i].first);
+      const Tensor &a = in[i].second, &b = mapped->tensors[i].second;
+      CHECK(mapped->tensors[i].first == in[i].first);
+      CHECK(b.dtype() == a.dtype());
+      CHECK(b.shape() == a.shape());
+      CHECK((a.nbytes() == 0 || std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0));
+    }
+    kept = mapped->tensors[1].second;
+  }
+  CHECK(std::memcmp(kept.raw(), in[1].second.raw(), in[1].second.nbytes()) == 0);
   // The data section starts 8-byte aligned and no temporary file is left behind.
   auto bytes = read_all(p);
   uint64_t n = 0;
@@ -152,6 +171,13 @@ TEST_CASE("corrupt files are rejected with errors naming the problem") {
              Catch::Contains("non-negative"));
   CHECK_THAT(load_error(hand_file("meta.safetensors", R"({"__metadata__":{"k":1}})", {})),
              Catch::Contains("__metadata__.k must be a string"));
+  // The mapped reader validates the same way before it maps anything.
+  auto mapped_bad = map_safetensors(hand_file("overlap2.safetensors",
+                                              R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                              R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                              eight));
+  REQUIRE(!mapped_bad.ok());
+  CHECK_THAT(mapped_bad.status().message(), Catch::Contains("overlaps"));
   auto missing = load_safetensors(scratch_path("does-not-exist.safetensors"));
   REQUIRE(!missing.ok());
   CHECK(missing.status().code() == StatusCode::not_found);
