@@ -34,7 +34,8 @@ struct StepCost {
   double memory_s = 0;        // memory-bound ops at HBM bandwidth
   double comm_s = 0;          // all collectives, serially
   double exposed_comm_s = 0;  // what overlap cannot hide
-  double step_s() const { return compute_s + memory_s + exposed_comm_s; }
+  double optimizer_s = 0;     // after the program (optimizer_step_s); predict_step leaves it 0
+  double step_s() const { return compute_s + memory_s + exposed_comm_s + optimizer_s; }
 };
 
 // Bytes one rank sends for a communication instruction (0 for others), by the algorithm each
@@ -44,8 +45,14 @@ struct StepCost {
 // dK/dV accumulators). Tensors count their dtype's size (bf16 activations in a bf16 program).
 double comm_bytes(const ir::Program& p, const ir::Instr& ins);
 
-// `world` ranks, `sp_inner` the size of the inner (intra-node) SP groups; overlap as the
-// schedule would run it.
+// `world` ranks; overlap as the schedule would run it.
 StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap);
+
+// The optimizer step, which runs after the program (runtime/param_state.h): AdamW over
+// `updated` f32 elements on each rank, memory-bound (it reads the parameter, its gradient and
+// both moments and writes all but the gradient: 28 bytes an element), then at ZeRO stages 1-2
+// the all_gather of `gathered` f32 elements of updated parameters over the `world` ranks,
+// which nothing overlaps.
+double optimizer_step_s(int64_t updated, int64_t gathered, const Hardware& hw, int world);
 
 }  // namespace autosp::sp

@@ -193,15 +193,26 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
   const double micro = double(o.train.grad_accum_steps);
   const double tokens = micro * double(c.mesh.dp) * double(o.train.batch_size) * double(o.train.seq_len);
   const double per_token = model_flops_per_token(o, c);
+  // The optimizer step: every parameter on one rank without ZeRO, else this rank's shards,
+  // and below stage 3 the gather of the whole updated buckets.
+  int64_t updated = models::num_params(c.forward), gathered = 0;
+  if (c.buckets.stage > 0) {
+    updated = 0;
+    for (const ir::Bucket& b : c.buckets.buckets) {
+      updated += c.buckets.shard_numel(b);
+      if (c.buckets.stage < 3) gathered += b.padded;
+    }
+  }
   auto describe = [&](const char* label, const Compiled& cc) {
     sp::StepCost k = sp::predict_step(cc.train, cc.hardware, world, o.parallel.overlap);
     for (double* t : {&k.compute_s, &k.memory_s, &k.comm_s, &k.exposed_comm_s}) *t *= micro;
+    k.optimizer_s = sp::optimizer_step_s(updated, gathered, cc.hardware, world);
     const double mfu = tokens * per_token / (k.step_s() * cc.hardware.peak_flops * world);
     std::snprintf(line, sizeof line,
                   "  %-22s step %9.3f s  %10s tok/s  MFU %5.1f%%  (compute %.3f s, memory %.3f s, "
-                  "communication %.3f s of which exposed %.3f s)\n",
+                  "communication %.3f s of which exposed %.3f s, optimizer %.3f s)\n",
                   label, k.step_s(), human_count(tokens / k.step_s()).c_str(), 100 * mfu, k.compute_s, k.memory_s,
-                  k.comm_s, k.exposed_comm_s);
+                  k.comm_s, k.exposed_comm_s, k.optimizer_s);
     s += line;
   };
   std::snprintf(line, sizeof line, "prediction on %s (%d ranks, %.0f TFLOP/s peak per rank; MFU counts %.3g FLOP/token):\n",

@@ -1,6 +1,7 @@
 // The cost model counts what the kernels do: 2·M·N·K for a matmul, 4·B·H·T²·D (half when
 // causal) for attention forward and 2.5x that backward, and the collectives' bytes by their
-// algorithms; hardware presets are the documented numbers.
+// algorithms; hardware presets are the documented numbers; the optimizer step after the
+// program costs its bytes.
 #include <catch2/catch.hpp>
 
 #include "ir/builder.h"
@@ -33,4 +34,15 @@ TEST_CASE("the cost model counts matmul and attention FLOPs and collective bytes
   CHECK(sp::predict_step(p, hw, 4, true).exposed_comm_s < c.comm_s);
   CHECK_FALSE(sp::hardware("tpu").ok());
   CHECK(sp::hardware("h200").value().hbm_bw == 4.8e12);
+}
+
+// AdamW moves 28 bytes an element at HBM speed; ZeRO 1-2's gather of the updated parameters
+// sends (P-1)/P of their f32 bytes over NVLink inside a node and over InfiniBand past it.
+TEST_CASE("the optimizer step costs AdamW's bytes and, at ZeRO 1-2, the parameter gather", "[cost]") {
+  const sp::Hardware hw = sp::hardware("h100x8-nvlink").value();
+  const int64_t n = int64_t(1) << 30;
+  CHECK(sp::optimizer_step_s(n, 0, hw, 1) == Approx(28.0 * double(n) / 3.35e12));
+  CHECK(sp::optimizer_step_s(0, n, hw, 1) == 0.0);  // nothing to gather from
+  CHECK(sp::optimizer_step_s(0, n, hw, 8) == Approx(4.0 * double(n) * 7 / 8 / 370e9));
+  CHECK(sp::optimizer_step_s(0, n, hw, 16) == Approx(4.0 * double(n) * 15 / 16 / 48e9));
 }
