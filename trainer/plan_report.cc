@@ -1,5 +1,6 @@
 #include "trainer/plan_report.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -69,8 +70,14 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
         b = q[0] * q[2] * q[1] * 4 * (cuda ? q[3] + 2 : 2);
         break;
       }
-      case ir::Op::rms_norm_backward: b = cuda ? 4 * rows(ins.in[0]) : 0; break;
-      case ir::Op::layer_norm_backward: b = cuda ? 8 * rows(ins.in[0]) : 0; break;
+      case ir::Op::rms_norm_backward:
+      case ir::Op::layer_norm_backward:
+        if (cuda) {  // kernels/cuda/norm.cu: row statistics, and partial sums per slice of <= 1024 rows (<= 256)
+          const int64_t n = rows(ins.in[0]), per = ins.op == ir::Op::layer_norm_backward ? 2 : 1;
+          const int64_t slices = std::min<int64_t>(256, std::max<int64_t>(1, (n + 1023) / 1024));
+          b = 4 * per * (n + slices * shape(ins.in[0])[-1]);
+        }
+        break;
       case ir::Op::embedding_backward:  // counting sort of the ids: 3·N + V + 1 int32, and CUB's temp (~N·8)
         b = cuda ? 4 * (3 * shape(ins.in[0]).numel() + shape(ins.out[0])[0] + 1) + 8 * shape(ins.in[0]).numel() : 0;
         break;

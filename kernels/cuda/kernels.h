@@ -84,8 +84,10 @@ void swiglu_backward(const T* gate, const T* up, const T* dy, T* dgate, T* dup, 
 // norm.cu — RMSNorm and LayerNorm over the last axis of rows × dim; x, y, dx of T, the gain g
 // and bias b (and their gradients) of W. The backward recomputes the row statistics, keeps
 // them in `scratch` for the parameter-gradient pass, and overwrites dg (and db) with Σ_rows —
-// deterministic, no atomics. scratch: float[rows] for rms_norm (1/rms), float[2·rows] for
-// layer_norm (mean, then 1/std).
+// deterministic, no atomics. scratch: norm_backward_scratch_bytes(rows, dim, layer_norm) —
+// the row statistics (1/rms; or mean, then 1/std) and fp32 partial sums of dg (and db) per
+// slice of rows.
+size_t norm_backward_scratch_bytes(int64_t rows, int64_t dim, bool layer_norm);
 template <class T, class W>
 void rms_norm_forward(const T* x, const W* g, T* y, int64_t rows, int64_t dim, float eps, cudaStream_t s);
 template <class T, class W>

@@ -3,10 +3,14 @@
 // Row kernels: one block per row, fp32 sums reduced by detail::block_sum (a fixed tree, so
 // deterministic). LayerNorm's variance is two-pass (mean first), as on the CPU, so rows with a
 // large mean do not cancel. The backward writes each row's statistics to the caller's scratch;
-// a second kernel then forms dg (and db) column by column: a block owns 32 columns, its 32
-// thread rows stride over the rows, and the 32 partials per column are added in row-group
-// order — no atomics, so dg repeats bit for bit. dx must not alias dy: the parameter pass reads
-// dy after the row pass has written dx.
+// a second kernel then forms dg (and db) column by column over slices of at most 1024 rows
+// (up to 256 slices, so a long sequence fills the GPU instead of 32 column blocks): a block
+// owns 32 columns of one slice, its 32 thread rows stride over the slice's rows, and writes
+// the slice's fp32 partial sums to scratch; a third kernel adds the slices in order. The
+// slice count depends only on the row count and nothing uses atomics, so dg repeats bit for
+// bit. dx must not alias dy: the parameter pass reads dy after the row pass has written dx.
+#include <algorithm>
+
 #include "core/check.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device.cuh"
@@ -114,34 +118,58 @@ __global__ void layer_norm_backward_kernel(const T* x, const W* g, const T* dy, 
   }
 }
 
-// dg[j] = Σ_r dy·xhat and, when db is given, db[j] = Σ_r dy, with xhat = (x − mean_r)·rstd_r
-// (mean null for RMSNorm). Block (kColTile, kRowGroups) owns columns [32·blockIdx.x, +32).
-template <class T, class W>
+// part_g[slice, j] = Σ_r dy·xhat and, when part_b is given, part_b[slice, j] = Σ_r dy over
+// the slice's rows, with xhat = (x − mean_r)·rstd_r (mean null for RMSNorm). Block
+// (kColTile, kRowGroups) owns columns [32·blockIdx.x, +32) of slice blockIdx.y.
+template <class T>
 __global__ void __launch_bounds__(kParamThreads)
-    norm_params_kernel(const T* x, const T* dy, const float* mean, const float* rstd, W* dg, W* db, int64_t rows,
-                       int64_t dim) {
-  __shared__ float part_g[kRowGroups][kColTile + 1], part_b[kRowGroups][kColTile + 1];
+    norm_params_kernel(const T* x, const T* dy, const float* mean, const float* rstd, float* part_g, float* part_b,
+                       int64_t rows, int64_t dim, int64_t slice_rows) {
+  __shared__ float sum_g[kRowGroups][kColTile + 1], sum_b[kRowGroups][kColTile + 1];
   const int64_t j = int64_t(blockIdx.x) * kColTile + threadIdx.x;
+  const int64_t first = int64_t(blockIdx.y) * slice_rows, end = min(rows, first + slice_rows);
   float acc_g = 0, acc_b = 0;
   if (j < dim) {
-    for (int64_t r = threadIdx.y; r < rows; r += kRowGroups) {
+    for (int64_t r = first + threadIdx.y; r < end; r += kRowGroups) {
       const float d = to_f32(dy[r * dim + j]);
       const float xhat = (to_f32(x[r * dim + j]) - (mean ? mean[r] : 0.0f)) * rstd[r];
       acc_g += d * xhat;
       acc_b += d;
     }
   }
-  part_g[threadIdx.y][threadIdx.x] = acc_g;
-  part_b[threadIdx.y][threadIdx.x] = acc_b;
+  sum_g[threadIdx.y][threadIdx.x] = acc_g;
+  sum_b[threadIdx.y][threadIdx.x] = acc_b;
   __syncthreads();
   if (threadIdx.y != 0 || j >= dim) return;
   float sg = 0, sb = 0;
   for (int k = 0; k < kRowGroups; ++k) {
-    sg += part_g[k][threadIdx.x];
-    sb += part_b[k][threadIdx.x];
+    sg += sum_g[k][threadIdx.x];
+    sb += sum_b[k][threadIdx.x];
   }
-  dg[j] = from_f32<W>(sg);
-  if (db) db[j] = from_f32<W>(sb);
+  part_g[int64_t(blockIdx.y) * dim + j] = sg;
+  if (part_b) part_b[int64_t(blockIdx.y) * dim + j] = sb;
+}
+
+// dg[j] = Σ_slice part_g[slice, j] in slice order (and db from part_b when given).
+template <class W>
+__global__ void norm_params_finish_kernel(const float* part_g, const float* part_b, W* dg, W* db, int64_t slices,
+                                          int64_t dim) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < dim; j += int64_t(gridDim.x) * blockDim.x) {
+    float sg = 0, sb = 0;
+    for (int64_t k = 0; k < slices; ++k) {
+      sg += part_g[k * dim + j];
+      if (part_b) sb += part_b[k * dim + j];
+    }
+    dg[j] = from_f32<W>(sg);
+    if (db) db[j] = from_f32<W>(sb);
+  }
+}
+
+constexpr int64_t kSliceRows = 1024;
+constexpr int64_t kMaxSlices = 256;
+
+int64_t param_slices(int64_t rows) {
+  return std::min(kMaxSlices, std::max<int64_t>(1, (rows + kSliceRows - 1) / kSliceRows));
 }
 
 void check_sizes(const char* op, int64_t rows, int64_t dim) {
@@ -149,11 +177,20 @@ void check_sizes(const char* op, int64_t rows, int64_t dim) {
   AUTOSP_CHECK(rows >= 0 && dim > 0 && rows < (int64_t(1) << 31)) << op << ": rows = " << rows << ", dim = " << dim;
 }
 
+// parts: the scratch after the row statistics, room for the slices' partial sums of dg (and
+// of db when it is given).
 template <class T, class W>
-void launch_params(const T* x, const T* dy, const float* mean, const float* rstd, W* dg, W* db, int64_t rows,
-                   int64_t dim, cudaStream_t s) {
-  const dim3 block(kColTile, kRowGroups);
-  norm_params_kernel<<<unsigned((dim + kColTile - 1) / kColTile), block, 0, s>>>(x, dy, mean, rstd, dg, db, rows, dim);
+void launch_params(const T* x, const T* dy, const float* mean, const float* rstd, W* dg, W* db, float* parts,
+                   int64_t rows, int64_t dim, cudaStream_t s) {
+  const int64_t slices = param_slices(rows), slice_rows = (rows + slices - 1) / slices;
+  float* part_g = parts;
+  float* part_b = db ? parts + slices * dim : nullptr;
+  const dim3 block(kColTile, kRowGroups), grid(unsigned((dim + kColTile - 1) / kColTile), unsigned(slices));
+  norm_params_kernel<<<grid, block, 0, s>>>(x, dy, mean, rstd, part_g, part_b, rows, dim, slice_rows);
+  CUDA_CHECK(cudaGetLastError());
+  const int threads = 256;
+  const unsigned blocks = unsigned(std::min<int64_t>((dim + threads - 1) / threads, 4096));
+  norm_params_finish_kernel<W><<<blocks, threads, 0, s>>>(part_g, part_b, dg, db, slices, dim);
   CUDA_CHECK(cudaGetLastError());
 }
 
@@ -179,7 +216,7 @@ void rms_norm_backward(const T* x, const W* g, const T* dy, T* dx, W* dg, float*
   }
   rms_norm_backward_kernel<<<unsigned(rows), kRowThreads, 0, s>>>(x, g, dy, dx, scratch, dim, eps);
   CUDA_CHECK(cudaGetLastError());
-  launch_params<T, W>(x, dy, nullptr, scratch, dg, nullptr, rows, dim, s);
+  launch_params<T, W>(x, dy, nullptr, scratch, dg, nullptr, scratch + rows, rows, dim, s);
 }
 
 template <class T, class W>
@@ -204,7 +241,12 @@ void layer_norm_backward(const T* x, const W* g, const T* dy, T* dx, W* dg, W* d
   float* rstd = scratch + rows;
   layer_norm_backward_kernel<<<unsigned(rows), kRowThreads, 0, s>>>(x, g, dy, dx, mean, rstd, dim, eps);
   CUDA_CHECK(cudaGetLastError());
-  launch_params<T, W>(x, dy, mean, rstd, dg, db, rows, dim, s);
+  launch_params<T, W>(x, dy, mean, rstd, dg, db, scratch + 2 * rows, rows, dim, s);
+}
+
+size_t norm_backward_scratch_bytes(int64_t rows, int64_t dim, bool layer_norm) {
+  const int64_t per = layer_norm ? 2 : 1;  // (mean,) 1/std per row; dg (and db) partials per slice
+  return sizeof(float) * size_t(per * rows + per * param_slices(rows) * dim);
 }
 
 #define AUTOSP_INSTANTIATE(T, W)                                                                                     \

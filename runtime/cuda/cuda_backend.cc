@@ -499,8 +499,10 @@ class CudaBackend final : public Backend {
   static size_t workspace_bytes(const ir::Program& p, const ir::Instr& ins) {
     auto shape = [&](int slot) -> const Shape& { return p.slots[slot].type.shape; };
     switch (ins.op) {
-      case Op::rms_norm_backward: return sizeof(float) * size_t(rows_of(shape(ins.in[0])));
-      case Op::layer_norm_backward: return 2 * sizeof(float) * size_t(rows_of(shape(ins.in[0])));
+      case Op::rms_norm_backward:
+      case Op::layer_norm_backward:
+        return k::norm_backward_scratch_bytes(rows_of(shape(ins.in[0])), shape(ins.in[0])[-1],
+                                              ins.op == Op::layer_norm_backward);
       case Op::embedding_backward:
         return k::embedding_backward_scratch_bytes(shape(ins.in[0]).numel(), shape(ins.out[0])[0]);
       case Op::cross_entropy:

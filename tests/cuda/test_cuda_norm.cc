@@ -64,7 +64,7 @@ void run(int64_t rows, int64_t dim, bool layer) {
   DevBuf<T> x(random(n, 1)), dy(random(n, 2)), y(n), dx(n);
   DevBuf<W> g(random(size_t(dim), 3)), b(random(size_t(dim), 4)), dg(static_cast<size_t>(dim)),
       db(static_cast<size_t>(dim));
-  Scratch scratch(size_t(2 * rows) * sizeof(float));
+  Scratch scratch(gpu::norm_backward_scratch_bytes(rows, dim, layer));
   std::vector<float> ry(n), rdx(n), rdg(static_cast<size_t>(dim)), rdb(static_cast<size_t>(dim));
   if (layer) {
     gpu::layer_norm_forward(x.dev, g.dev, b.dev, y.dev, rows, dim, eps, nullptr);
@@ -115,8 +115,9 @@ TEMPLATE_TEST_CASE("CUDA rms_norm and layer_norm forward and backward match the 
   using T = typename TestType::first_type;
   using W = typename TestType::second_type;
   // 37 × 300: one pass of a 256-thread row block plus a tail; 70 × 1100: several passes, and
-  // more rows than the 32 row groups of the parameter-gradient kernel.
-  for (const auto& [rows, dim] : {std::pair<int64_t, int64_t>{37, 300}, {70, 1100}}) {
+  // more rows than the 32 row groups of the parameter-gradient kernel; 2600 × 96: three
+  // slices of rows for it, the last one short.
+  for (const auto& [rows, dim] : {std::pair<int64_t, int64_t>{37, 300}, {70, 1100}, {2600, 96}}) {
     for (bool layer : {false, true}) {
       INFO((layer ? "layer_norm " : "rms_norm ") << rows << " x " << dim);
       run<T, W>(rows, dim, layer);
