@@ -27,6 +27,7 @@
 #include "runtime/cuda/ring_attention_cuda.h"
 #include "runtime/ring_attention.h"
 #include "tests/cuda/cuda_test_util.h"
+#include "tests/cuda/stream_comm.h"
 
 using namespace autosp;
 using namespace autosp::cuda_test;
@@ -152,10 +153,16 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
   const int64_t B = 2, H = 4, Hkv = 2, D = 64;
   for (const int P : {1, 2, 4})
     for (const bool docs : {false, true})
-      for (const bool zigzag : {false, true}) {
+      for (const bool zigzag : {false, true})
+        for (const bool ordered : {false, true}) {
       // zigzag: the layout is declared, so cuDNN runs each block's piece (without documents);
-      // else the fallback kernels attend every whole block by position.
-      DYNAMIC_SECTION("P=" << P << (docs ? " with documents" : "") << (zigzag ? ", zigzag declared" : "")) {
+      // else the fallback kernels attend every whole block by position. ordered: a
+      // stream-ordered communicator (tests/cuda/stream_comm.h, NCCL's semantics), so the
+      // block kernels overlap the transfers and only the ring's events order them; else the
+      // blocking local communicator.
+      if (ordered && P == 1) continue;
+      DYNAMIC_SECTION("P=" << P << (docs ? " with documents" : "") << (zigzag ? ", zigzag declared" : "")
+                           << (ordered ? ", stream-ordered transfers" : "")) {
         const int64_t T_total = 64 * P, T = T_total / P;
         const size_t qn = size_t(B * T * H * D), kvn = size_t(B * T * Hkv * D), rows = size_t(B * H * T);
         // Per rank: bf16-exact inputs, zigzag indices, and segment ids (two documents per row).
@@ -201,15 +208,18 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
 
         cudaStream_t mem_stream;
         CUDA_CHECK(cudaStreamCreateWithFlags(&mem_stream, cudaStreamNonBlocking));
+        cuda_test::StreamCommHub hub(P);
         {
           runtime::CudaMemOps mem(mem_stream, /*synchronous=*/true);
           runtime::run_local(
               P,
-              [&](runtime::Communicator& c) {
-                Rank& x = ranks[size_t(c.rank())];
+              [&](runtime::Communicator& local) {
+                Rank& x = ranks[size_t(local.rank())];
                 cudaStream_t s;
                 CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
                 {
+                  cuda_test::StreamComm stream_comm(hub, local.rank(), s);
+                  runtime::Communicator& c = ordered ? static_cast<runtime::Communicator&>(stream_comm) : local;
                   runtime::CudaRingAttention ring(s);
                   Buf q(x.q), kk(x.k), v(x.v), dout(x.dout), o(qn), dq(qn), dk(kvn), dv(kvn);
                   int32_t* idx = device_copy(x.idx);
