@@ -1,6 +1,7 @@
 // The headline invariant: a model trained under sequence parallelism (ranks as threads over
 // the local communicator) gives the same loss and every parameter gradient as one process,
-// for each strategy, head layout, packed documents, uneven sequence lengths and dp × sp.
+// for each strategy, head layout, packed documents, uneven sequence lengths and dp × sp, at
+// 2, 4 and 8 ranks.
 // Tolerances: see sp_equivalence.h.
 #include <catch2/catch.hpp>
 #include <mutex>
@@ -55,6 +56,11 @@ TEST_CASE("sequence-parallel training equals sp=1: loss and every parameter grad
       {"dp=2 x sp=2, ring", 4, {"parallel.sp=2", "parallel.sp_strategy=ring"}, "ring"},
       {"dp=2 x sp=1", 2, {"parallel.sp=1"}, nullptr},
       {"gpt2, ulysses sp=2", 2, {"parallel.sp=2", "model.arch=gpt2", "model.max_seq_len=64"}, "ulysses"},
+      // The largest degree DESIGN.md names: 8 ranks (threads on however many cores there are).
+      {"ulysses sp=8, 8 heads", 8,
+       {"parallel.sp=8", "parallel.sp_strategy=ulysses", "model.n_heads=8", "model.n_kv_heads=8"}, "ulysses"},
+      {"ring sp=8 GQA kv=2", 8, {"parallel.sp=8", "parallel.sp_strategy=ring", "model.n_kv_heads=2"}, "ring"},
+      {"hybrid sp=8 (4 heads: ulysses 4 x ring 2)", 8, {"parallel.sp=8", "parallel.sp_strategy=hybrid"}, "hybrid"},
   };
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.name) {
