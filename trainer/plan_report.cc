@@ -225,6 +225,10 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
   std::snprintf(line, sizeof line, "prediction on %s (%d ranks, %.0f TFLOP/s peak per rank; MFU counts %.3g FLOP/token):\n",
                 c.hardware.name.c_str(), world, c.hardware.peak_flops / 1e12, per_token);
   s += line;
+  if (o.data.documents && o.train.device == "cuda")
+    s += "  note: with data.documents, attention gets segment ids, which the CUDA backend runs on its own flash\n"
+         "        kernels (cuDNN is given no document masks yet); the predictions assume cuDNN's speed over the\n"
+         "        whole causal square, while documents do only their own squares' work\n";
   describe(("as planned (" + o.parallel.sp_strategy + ")").c_str(), c);
   if (c.mesh.sp > 1)
     for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
