@@ -127,6 +127,8 @@ TEST_CASE("plan for an 8-GPU node: Llama-3-8B at 128k tokens, predicted step tim
   CHECK(has(out, "prediction on h100x8-nvlink"));
   for (const char* s : {"\n  ulysses ", "\n  ring ", "\n  hybrid "}) CHECK(has(out, s));
   CHECK(has(out, "MFU"));
+  CHECK(has(out, "optimizer "));                    // the step after the program is predicted too
+  CHECK(has(out, "note: with data.documents"));     // packed documents: not cuDNN on the GPU yet
 }
 
 TEST_CASE("plan the longest sequence that fits a memory budget", "[cli][plan]") {
