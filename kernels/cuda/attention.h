@@ -37,10 +37,11 @@ struct AttentionArgs {
   const int32_t* k_pos = nullptr;    // device [B, Tk] or null
   const int32_t* q_seg = nullptr;    // device [B, Tq] or null (then k_seg must be null too)
   const int32_t* k_seg = nullptr;    // device [B, Tk] or null
-  // Row windows (cuDNN only; the fallback kernels and attention_forward/backward need 0): the
-  // tensors are Tq (Tk) consecutive rows of [B, q_rows (k_rows), heads, D] allocations, so
-  // batch strides are q_rows·H·D and k_rows·Hkv·D, and lse's head stride is q_rows. 0 means
-  // Tq (Tk). Ring attention runs a block's visible piece this way (ring_attention_cuda.cc).
+  // Row windows (cuDNN only; the fallback kernels and attention_forward/backward need 0): q,
+  // o, dout, dq are Tq consecutive rows of [B, q_rows, H, D] allocations and k, v, dk, dv Tk
+  // rows of [B, k_rows, Hkv, D], so batch strides are q_rows·H·D and k_rows·Hkv·D; lse stays
+  // a packed [B, H, Tq] (cuDNN's statistics tensor is not given strides). 0 means Tq (Tk).
+  // Ring attention runs a block's visible piece this way (ring_attention_cuda.cc).
   int64_t q_rows = 0, k_rows = 0;
 };
 

@@ -94,10 +94,12 @@ void output(const Tensor& t, Uid uid, const Side& x) {
   t->set_output(true).set_uid(uid).set_dim(x.dims()).set_stride(x.strides());
 }
 
-// Stats, [B, H, Tq, 1] fp32: our lse [B, H, Tq] (head stride q_rows in a window).
+// Stats, [B, H, Tq, 1] fp32: our lse [B, H, Tq], packed in a row window too.
 fe::graph::Tensor_attributes& stats_layout(fe::graph::Tensor_attributes& t, const AttentionArgs& a) {
-  const int64_t R = rows_of(a.q_rows, a.Tq);
-  return t.set_uid(kStats).set_data_type(fe::DataType_t::FLOAT).set_dim({a.B, a.H, a.Tq, 1}).set_stride({a.H * R, R, 1, 1});
+  return t.set_uid(kStats)
+      .set_data_type(fe::DataType_t::FLOAT)
+      .set_dim({a.B, a.H, a.Tq, 1})
+      .set_stride({a.H * a.Tq, a.Tq, 1, 1});
 }
 
 Graph new_graph() {

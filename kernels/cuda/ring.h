@@ -13,9 +13,10 @@ namespace autosp::kernels::cuda {
 using bf16 = __nv_bfloat16;
 
 // o [B, T, H, D] and lse [B, H, T] fp32, the running result; o_blk [B, T, H, D] bf16 and
-// lse_blk [B, H, T] fp32, one block's (natural-log lse; -inf where its block hid every key).
-// Only rows [lo, hi) of each batch (the queries the block's piece covers) are read from the
-// block; the others saw none of its keys.
+// lse_blk fp32, one block's (natural-log lse; -inf where its block hid every key). Only rows
+// [lo, hi) of each batch (the queries the block's piece covers) are read from the block, and
+// lse_blk holds just those, packed: [B, H, hi - lo] (for lo = 0, hi = T the whole lse). The
+// other rows saw none of its keys.
 // first: (o, lse) := the block's (rows outside [lo, hi): o = 0, lse = -inf). Else (o, lse) :=
 // their online-softmax merge: lse_new = logaddexp(lse, lse_blk), o = e^(lse - lse_new)·o +
 // e^(lse_blk - lse_new)·o_blk; a side with lse = -inf contributes nothing (and makes no NaN).

@@ -20,7 +20,8 @@ __global__ void ring_merge_kernel(float* o, float* lse, const bf16* o_blk, const
     // row = (b·T + i)·H + h, o's row order; lse is [B, H, T].
     const int64_t h = row % H, bt = row / H, i = bt % T, b = bt / T;
     const int64_t l_at = (b * H + h) * T + i;
-    const float l_blk = i >= lo && i < hi ? lse_blk[l_at] : -INFINITY;  // outside: not computed
+    const bool inside = i >= lo && i < hi;  // outside: not computed
+    const float l_blk = inside ? lse_blk[(b * H + h) * (hi - lo) + (i - lo)] : -INFINITY;
     const float l = first ? -INFINITY : lse[l_at];
     float* orow = o + row * D;
     const bf16* brow = o_blk + row * D;

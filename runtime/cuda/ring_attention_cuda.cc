@@ -1,8 +1,10 @@
 // CudaRingAttention (ring_attention_cuda.h): the GPU's RingOps. The work buffer holds, in
 // forward, the running output (fp32) and one block's output (bf16) and lse; in backward the
 // dq accumulator (fp32) and one block's dq, dk, dv parts (bf16). lse itself is the running
-// lse (the op's fp32 output). A block's parts are valid only in its piece's rows: the merge
-// and the accumulations read nothing else.
+// lse (the op's fp32 output), and a packed copy of the merged lse's rows of a piece that does
+// not cover every query (cuDNN's statistics tensor takes no strides). A block's parts are
+// valid only in its piece's rows: the merge and the accumulations read nothing else; its lse
+// holds those rows packed (ring.h).
 #include "runtime/cuda/ring_attention_cuda.h"
 
 #include <cmath>
@@ -76,6 +78,7 @@ class CudaRingOps final : public RingOps {
       dq_part_ = c.take<bf16>(q_elems());
       dk_part_ = c.take<bf16>(kv_elems());
       dv_part_ = c.take<bf16>(kv_elems());
+      lse_piece_ = c.take<float>(rows());
     });
   }
 
@@ -115,7 +118,7 @@ class CudaRingOps final : public RingOps {
     const int64_t qr = piece ? q_row(piece->q0) : 0, kr = piece ? kv_row(piece->k0) : 0;
     RingPiece done = whole();
     if (piece && k::attention_forward_cudnn(r_.attention(), window(*piece), q_ + qr, B(blk.k) + kr, B(blk.v) + kr,
-                                            o_blk_ + qr, lse_blk_ + piece->q0, s_))
+                                            o_blk_ + qr, lse_blk_, s_))  // lse_blk_: the piece's rows, packed
       done = *piece;
     else
       k::attention_forward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_blk_, lse_blk_, s_);
@@ -133,9 +136,16 @@ class CudaRingOps final : public RingOps {
   void attend_backward(const RingBlock& blk, bool first) override {
     const auto piece = cudnn_piece(blk);
     const int64_t qr = piece ? q_row(piece->q0) : 0, kr = piece ? kv_row(piece->k0) : 0;
+    if (piece && piece->q1 - piece->q0 < a_.T) {  // cuDNN reads the piece's rows of lse packed
+      const int64_t n = piece->q1 - piece->q0;
+      CUDA_CHECK(cudaMemcpy2DAsync(lse_piece_, size_t(n) * sizeof(float), lse_in_ + piece->q0,
+                                   size_t(a_.T) * sizeof(float), size_t(n) * sizeof(float), size_t(a_.B * a_.H),
+                                   cudaMemcpyDeviceToDevice, s_));
+    }
+    const float* piece_lse = piece && piece->q1 - piece->q0 < a_.T ? lse_piece_ : lse_in_;
     if (piece && k::attention_backward_cudnn(r_.attention(), window(*piece), q_ + qr, B(blk.k) + kr, B(blk.v) + kr,
-                                             o_in_ + qr, lse_in_ + piece->q0, dout_ + qr, dq_part_ + qr,
-                                             dk_part_ + kr, dv_part_ + kr, s_)) {
+                                             o_in_ + qr, piece_lse, dout_ + qr, dq_part_ + qr, dk_part_ + kr,
+                                             dv_part_ + kr, s_)) {
       kept_ = *piece;
     } else {
       kept_ = whole();
@@ -206,7 +216,7 @@ class CudaRingOps final : public RingOps {
   const float* lse_in_ = nullptr;
   bf16 *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;
   // Work space (buffer 2), placed by set_forward / set_backward.
-  float *o_acc_ = nullptr, *lse_blk_ = nullptr, *dq_acc_ = nullptr;
+  float *o_acc_ = nullptr, *lse_blk_ = nullptr, *dq_acc_ = nullptr, *lse_piece_ = nullptr;
   bf16 *o_blk_ = nullptr, *dq_part_ = nullptr, *dk_part_ = nullptr, *dv_part_ = nullptr;
   RingPiece kept_;  // the rows of the last block's dk, dv parts (attend_backward -> keep_grads)
 };

@@ -64,8 +64,8 @@ TEST_CASE("the ring merge kernel equals the fp32 online-softmax merge, -inf rows
 
   for (const bool first : {false, true})
     for (const auto& [lo, hi] : {std::pair<int64_t, int64_t>{0, T}, {1, 4}}) {
-      // Rows [lo, hi) of each batch are the block's piece; the block's other rows hold NaN,
-      // which the merge must not read.
+      // Rows [lo, hi) of each batch are the block's piece; the block's other rows of o hold
+      // NaN, which the merge must not read.
       DYNAMIC_SECTION((first ? "first block" : "merge") << ", rows " << lo << ".." << hi) {
       std::vector<float> lse = lse_all, lse_blk = lse_blk_all, o_blk_host = o_blk_all;
       // Row patterns: running -inf, block -inf, both.
@@ -108,7 +108,11 @@ TEST_CASE("the ring merge kernel equals the fp32 online-softmax merge, -inf rows
           }
       float* d_o = device_copy(o);
       float* d_lse = device_copy(lse);
-      float* d_lse_blk = device_copy(lse_blk);
+      // The block's lse holds only the piece's rows, packed [B, H, hi - lo] (kernels/cuda/ring.h).
+      std::vector<float> lse_packed;
+      for (int64_t bh = 0; bh < B * H; ++bh)
+        for (int64_t i = lo; i < hi; ++i) lse_packed.push_back(lse_blk[size_t(bh * T + i)]);
+      float* d_lse_blk = device_copy(lse_packed);
       k::ring_merge(d_o, d_lse, o_blk.dev, d_lse_blk, B, T, H, D, lo, hi, first, nullptr);
       CUDA_CHECK(cudaDeviceSynchronize());
       const std::vector<float> got_o = host_copy(d_o, n), got_lse = host_copy(d_lse, rows);
