@@ -55,7 +55,8 @@ double scalar(runtime::Executor& ex, const char* name) {
 
 StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const std::string& dump_ir_dir,
                                                    runtime::Communicator* world,
-                                                   std::unique_ptr<runtime::Backend> backend) {
+                                                   std::unique_ptr<runtime::Backend> backend,
+                                                   const DeviceWorld& device_world) {
   std::unique_ptr<Trainer> t(new Trainer(opts));
   t->world_ = world;
   const int world_size = t->world_size();
@@ -79,10 +80,14 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   const bool device = t->backend_->device() != Device::host;
   if (world_size > 1) {
     runtime::Communicator* mesh_world = world;
+    if (device && device_world) {
+      t->device_world_ = device_world(*world, *t->backend_);
+      mesh_world = t->device_world_.get();
+    }
 #ifdef AUTOSP_HAVE_CUDA
     // Under mpirun the GPUs talk through NCCL, bootstrapped over MPI; a local test's ranks
     // share one GPU through the local communicator, which moves device buffers itself.
-    if (device && runtime::launched_by_mpi()) {
+    else if (device && runtime::launched_by_mpi()) {
       t->device_world_ = runtime::make_nccl_communicator(*world, runtime::cuda_comm_stream(*t->backend_));
       mesh_world = t->device_world_.get();
     }

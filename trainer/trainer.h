@@ -2,6 +2,7 @@
 // parameters and optimizer state, and runs steps, evals and checkpoints. main.cc wraps it
 // in the CLI; tests drive it directly.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,13 +35,22 @@ struct EvalResult {
 
 class Trainer {
  public:
+  // How a device run's ranks talk, made from the bootstrap `world` and the backend (whose
+  // communication stream a stream-ordered communicator enqueues on).
+  using DeviceWorld =
+      std::function<std::unique_ptr<runtime::Communicator>(runtime::Communicator& world, runtime::Backend& backend)>;
+
   // dump_ir_dir: when set, the graph is written there before and after each pass.
   // world: every rank of the run (MPI or local); null = one process. Collective: every rank
   // of `world` calls create, and later each step, together. backend: where to run; null
   // makes the one train.device names (tests pass their own to watch what the runtime does).
+  // device_world: the communicator of a device run's mesh; null = NCCL under mpirun, else
+  // `world` itself (a local test's ranks share one GPU through the local communicator).
+  // Tests on one GPU pass a stream-ordered stand-in for NCCL (tests/cuda/stream_comm.h).
   static StatusOr<std::unique_ptr<Trainer>> create(const Options& opts, const std::string& dump_ir_dir = "",
                                                    runtime::Communicator* world = nullptr,
-                                                   std::unique_ptr<runtime::Backend> backend = nullptr);
+                                                   std::unique_ptr<runtime::Backend> backend = nullptr,
+                                                   const DeviceWorld& device_world = nullptr);
 
   // Loads parameters, optimizer moments and the step from a checkpoint (a step directory or
   // a checkpoint root) of any ZeRO stage and world size; the model must match this config.

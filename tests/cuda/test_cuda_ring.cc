@@ -212,7 +212,7 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
 
         cudaStream_t mem_stream;
         CUDA_CHECK(cudaStreamCreateWithFlags(&mem_stream, cudaStreamNonBlocking));
-        cuda_test::StreamCommHub hub(P);
+        const auto hub = std::make_shared<cuda_test::StreamCommHub>(P);
         {
           runtime::CudaMemOps mem(mem_stream, /*synchronous=*/true);
           runtime::run_local(
