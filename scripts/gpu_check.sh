@@ -255,12 +255,14 @@ write_summary
 # ---------------------------------------------------------------- test
 test_stage() {
   # In groups, one process each, so that a crash (an illegal address, a trap) in one group
-  # leaves the others' results; the JUnit files are merged into one.
-  local exe=$bdir/tests/test_cuda rc=0 g i=0 parts=()
+  # leaves the others' results; the JUnit files are merged into one. Each group has its own
+  # time limit (together within the stage's 140 s), so a slow group is cut off as a crash
+  # is, and the merge below still runs.
+  local exe=$bdir/tests/test_cuda rc=0 g i=0 parts=() limits=(15 30 25 45)
   if [[ ! -x $exe ]]; then echo "test: $exe not built"; return 1; fi
   for g in "[comm]" "[attention]" "~[comm]~[attention]~[train]~[sp]" "[train],[sp]"; do
-    echo "== test_cuda \"$g\""
-    "$exe" "$g" -r junit -o "$gpu_root/junit_$i.xml" || rc=$?
+    echo "== test_cuda \"$g\" (limit ${limits[$i]} s)"
+    timeout -k 5 "${limits[$i]}" "$exe" "$g" -r junit -o "$gpu_root/junit_$i.xml" || rc=$?
     parts+=("$gpu_root/junit_$i.xml")
     i=$((i + 1))
   done
@@ -291,7 +293,7 @@ PY
   return "$rc"
 }
 export -f test_stage
-run_stage test 120 "$out/test_cuda.log" test_stage
+run_stage test 140 "$out/test_cuda.log" test_stage
 attention_exe=$(find "$bdir" -name bench_attention_cuda -type f -perm -u+x 2>/dev/null | head -1)
 if [[ -n $attention_exe && $stages == *" test "* ]]; then
   export attention_exe
