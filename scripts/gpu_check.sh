@@ -256,9 +256,9 @@ write_summary
 test_stage() {
   # In groups, one process each, so that a crash (an illegal address, a trap) in one group
   # leaves the others' results; the JUnit files are merged into one. Each group has its own
-  # time limit (together within the stage's 140 s), so a slow group is cut off as a crash
+  # time limit (together within the stage's 150 s), so a slow group is cut off as a crash
   # is, and the merge below still runs.
-  local exe=$bdir/tests/test_cuda rc=0 g i=0 parts=() limits=(15 30 25 45)
+  local exe=$bdir/tests/test_cuda rc=0 g i=0 parts=() limits=(15 30 35 55)
   if [[ ! -x $exe ]]; then echo "test: $exe not built"; return 1; fi
   for g in "[comm]" "[attention]" "~[comm]~[attention]~[train]~[sp]" "[train],[sp]"; do
     echo "== test_cuda \"$g\" (limit ${limits[$i]} s)"
@@ -293,7 +293,7 @@ PY
   return "$rc"
 }
 export -f test_stage
-run_stage test 140 "$out/test_cuda.log" test_stage
+run_stage test 150 "$out/test_cuda.log" test_stage
 attention_exe=$(find "$bdir" -name bench_attention_cuda -type f -perm -u+x 2>/dev/null | head -1)
 if [[ -n $attention_exe && $stages == *" test "* ]]; then
   export attention_exe
