@@ -72,6 +72,9 @@ struct DevBuf {
     }
     cudaMalloc(&dev, std::max<size_t>(1, h.size()) * sizeof(T));
     cudaMemcpy(dev, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+    // From pageable memory cudaMemcpy may return before its DMA lands, ordered only on the
+    // legacy stream; the kernels under test run on non-blocking streams.
+    cudaDeviceSynchronize();
   }
   explicit DevBuf(size_t n) : host(n) { cudaMalloc(&dev, std::max<size_t>(1, n) * sizeof(T)); }
   DevBuf(const DevBuf&) = delete;
@@ -92,6 +95,7 @@ T* device_copy(const std::vector<T>& v) {
   T* d = nullptr;
   cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T));
   cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+  cudaDeviceSynchronize();  // as in DevBuf
   return d;
 }
 

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,13 @@ namespace autosp::cuda_test {
 class StreamCommHub {
  public:
   explicit StreamCommHub(int size) : size_(size) {}
+  // The ranks' events live as long as the hub (every rank's communicator holds it): a rank
+  // may finish its last call, and end, before a peer has waited on its `done` event.
+  ~StreamCommHub() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  StreamCommHub(const StreamCommHub&) = delete;
+  StreamCommHub& operator=(const StreamCommHub&) = delete;
   enum Kind { kReady, kDone, kHost };
   struct Post {
     const char* data = nullptr;
@@ -57,7 +65,8 @@ class StreamCommHub {
   Post take(int me, int from, Kind kind) {
     std::unique_lock<std::mutex> l(mu_);
     auto& q = boxes_[{me, from, kind}];
-    cv_.wait(l, [&] { return !q.empty(); });
+    cv_.wait(l, [&] { return !q.empty() || failed_; });
+    if (q.empty()) throw runtime::CommError("stream comm: a rank failed while rank " + std::to_string(me) + " waited");
     Post p = q.front();
     q.pop_front();
     return p;
@@ -77,6 +86,18 @@ class StreamCommHub {
     }
     return all;
   }
+  void keep(cudaEvent_t e) {
+    std::lock_guard<std::mutex> l(mu_);
+    events_.push_back(e);
+  }
+  // A rank's communicator ended by an exception: its peers' waits throw instead of hanging.
+  void fail() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      failed_ = true;
+    }
+    cv_.notify_all();
+  }
   // The hub of the group `color` made by this hub's split number `seq`; its first caller
   // creates it.
   std::shared_ptr<StreamCommHub> child(int64_t seq, int64_t color, int size) {
@@ -92,6 +113,8 @@ class StreamCommHub {
   std::condition_variable cv_;
   std::map<std::tuple<int, int, int>, std::deque<Post>> boxes_;
   std::map<std::pair<int64_t, int64_t>, std::shared_ptr<StreamCommHub>> children_;
+  std::vector<cudaEvent_t> events_;
+  bool failed_ = false;
 };
 
 class StreamComm final : public runtime::Communicator {
@@ -99,8 +122,8 @@ class StreamComm final : public runtime::Communicator {
   StreamComm(std::shared_ptr<StreamCommHub> hub, int rank, cudaStream_t stream)
       : hub_(std::move(hub)), rank_(rank), stream_(stream) {}
   ~StreamComm() override {
-    cudaStreamSynchronize(stream_);  // peers' streams no longer wait on these events
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    cudaStreamSynchronize(stream_);
+    if (std::uncaught_exceptions() > 0) hub_->fail();
   }
   int rank() const override { return rank_; }
   int size() const override { return hub_->size(); }
@@ -164,7 +187,7 @@ class StreamComm final : public runtime::Communicator {
     while (members[size_t(sub)].second != rank_) ++sub;
     return std::make_unique<StreamComm>(hub_->child(seq, color, int(members.size())), sub, stream_);
   }
-  void abort(const std::string&) override {}
+  void abort(const std::string&) override { hub_->fail(); }
 
  private:
   static std::unique_ptr<runtime::Pending> enqueued() {
@@ -178,7 +201,7 @@ class StreamComm final : public runtime::Communicator {
   cudaEvent_t recorded() {
     cudaEvent_t e;
     CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    events_.push_back(e);
+    hub_->keep(e);
     CUDA_CHECK(cudaEventRecord(e, stream_));
     return e;
   }
@@ -233,7 +256,6 @@ class StreamComm final : public runtime::Communicator {
   std::shared_ptr<StreamCommHub> hub_;
   int rank_;
   cudaStream_t stream_;
-  std::vector<cudaEvent_t> events_;
   int64_t splits_ = 0;
 };
 

@@ -72,6 +72,7 @@ class Space {
     CUDA_CHECK(cudaMalloc(&d, std::max<size_t>(init.size(), 1)));
     device_buffers_.push_back(d);
     CUDA_CHECK(cudaMemcpy(d, init.data(), init.size(), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaDeviceSynchronize());  // a pageable copy may land after cudaMemcpy returns
     return d;
   }
   template <class T>

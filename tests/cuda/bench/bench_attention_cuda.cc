@@ -75,6 +75,7 @@ bf16* random_bf16(size_t n, uint32_t seed) {
   bf16* d = nullptr;
   CUDA_CHECK(cudaMalloc(&d, n * sizeof(bf16)));
   CUDA_CHECK(cudaMemcpy(d, h.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaDeviceSynchronize());  // a pageable copy may land after cudaMemcpy returns
   return d;
 }
 
@@ -83,6 +84,7 @@ int32_t* device_ints(const std::vector<int32_t>& h) {
   int32_t* d = nullptr;
   CUDA_CHECK(cudaMalloc(&d, h.size() * sizeof(int32_t)));
   CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaDeviceSynchronize());
   return d;
 }
 
