@@ -52,9 +52,11 @@ int64_t layout_acc_bytes(const RingAttentionArgs& a, const RingOps& ops) {
 // Byte offsets of the travelling buffer. Every piece starts 16-aligned (padding where a bf16
 // piece has an odd length). Forward has no gradients: its buffer ends at dk.
 struct Layout {
-  Layout(const RingAttentionArgs& a, const RingOps& ops, bool with_grads) {
+  Layout(const RingAttentionArgs& a, const RingOps& ops, bool with_grads)
+      : Layout(a, ops.kv_elem_bytes(), ops.acc_elem_bytes(), with_grads) {}
+  Layout(const RingAttentionArgs& a, size_t kv_elem_bytes, size_t acc_elem_bytes, bool with_grads) {
     const int64_t elems = a.B * a.T * a.Hkv * a.D;
-    const int64_t kv = pad(elems * int64_t(ops.kv_elem_bytes())), acc = pad(elems * int64_t(ops.acc_elem_bytes()));
+    const int64_t kv = pad(elems * int64_t(kv_elem_bytes)), acc = pad(elems * int64_t(acc_elem_bytes));
     const int64_t ids = pad(a.B * a.T * int64_t(sizeof(int32_t)));
     v = k + kv;
     idx = v + kv;
@@ -373,6 +375,10 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, con
   check_args(ring, a);
   check_zigzag(ring, a);
   ring_attention_backward(ring, a, *cpu_ring_backward_ops(a, q, k, v, o, lse, dout, dq, dk, dv));
+}
+
+int64_t ring_block_bytes(const RingAttentionArgs& a, size_t kv_elem_bytes, size_t acc_elem_bytes, bool with_grads) {
+  return Layout(a, kv_elem_bytes, acc_elem_bytes, with_grads).total;
 }
 
 RingPiece zigzag_piece(int64_t T, int rank, int origin, bool causal) {

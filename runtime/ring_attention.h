@@ -129,6 +129,11 @@ class RingOps {
 void ring_attention_forward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops);
 void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, RingOps& ops);
 
+// Bytes of one travelling block buffer (a call holds two) for these sizes (a.seg non-null:
+// with segment ids) and element sizes; with_grads: the backward's, dk/dv accumulators included.
+// For memory plans.
+int64_t ring_block_bytes(const RingAttentionArgs& a, size_t kv_elem_bytes, size_t acc_elem_bytes, bool with_grads);
+
 // The CPU's RingOps for one forward or backward call (what the float overloads run), for
 // tests that wrap them. a and the pointers must outlive the object.
 std::unique_ptr<RingOps> cpu_ring_forward_ops(const RingAttentionArgs& a, const float* q, const float* k,
