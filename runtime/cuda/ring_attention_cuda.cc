@@ -225,6 +225,7 @@ class CudaRingOps final : public RingOps {
 
 CudaRingAttention::CudaRingAttention(cudaStream_t stream, std::function<void(int64_t)> on_alloc)
     : stream_(stream), on_alloc_(std::move(on_alloc)), attention_(std::make_unique<k::AttentionContext>()) {
+  attention_->on_resize = on_alloc_;  // the block kernels' scratch is device memory beside the arena too
   // On the device of the communicator's stream (the caller's current device, as for it).
   CUDA_CHECK(cudaStreamCreateWithFlags(&work_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaEventCreateWithFlags(&to_comm_, cudaEventDisableTiming));
