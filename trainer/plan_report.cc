@@ -6,7 +6,6 @@
 
 #include "models/model.h"
 #include "runtime/params.h"
-#include "runtime/ring_attention.h"
 #include "trainer/progress.h"
 
 namespace autosp::trainer {
@@ -48,17 +47,19 @@ MemoryPlan memory_plan(const Compiled& c) {
 
 namespace {
 
-// Ring attention's own buffers beside the arena: two travelling blocks
-// (runtime/ring_attention.h ring_block_bytes, sized for the backward) and the block
-// operations' work space: on the CPU, CpuRingOps' per-call vectors (runtime/ring_attention.cc);
-// on CUDA the grow-only buffers of runtime/cuda/ring_attention_cuda.cc (256-aligned pieces),
-// which persist between calls.
-int64_t ring_buffer_bytes(const ir::Program& p, const ir::Instr& ins, bool cuda) {
+// ring_buffer_bytes for one ring op of the program.
+int64_t ring_op_buffer_bytes(const ir::Program& p, const ir::Instr& ins, bool cuda) {
   const Shape& q = p.slots[ins.in[0]].type.shape;  // [B, T, H, D]
   runtime::RingAttentionArgs a;
   a.B = q[0], a.T = q[1], a.H = q[2], a.Hkv = p.slots[ins.in[1]].type.shape[2], a.D = q[3];
   static const int32_t any_segment = 0;  // only whether there are segment ids matters here
   if (ins.in.size() > (ins.op == ir::Op::ring_attention ? 4u : 7u)) a.seg = &any_segment;
+  return ring_buffer_bytes(a, cuda);
+}
+
+}  // namespace
+
+int64_t ring_buffer_bytes(const runtime::RingAttentionArgs& a, bool cuda) {
   const int64_t qn = a.B * a.T * a.H * a.D, kvn = a.B * a.T * a.Hkv * a.D, rows = a.B * a.H * a.T;
   if (!cuda) return 2 * runtime::ring_block_bytes(a, 4, 4, true) + 4 * std::max(qn + rows, qn + 2 * kvn);
   auto align = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
@@ -66,8 +67,6 @@ int64_t ring_buffer_bytes(const ir::Program& p, const ir::Instr& ins, bool cuda)
   const int64_t backward = align(4 * qn) + align(2 * qn) + 2 * align(2 * kvn) + align(4 * rows);
   return 2 * runtime::ring_block_bytes(a, 2, 4, true) + std::max(forward, backward);
 }
-
-}  // namespace
 
 int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) {
   const bool cuda = device == "cuda";
@@ -92,10 +91,10 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
       case ir::Op::ring_attention_backward: {
         const Shape& q = shape(ins.in[0]);  // [B, T, H, D]
         b = q[0] * q[2] * q[1] * 4 * (cuda ? q[3] + 2 : 2);
-        if (ins.op == ir::Op::ring_attention_backward) b += ring_buffer_bytes(p, ins, cuda);
+        if (ins.op == ir::Op::ring_attention_backward) b += ring_op_buffer_bytes(p, ins, cuda);
         break;
       }
-      case ir::Op::ring_attention: b = ring_buffer_bytes(p, ins, cuda); break;
+      case ir::Op::ring_attention: b = ring_op_buffer_bytes(p, ins, cuda); break;
       case ir::Op::rms_norm_backward:
       case ir::Op::layer_norm_backward:
         if (cuda) {  // kernels/cuda/norm.cu: row statistics, and partial sums per slice of <= 1024 rows (<= 256)

@@ -59,6 +59,7 @@ struct AttentionContext {
   // delta). Grown, never shrunk, so steady-state calls allocate nothing; growing waits for the
   // device (cudaFree), which only happens while shapes are still new.
   void* scratch(size_t bytes);
+  size_t scratch_bytes() const { return scratch_bytes_; }
   // Told of each change in the scratch's bytes (+grown, -freed), so the owner can count the
   // device memory held beside its arena; may be empty.
   std::function<void(int64_t)> on_resize;

@@ -20,6 +20,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/ring.h"
 #include "runtime/comm.h"
@@ -28,6 +29,7 @@
 #include "runtime/ring_attention.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/cuda/stream_comm.h"
+#include "trainer/plan_report.h"
 
 using namespace autosp;
 using namespace autosp::cuda_test;
@@ -175,6 +177,7 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
           std::vector<int32_t> idx, seg;
           std::vector<float> o, lse, dq, dk, dv;           // the CPU ring's
           std::vector<float> g_o, g_lse, g_dq, g_dk, g_dv;  // the GPU ring's
+          int64_t ring_bytes = 0, planned_ring_bytes = 0;
         };
         std::vector<Rank> ranks(static_cast<size_t>(P));
         for (int r = 0; r < P; ++r) {
@@ -224,7 +227,8 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
                 {
                   cuda_test::StreamComm stream_comm(hub, local.rank(), s);
                   runtime::Communicator& c = ordered ? static_cast<runtime::Communicator&>(stream_comm) : local;
-                  runtime::CudaRingAttention ring(s);
+                  int64_t allocated = 0;  // the ring's device memory, as the backend counts it
+                  runtime::CudaRingAttention ring(s, [&](int64_t delta) { allocated += delta; });
                   Buf q(x.q), kk(x.k), v(x.v), dout(x.dout), o(qn), dq(qn), dk(kvn), dv(kvn);
                   int32_t* idx = device_copy(x.idx);
                   int32_t* seg = device_copy(x.seg);
@@ -238,6 +242,10 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
                   float* lse_cpu = device_copy(x.lse);
                   ring.backward(c, a, q.dev, kk.dev, v.dev, o_cpu.dev, lse_cpu, dout.dev, dq.dev, dk.dev, dv.dev);
                   CUDA_CHECK(cudaStreamSynchronize(s));
+                  // --plan counts the ring's own buffers exactly (its attention kernels' scratch
+                  // is the attention workspace, counted apart).
+                  x.ring_bytes = allocated - int64_t(ring.attention().scratch_bytes());
+                  x.planned_ring_bytes = trainer::ring_buffer_bytes(a, /*cuda=*/true);
                   x.g_o = o.download();
                   x.g_lse = host_copy(lse.as<float>(), rows);
                   x.g_dq = dq.download();
@@ -261,6 +269,7 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
             INFO("lse row " << i);
             REQUIRE(std::abs(x.g_lse[i] - x.lse[i]) <= 2e-4f * (1.0f + std::abs(x.lse[i])));
           }
+          CHECK(x.ring_bytes == x.planned_ring_bytes);
           require_similar("dq", x.g_dq, x.dq);
           require_similar("dk", x.g_dk, x.dk);
           require_similar("dv", x.g_dv, x.dv);
