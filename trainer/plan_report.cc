@@ -73,7 +73,10 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
   auto shape = [&](int slot) -> const Shape& { return p.slots[slot].type.shape; };
   auto rows = [&](int slot) { return shape(slot).numel() / shape(slot)[-1]; };
   auto align = [](int64_t b) { return (b + 255) / 256 * 256; };
-  int64_t most = 0;
+  // CPU: one op's scratch at a time (its kernels allocate per call). CUDA: three separate
+  // allocations that all stay: the kernels' shared workspace, the attention contexts'
+  // scratch, and ring attention's buffers; each is the largest any op needs.
+  int64_t most = 0, attention = 0, ring = 0;
   for (const ir::Instr& ins : p.instrs) {
     int64_t b = 0;
     switch (ins.op) {
@@ -90,11 +93,22 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
       case ir::Op::attention_backward:
       case ir::Op::ring_attention_backward: {
         const Shape& q = shape(ins.in[0]);  // [B, T, H, D]
-        b = q[0] * q[2] * q[1] * 4 * (cuda ? q[3] + 2 : 2);
-        if (ins.op == ir::Op::ring_attention_backward) b += ring_op_buffer_bytes(p, ins, cuda);
+        const int64_t scratch = q[0] * q[2] * q[1] * 4 * (cuda ? q[3] + 2 : 2);
+        const int64_t buffers = ins.op == ir::Op::ring_attention_backward ? ring_op_buffer_bytes(p, ins, cuda) : 0;
+        if (cuda) {
+          attention = std::max(attention, scratch);
+          ring = std::max(ring, buffers);
+        } else {
+          b = scratch + buffers;
+        }
         break;
       }
-      case ir::Op::ring_attention: b = ring_op_buffer_bytes(p, ins, cuda); break;
+      case ir::Op::ring_attention:
+        if (cuda)
+          ring = std::max(ring, ring_op_buffer_bytes(p, ins, cuda));
+        else
+          b = ring_op_buffer_bytes(p, ins, cuda);
+        break;
       case ir::Op::rms_norm_backward:
       case ir::Op::layer_norm_backward:
         if (cuda) {  // kernels/cuda/norm.cu: row statistics, and partial sums per slice of <= 1024 rows (<= 256)
@@ -119,7 +133,8 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
     }
     most = std::max(most, b);
   }
-  return most + (cuda ? int64_t(32) << 20 : 0);  // the cuBLASLt workspace (kernels/cuda GemmContext)
+  if (!cuda) return most;
+  return most + attention + ring + (int64_t(32) << 20);  // and the cuBLASLt workspace (kernels/cuda GemmContext)
 }
 
 // Bytes by collective kind, as the cost model counts them (sp::comm_bytes).
@@ -198,7 +213,7 @@ std::string format_plan(const Options& o, const Compiled& c) {
   add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq%s)\n", human_bytes(double(m.optimizer)).c_str(), sharded);
   add("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",
       human_bytes(double(m.train_arena)).c_str(), human_bytes(double(m.eval_arena)).c_str());
-  add("  workspace    %12s  (%s kernels' scratch for the largest op)\n", human_bytes(double(m.workspace)).c_str(),
+  add("  workspace    %12s  (%s kernels' scratch beside the arena)\n", human_bytes(double(m.workspace)).c_str(),
       c.device.c_str());
   add("  total        %12s\n", human_bytes(double(m.total())).c_str());
   if (m.host > 0)

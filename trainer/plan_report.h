@@ -21,14 +21,15 @@ struct MemoryPlan {
 };
 MemoryPlan memory_plan(const Compiled& c);
 
-// The scratch the kernels of `device` ("cpu" | "cuda") take beside the arena for the program's
-// largest instruction. CUDA (one workspace shared by the compute stream's kernels, plus the
-// cuBLASLt workspace and attention's): the fused cross-entropy's tiles
-// (kernels/cuda/cross_entropy.cu), norm and embedding backward scratch, and attention
-// backward's fp32 dQ accumulator and row statistics (cuDNN keeps [B, H, T, D] fp32). CPU:
-// attention backward's row statistics and, in a bf16 program, the f32 copies of the largest
-// op's operands (the CPU runs bf16 through f32 kernels); per-thread tiles are left out
-// (kilobytes).
+// The scratch the kernels of `device` ("cpu" | "cuda") take beside the arena. CUDA, allocations
+// that all stay: one workspace shared by the compute stream's kernels (the fused
+// cross-entropy's tiles, kernels/cuda/cross_entropy.cu; norm and embedding backward
+// scratch), the attention contexts' scratch (attention backward's fp32 dQ accumulator and row
+// statistics; cuDNN keeps [B, H, T, D] fp32), ring attention's buffers (ring_buffer_bytes) and
+// the cuBLASLt workspace, each the largest any instruction needs. CPU, the largest
+// instruction's (kernels allocate per call): attention backward's row statistics, ring
+// attention's buffers and, in a bf16 program, the f32 copies of the op's operands (the CPU
+// runs bf16 through f32 kernels); per-thread tiles are left out (kilobytes).
 int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device);
 
 // Ring attention's own buffers beside the arena for one op of these sizes (a.seg non-null:
