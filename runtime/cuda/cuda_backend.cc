@@ -71,6 +71,7 @@ class CudaBackend final : public Backend {
     // local communicator's synchronous copies and library internals may use.
     CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&comm_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming));
     gemm_ = std::make_unique<k::GemmContext>();
     attention_ = std::make_unique<k::AttentionContext>();
     attention_->on_resize = count;  // cuDNN's workspace and the fallback's scratch sit beside the arena
@@ -99,6 +100,7 @@ class CudaBackend final : public Backend {
     cudaFree(workspace_);
     cudaFree(norm_partials_);
     cudaFree(sum_squares_scratch_);
+    cudaEventDestroy(comm_done_);
     cudaStreamDestroy(compute_);
     cudaStreamDestroy(comm_);
   }
@@ -212,15 +214,20 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaStreamSynchronize(compute_));
   }
 
+  // These three are ordered after everything issued before on either stream (backend.h): the
+  // compute stream first waits for the communication stream's work, whose collectives may
+  // still write (or read) the buffer.
   void upload(void* dst, const void* host, size_t bytes) override {
     if (bytes == 0) return;
     DeviceScope on(device_);
+    after_comm();
     CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, compute_));
     CUDA_CHECK(cudaStreamSynchronize(compute_));  // the host buffer may go away on return
   }
   void download(void* host, const void* src, size_t bytes) override {
     if (bytes == 0) return;
     DeviceScope on(device_);
+    after_comm();
     CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, compute_));
     CUDA_CHECK(cudaStreamSynchronize(compute_));
   }
@@ -228,6 +235,7 @@ class CudaBackend final : public Backend {
   void fill_zero(void* dst, size_t bytes) override {
     if (bytes == 0) return;
     DeviceScope on(device_);
+    after_comm();
     CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, compute_));  // the step's kernels follow on this stream
   }
 
@@ -512,6 +520,12 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // The compute stream waits (on the device) for the work issued so far on the communication stream.
+  void after_comm() {
+    CUDA_CHECK(cudaEventRecord(comm_done_, comm_));
+    CUDA_CHECK(cudaStreamWaitEvent(compute_, comm_done_, 0));
+  }
+
   template <class F>
   void by_norm_types(const ir::Instr& ins, std::span<const Tensor> in, F&& f) {
     by_dtype(in[0].dtype(), ins, [&](auto t) { by_dtype(in[1].dtype(), ins, [&](auto w) { f(t, w); }); });
@@ -532,6 +546,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CudaRingAttention> ring_[2];  // for the communication thread, the compute thread
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  cudaEvent_t comm_done_ = nullptr;  // after_comm's, recorded anew each use
   float* norm_partials_ = nullptr;
   double* sum_squares_scratch_ = nullptr;
   std::vector<cudaEvent_t> handed_over_, issued_;
