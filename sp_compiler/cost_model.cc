@@ -1,15 +1,20 @@
 #include "sp_compiler/cost_model.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace autosp::sp {
 
 StatusOr<Hardware> hardware(const std::string& name) {
-  // cpu: measured here (scripts/bench_cpu_ops.sh): sgemm ~380 GFLOP/s on 2 threads, attention
-  // ~45% of it; ~15 GB/s memory; MPI over shared memory ~5 GB/s per rank.
-  if (name == "cpu") return Hardware{"cpu", 380e9, 0.45, 15e9, 5e9, 5e9, 1 << 20, 10e9};
-  if (name == "h100" || name == "h100x8-nvlink") return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8, 50e9};
-  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8, 50e9};
+  // cpu: measured here (scripts/bench_cpu_ops.sh --quick, 2 threads): sgemm ~380 GFLOP/s at
+  // 2048³, 354 at 1024³, 310 at 512³ and 120 for 128×128×64 (a knee of 180 fits those within
+  // 15%); attention fwd+bwd ~170 GFLOP/s, 45% of it; ~15 GB/s memory; MPI over shared memory
+  // ~5 GB/s per rank. GPUs: one efficiency for GEMMs of every size and for attention until
+  // a device check measures them.
+  if (name == "cpu") return Hardware{"cpu", 380e9, 1.0, 15e9, 5e9, 5e9, 1 << 20, 10e9, 0.45, 180};
+  if (name == "h100" || name == "h100x8-nvlink")
+    return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8, 50e9, 0.6, 0};
+  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8, 50e9, 0.6, 0};
   return InvalidArgument("--hardware: unknown \"" + name + "\" (expected cpu, h100, h200 or h100x8-nvlink)");
 }
 
@@ -59,6 +64,12 @@ double comm_bytes(const ir::Program& p, const ir::Instr& ins) {
   }
 }
 
+double gemm_efficiency(const Hardware& hw, double m, double n, double k) {
+  if (hw.gemm_knee <= 0) return hw.matmul_eff;
+  const double g = std::cbrt(std::max(1.0, m * n * k));
+  return hw.matmul_eff * g / (g + hw.gemm_knee);
+}
+
 StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap) {
   StepCost c;
   double mem_bytes = 0;
@@ -70,7 +81,9 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
         const auto& a = std::get<ir::MatmulAttrs>(ins.attrs);
         const Shape& sa = p.slots[in[0]].type.shape;
         const double k = double(a.trans_a ? sa[-2] : sa[-1]);
-        c.flops += 2.0 * double(o.numel()) * k;
+        const double f = 2.0 * double(o.numel()) * k, n = double(o[-1]);
+        c.flops += f;
+        c.compute_s += f / (hw.peak_flops * gemm_efficiency(hw, double(o.numel()) / n, n, k));
         if (in.size() == 3) mem_bytes += bytes(p, in[2]);  // the accumulated X, read once by the epilogue
         break;
       }
@@ -86,13 +99,18 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
         const double fwd = 4.0 * double(q[0]) * double(q[2]) * double(q[1]) * keys * double(q[3]) * (causal ? 0.5 : 1);
         const bool bwd = ins.op == ir::Op::attention_backward || ins.op == ir::Op::ring_attention_backward;
         c.flops += bwd ? 2.5 * fwd : fwd;
+        c.compute_s += (bwd ? 2.5 * fwd : fwd) / (hw.peak_flops * hw.attention_eff);
         break;
       }
       case ir::Op::cross_entropy:
       case ir::Op::cross_entropy_backward: {
         const Shape& h = p.slots[in[0]].type.shape;
         const double n = double(h.numel() / h[-1]), d = double(h[-1]), v = double(p.slots[in[1]].type.shape[0]);
-        c.flops += (ins.op == ir::Op::cross_entropy ? 2.0 : 6.0) * n * d * v;  // backward recomputes the logits
+        const double f = (ins.op == ir::Op::cross_entropy ? 2.0 : 6.0) * n * d * v;  // backward recomputes the logits
+        c.flops += f;
+        // A softmax between GEMMs over vocabulary chunks, like flash attention: its efficiency
+        // (on this CPU the fused kernel measures ~54% of peak, attention ~45%).
+        c.compute_s += f / (hw.peak_flops * hw.attention_eff);
         break;
       }
       default:
@@ -116,7 +134,6 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
       c.comm_s += sent / bw;
     }
   }
-  c.compute_s = c.flops / (hw.peak_flops * hw.matmul_eff);
   c.memory_s = mem_bytes / hw.hbm_bw;
   // Overlap hides communication behind compute, but not all of it: the first Q/K/V
   // all-to-alls and the last gradient buckets sit on the critical path. Modelled as hiding

@@ -14,13 +14,20 @@ namespace autosp::sp {
 struct Hardware {
   std::string name;
   double peak_flops;     // dense matmul FLOP/s per rank (bf16 on GPUs, fp32 on the CPU)
-  double matmul_eff;     // fraction of peak large GEMMs and flash attention reach
+  double matmul_eff;     // fraction of peak large GEMMs reach
   double hbm_bw;         // memory bandwidth per rank, bytes/s (memory-bound ops)
   double intra_bw;       // per-rank all-to-all / ring bandwidth inside a node, bytes/s
   double inter_bw;       // per-rank bandwidth across nodes (one NIC per rank), bytes/s
   int ranks_per_node;
   double host_bw;        // device <-> host copies per rank (offloaded activations), bytes/s
+  double attention_eff;  // fraction of peak flash attention (and the fused cross-entropy) reaches
+  // Small GEMMs run below matmul_eff: an M×N×K GEMM reaches matmul_eff · g / (g + knee), g the
+  // geometric mean of M, N, K. 0: every GEMM reaches matmul_eff.
+  double gemm_knee;
 };
+
+// Fraction of peak an M×N×K GEMM reaches on hw.
+double gemm_efficiency(const Hardware& hw, double m, double n, double k);
 
 // "cpu" (this 2-core class of machine, fp32), "h100", "h200", "h100x8-nvlink". Numbers:
 // 989 TFLOP/s dense bf16; HBM 3.35 TB/s (H100) and 4.8 TB/s (H200); NVLink all-to-all bus

@@ -46,3 +46,19 @@ TEST_CASE("the optimizer step costs AdamW's bytes and, at ZeRO 1-2, the paramete
   CHECK(sp::optimizer_step_s(0, n, hw, 8) == Approx(4.0 * double(n) * 7 / 8 / 370e9));
   CHECK(sp::optimizer_step_s(0, n, hw, 16) == Approx(4.0 * double(n) * 15 / 16 / 48e9));
 }
+
+// Small GEMMs reach less of the peak than large ones on the CPU (measured there: 120 GFLOP/s
+// for 128x128x64, 354 for 1024³, of ~380); GPUs keep one efficiency until measured.
+TEST_CASE("GEMM efficiency grows with the GEMM on the CPU and is one constant on GPUs", "[cost]") {
+  const sp::Hardware cpu = sp::hardware("cpu").value(), h100 = sp::hardware("h100").value();
+  const double tiny = sp::gemm_efficiency(cpu, 128, 128, 64), mid = sp::gemm_efficiency(cpu, 1024, 1024, 1024),
+               big = sp::gemm_efficiency(cpu, 8192, 8192, 8192);
+  CHECK(tiny < mid);
+  CHECK(mid < big);
+  CHECK(big <= cpu.matmul_eff);
+  // Within 15% of what scripts/bench_cpu_ops.sh measured relative to the 380 GFLOP/s peak.
+  CHECK(tiny == Approx(120.0 / 380).epsilon(0.15));
+  CHECK(sp::gemm_efficiency(cpu, 512, 512, 512) == Approx(310.0 / 380).epsilon(0.15));
+  CHECK(mid == Approx(354.0 / 380).epsilon(0.15));
+  CHECK(sp::gemm_efficiency(h100, 128, 128, 64) == sp::gemm_efficiency(h100, 8192, 8192, 8192));
+}
