@@ -91,8 +91,7 @@ void run_communication(const Mesh& mesh, const ir::Instr& ins, std::span<const T
             << "all_gather converts only f32 to bf16, not " << dtype_name(in[0].dtype()) << " to "
             << dtype_name(out[0].dtype());
         void* part = mem.scratch(2, size_t(in[0].numel()) * dtype_size(DType::bf16));
-        mem.f32_to_bf16(part, x, size_t(in[0].numel()));
-        if (!c.stream_ordered()) mem.synchronize();  // the communicator reads `part` at once
+        mem.f32_to_bf16(part, x, size_t(in[0].numel()));  // all_gather_tensor orders it before the communicator
         x = part;
       }
       all_gather_tensor(c, x, out[0].raw(), in[0].shape().dims(), int(a.axis), int64_t(dtype_size(out[0].dtype())),

@@ -20,7 +20,7 @@ Status copy_into(const NamedTensors& from, const std::string& name, const std::s
     if (n != name) continue;
     if ((t.dtype() != DType::f32 && t.dtype() != DType::bf16) || t.shape() != dst.shape())
       return InvalidArgument("checkpoint " + path + ": " + what + " of " + name + " is " +
-                             std::string(dtype_name(t.dtype())) + t.shape().str() + ", this config needs f32" +
+                             std::string(dtype_name(t.dtype())) + t.shape().str() + ", this config needs f32 or bf16" +
                              dst.shape().str());
     read_as_f32(t, 0, t.numel(), dst.data<float>());
     return Status::Ok();

@@ -381,6 +381,17 @@ int64_t ring_block_bytes(const RingAttentionArgs& a, size_t kv_elem_bytes, size_
   return Layout(a, kv_elem_bytes, acc_elem_bytes, with_grads).total;
 }
 
+int64_t ring_buffer_bytes(const RingAttentionArgs& a, bool cuda) {
+  const int64_t qn = a.B * a.T * a.H * a.D, kvn = a.B * a.T * a.Hkv * a.D, rows = a.B * a.H * a.T;
+  // CPU: a visiting block's o and lse (forward) or its dq, dk, dv parts (backward), in f32.
+  if (!cuda) return 2 * ring_block_bytes(a, 4, 4, true) + 4 * std::max(qn + rows, qn + 2 * kvn);
+  // CUDA: forward o_acc (f32), o_blk (bf16), lse_blk; backward dq_acc, dq_part, dk/dv parts, lse_piece.
+  auto align = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
+  const int64_t forward = align(4 * qn) + align(2 * qn) + align(4 * rows);
+  const int64_t backward = align(4 * qn) + align(2 * qn) + 2 * align(2 * kvn) + align(4 * rows);
+  return 2 * ring_block_bytes(a, 2, 4, true) + std::max(forward, backward);
+}
+
 RingPiece zigzag_piece(int64_t T, int rank, int origin, bool causal) {
   if (!causal) return {0, T, 0, T, false};
   AUTOSP_CHECK(T % 2 == 0) << "zigzag_piece: " << T << " local tokens are not two equal chunks";

@@ -134,6 +134,12 @@ void ring_attention_backward(Communicator& ring, const RingAttentionArgs& a, Rin
 // For memory plans.
 int64_t ring_block_bytes(const RingAttentionArgs& a, size_t kv_elem_bytes, size_t acc_elem_bytes, bool with_grads);
 
+// All of a ring op's own memory beside the arena, for memory plans: two travelling blocks
+// sized for the backward, and the block operations' work space — CpuRingOps' per-call
+// vectors below, or on CUDA the grow-only buffers runtime/cuda/ring_attention_cuda.cc carves
+// in 256-byte pieces (tests/cuda/test_cuda_ring.cc checks it allocates exactly this).
+int64_t ring_buffer_bytes(const RingAttentionArgs& a, bool cuda);
+
 // The CPU's RingOps for one forward or backward call (what the float overloads run), for
 // tests that wrap them. a and the pointers must outlive the object.
 std::unique_ptr<RingOps> cpu_ring_forward_ops(const RingAttentionArgs& a, const float* q, const float* k,

@@ -512,7 +512,7 @@ StatusOr<RankShards> shard_train_state(const TrainState& s, const ir::BucketPlan
         const Tensor& full = *it->second;
         if ((full.dtype() != DType::f32 && full.dtype() != DType::bf16) || full.shape() != e.shape)
           return InvalidArgument("checkpoint " + s.path + ": " + kKinds[k] + " of " + in_quotes(e.name) + " is " +
-                                 type_str(full) + ", this run needs f32" + e.shape.str());
+                                 type_str(full) + ", this run needs f32 or bf16" + e.shape.str());
         Span o = overlap(e, lo, S);
         if (o.begin < o.end) read_as_f32(full, o.begin - e.offset, o.end - o.begin, shard.data<float>() + (o.begin - lo));
       }

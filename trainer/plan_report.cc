@@ -4,8 +4,10 @@
 #include <cstdio>
 #include <map>
 
+#include "kernels/cuda/norm_scratch.h"
 #include "models/model.h"
 #include "runtime/params.h"
+#include "runtime/ring_attention.h"
 #include "trainer/progress.h"
 
 namespace autosp::trainer {
@@ -47,26 +49,17 @@ MemoryPlan memory_plan(const Compiled& c) {
 
 namespace {
 
-// ring_buffer_bytes for one ring op of the program.
+// runtime::ring_buffer_bytes for one ring op of the program.
 int64_t ring_op_buffer_bytes(const ir::Program& p, const ir::Instr& ins, bool cuda) {
   const Shape& q = p.slots[ins.in[0]].type.shape;  // [B, T, H, D]
   runtime::RingAttentionArgs a;
   a.B = q[0], a.T = q[1], a.H = q[2], a.Hkv = p.slots[ins.in[1]].type.shape[2], a.D = q[3];
   static const int32_t any_segment = 0;  // only whether there are segment ids matters here
   if (ins.in.size() > (ins.op == ir::Op::ring_attention ? 4u : 7u)) a.seg = &any_segment;
-  return ring_buffer_bytes(a, cuda);
+  return runtime::ring_buffer_bytes(a, cuda);
 }
 
 }  // namespace
-
-int64_t ring_buffer_bytes(const runtime::RingAttentionArgs& a, bool cuda) {
-  const int64_t qn = a.B * a.T * a.H * a.D, kvn = a.B * a.T * a.Hkv * a.D, rows = a.B * a.H * a.T;
-  if (!cuda) return 2 * runtime::ring_block_bytes(a, 4, 4, true) + 4 * std::max(qn + rows, qn + 2 * kvn);
-  auto align = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
-  const int64_t forward = align(4 * qn) + align(2 * qn) + align(4 * rows);
-  const int64_t backward = align(4 * qn) + align(2 * qn) + 2 * align(2 * kvn) + align(4 * rows);
-  return 2 * runtime::ring_block_bytes(a, 2, 4, true) + std::max(forward, backward);
-}
 
 int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) {
   const bool cuda = device == "cuda";
@@ -111,11 +104,9 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
         break;
       case ir::Op::rms_norm_backward:
       case ir::Op::layer_norm_backward:
-        if (cuda) {  // kernels/cuda/norm.cu: row statistics, and partial sums per slice of <= 1024 rows (<= 256)
-          const int64_t n = rows(ins.in[0]), per = ins.op == ir::Op::layer_norm_backward ? 2 : 1;
-          const int64_t slices = std::min<int64_t>(256, std::max<int64_t>(1, (n + 1023) / 1024));
-          b = 4 * per * (n + slices * shape(ins.in[0])[-1]);
-        }
+        if (cuda)
+          b = int64_t(kernels::cuda::norm_backward_scratch_bytes(rows(ins.in[0]), shape(ins.in[0])[-1],
+                                                                  ins.op == ir::Op::layer_norm_backward));
         break;
       case ir::Op::embedding_backward:  // counting sort of the ids: 3·N + V + 1 int32, and CUB's temp (~N·8)
         b = cuda ? 4 * (3 * shape(ins.in[0]).numel() + shape(ins.out[0])[0] + 1) + 8 * shape(ins.in[0]).numel() : 0;

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "runtime/ring_attention.h"
 #include "trainer/compile.h"
 
 namespace autosp::trainer {
@@ -31,12 +30,6 @@ MemoryPlan memory_plan(const Compiled& c);
 // attention's buffers and, in a bf16 program, the f32 copies of the op's operands (the CPU
 // runs bf16 through f32 kernels); per-thread tiles are left out (kilobytes).
 int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device);
-
-// Ring attention's own buffers beside the arena for one op of these sizes (a.seg non-null:
-// with segment ids): two travelling blocks sized for the backward, and the block operations'
-// work space — per call on the CPU (runtime/ring_attention.cc), grow-only and kept on CUDA
-// (runtime/cuda/ring_attention_cuda.cc; tests/cuda/test_cuda_ring.cc checks them equal).
-int64_t ring_buffer_bytes(const runtime::RingAttentionArgs& a, bool cuda);
 
 // What one training step sends per rank, by collective kind.
 struct CommVolume {

@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cuda/norm_scratch.h"
+
 namespace autosp::kernels::cuda {
 
 using bf16 = __nv_bfloat16;
@@ -86,8 +88,7 @@ void swiglu_backward(const T* gate, const T* up, const T* dy, T* dgate, T* dup, 
 // them in `scratch` for the parameter-gradient pass, and overwrites dg (and db) with Σ_rows —
 // deterministic, no atomics. scratch: norm_backward_scratch_bytes(rows, dim, layer_norm) —
 // the row statistics (1/rms; or mean, then 1/std) and fp32 partial sums of dg (and db) per
-// slice of rows.
-size_t norm_backward_scratch_bytes(int64_t rows, int64_t dim, bool layer_norm);
+// slice of rows (norm_scratch.h).
 template <class T, class W>
 void rms_norm_forward(const T* x, const W* g, T* y, int64_t rows, int64_t dim, float eps, cudaStream_t s);
 template <class T, class W>

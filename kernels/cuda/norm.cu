@@ -9,8 +9,6 @@
 // the slice's fp32 partial sums to scratch; a third kernel adds the slices in order. The
 // slice count depends only on the row count and nothing uses atomics, so dg repeats bit for
 // bit. dx must not alias dy: the parameter pass reads dy after the row pass has written dx.
-#include <algorithm>
-
 #include "core/check.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device.cuh"
@@ -154,7 +152,7 @@ __global__ void __launch_bounds__(kParamThreads)
 template <class W>
 __global__ void norm_params_finish_kernel(const float* part_g, const float* part_b, W* dg, W* db, int64_t slices,
                                           int64_t dim) {
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < dim; j += int64_t(gridDim.x) * blockDim.x) {
+  AUTOSP_GRID_STRIDE(j, dim) {
     float sg = 0, sb = 0;
     for (int64_t k = 0; k < slices; ++k) {
       sg += part_g[k * dim + j];
@@ -163,13 +161,6 @@ __global__ void norm_params_finish_kernel(const float* part_g, const float* part
     dg[j] = from_f32<W>(sg);
     if (db) db[j] = from_f32<W>(sb);
   }
-}
-
-constexpr int64_t kSliceRows = 1024;
-constexpr int64_t kMaxSlices = 256;
-
-int64_t param_slices(int64_t rows) {
-  return std::min(kMaxSlices, std::max<int64_t>(1, (rows + kSliceRows - 1) / kSliceRows));
 }
 
 void check_sizes(const char* op, int64_t rows, int64_t dim) {
@@ -182,15 +173,13 @@ void check_sizes(const char* op, int64_t rows, int64_t dim) {
 template <class T, class W>
 void launch_params(const T* x, const T* dy, const float* mean, const float* rstd, W* dg, W* db, float* parts,
                    int64_t rows, int64_t dim, cudaStream_t s) {
-  const int64_t slices = param_slices(rows), slice_rows = (rows + slices - 1) / slices;
+  const int64_t slices = norm_param_slices(rows), slice_rows = (rows + slices - 1) / slices;
   float* part_g = parts;
   float* part_b = db ? parts + slices * dim : nullptr;
   const dim3 block(kColTile, kRowGroups), grid(unsigned((dim + kColTile - 1) / kColTile), unsigned(slices));
   norm_params_kernel<<<grid, block, 0, s>>>(x, dy, mean, rstd, part_g, part_b, rows, dim, slice_rows);
   CUDA_CHECK(cudaGetLastError());
-  const int threads = 256;
-  const unsigned blocks = unsigned(std::min<int64_t>((dim + threads - 1) / threads, 4096));
-  norm_params_finish_kernel<W><<<blocks, threads, 0, s>>>(part_g, part_b, dg, db, slices, dim);
+  norm_params_finish_kernel<W><<<detail::grid_for(dim), 256, 0, s>>>(part_g, part_b, dg, db, slices, dim);
   CUDA_CHECK(cudaGetLastError());
 }
 
@@ -242,11 +231,6 @@ void layer_norm_backward(const T* x, const W* g, const T* dy, T* dx, W* dg, W* d
   layer_norm_backward_kernel<<<unsigned(rows), kRowThreads, 0, s>>>(x, g, dy, dx, mean, rstd, dim, eps);
   CUDA_CHECK(cudaGetLastError());
   launch_params<T, W>(x, dy, mean, rstd, dg, db, scratch + 2 * rows, rows, dim, s);
-}
-
-size_t norm_backward_scratch_bytes(int64_t rows, int64_t dim, bool layer_norm) {
-  const int64_t per = layer_norm ? 2 : 1;  // (mean,) 1/std per row; dg (and db) partials per slice
-  return sizeof(float) * size_t(per * rows + per * param_slices(rows) * dim);
 }
 
 #define AUTOSP_INSTANTIATE(T, W)                                                                                     \

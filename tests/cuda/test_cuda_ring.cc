@@ -29,7 +29,6 @@
 #include "runtime/ring_attention.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/cuda/stream_comm.h"
-#include "trainer/plan_report.h"
 
 using namespace autosp;
 using namespace autosp::cuda_test;
@@ -245,7 +244,7 @@ TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CP
                   // --plan counts the ring's own buffers exactly (its attention kernels' scratch
                   // is the attention workspace, counted apart).
                   x.ring_bytes = allocated - int64_t(ring.attention().scratch_bytes());
-                  x.planned_ring_bytes = trainer::ring_buffer_bytes(a, /*cuda=*/true);
+                  x.planned_ring_bytes = runtime::ring_buffer_bytes(a, /*cuda=*/true);
                   x.g_o = o.download();
                   x.g_lse = host_copy(lse.as<float>(), rows);
                   x.g_dq = dq.download();
