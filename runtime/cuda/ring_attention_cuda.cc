@@ -23,6 +23,12 @@ namespace {
 namespace k = kernels::cuda;
 using bf16 = __nv_bfloat16;
 
+// Stream `to` waits (on the device) for the work issued so far on `from`.
+void order(cudaStream_t from, cudaEvent_t e, cudaStream_t to) {
+  CUDA_CHECK(cudaEventRecord(e, from));
+  CUDA_CHECK(cudaStreamWaitEvent(to, e, 0));
+}
+
 // Carves 256-aligned pieces out of one buffer: sized first (base null), then placed.
 class Carve {
  public:
@@ -53,15 +59,10 @@ class CudaRingOps final : public RingOps {
         q_(q),
         k_(k),
         v_(v) {
-    // The op's inputs were written in the communicator's stream order.
-    CUDA_CHECK(cudaEventRecord(r_.to_work(), comm_));
-    CUDA_CHECK(cudaStreamWaitEvent(s_, r_.to_work(), 0));
+    order(comm_, r_.to_work(), s_);  // the op's inputs were written in the communicator's stream order
   }
   // After the schedule: the op's outputs are the communicator stream's from here on.
-  void hand_back() {
-    CUDA_CHECK(cudaEventRecord(r_.to_comm(), s_));
-    CUDA_CHECK(cudaStreamWaitEvent(comm_, r_.to_comm(), 0));
-  }
+  void hand_back() { order(s_, r_.to_comm(), comm_); }
 
   void set_forward(bf16* o, float* lse) {
     o_ = o, lse_ = lse;
@@ -100,17 +101,13 @@ class CudaRingOps final : public RingOps {
   // kernels skip the tiles its mask hides).
   bool hidden(const RingBlock&) override { return false; }
   void before_exchange() override {
-    if (blocking_) {
+    if (blocking_)
       CUDA_CHECK(cudaStreamSynchronize(s_));
-      return;
-    }
-    CUDA_CHECK(cudaEventRecord(r_.to_comm(), s_));
-    CUDA_CHECK(cudaStreamWaitEvent(comm_, r_.to_comm(), 0));
+    else
+      order(s_, r_.to_comm(), comm_);
   }
   void after_exchange() override {
-    if (blocking_) return;  // the data is in place
-    CUDA_CHECK(cudaEventRecord(r_.to_work(), comm_));
-    CUDA_CHECK(cudaStreamWaitEvent(s_, r_.to_work(), 0));
+    if (!blocking_) order(comm_, r_.to_work(), s_);  // blocking: the data is in place
   }
 
   void attend(const RingBlock& blk, bool first) override {
@@ -136,15 +133,8 @@ class CudaRingOps final : public RingOps {
   void attend_backward(const RingBlock& blk, bool first) override {
     const auto piece = cudnn_piece(blk);
     const int64_t qr = piece ? q_row(piece->q0) : 0, kr = piece ? kv_row(piece->k0) : 0;
-    if (piece && piece->q1 - piece->q0 < a_.T) {  // cuDNN reads the piece's rows of lse packed
-      const int64_t n = piece->q1 - piece->q0;
-      CUDA_CHECK(cudaMemcpy2DAsync(lse_piece_, size_t(n) * sizeof(float), lse_in_ + piece->q0,
-                                   size_t(a_.T) * sizeof(float), size_t(n) * sizeof(float), size_t(a_.B * a_.H),
-                                   cudaMemcpyDeviceToDevice, s_));
-    }
-    const float* piece_lse = piece && piece->q1 - piece->q0 < a_.T ? lse_piece_ : lse_in_;
     if (piece && k::attention_backward_cudnn(r_.attention(), window(*piece), q_ + qr, B(blk.k) + kr, B(blk.v) + kr,
-                                             o_in_ + qr, piece_lse, dout_ + qr, dq_part_ + qr, dk_part_ + kr,
+                                             o_in_ + qr, lse_of(*piece), dout_ + qr, dq_part_ + qr, dk_part_ + kr,
                                              dv_part_ + kr, s_)) {
       kept_ = *piece;
     } else {
@@ -195,6 +185,19 @@ class CudaRingOps final : public RingOps {
     if (p.q1 <= p.q0 || p.k1 <= p.k0) return std::nullopt;
     return p;
   }
+  // The merged lse of a piece's rows, packed as cuDNN reads it. Zigzag pieces that leave
+  // queries out all take the late half, so the rows are packed once per call.
+  const float* lse_of(const RingPiece& p) {
+    if (p.q1 - p.q0 == a_.T) return lse_in_;
+    AUTOSP_CHECK(p.q1 == a_.T) << "ring attention: a piece that leaves out late queries";
+    if (packed_q0_ != p.q0) {
+      const int64_t n = p.q1 - p.q0;
+      CUDA_CHECK(cudaMemcpy2DAsync(lse_piece_, size_t(n) * sizeof(float), lse_in_ + p.q0, size_t(a_.T) * sizeof(float),
+                                   size_t(n) * sizeof(float), size_t(a_.B * a_.H), cudaMemcpyDeviceToDevice, s_));
+      packed_q0_ = p.q0;
+    }
+    return lse_piece_;
+  }
   // The kernel arguments of a piece: default positions over row windows of the block.
   k::AttentionArgs window(const RingPiece& p) const {
     k::AttentionArgs w;
@@ -219,6 +222,7 @@ class CudaRingOps final : public RingOps {
   float *o_acc_ = nullptr, *lse_blk_ = nullptr, *dq_acc_ = nullptr, *lse_piece_ = nullptr;
   bf16 *o_blk_ = nullptr, *dq_part_ = nullptr, *dk_part_ = nullptr, *dv_part_ = nullptr;
   RingPiece kept_;  // the rows of the last block's dk, dv parts (attend_backward -> keep_grads)
+  int64_t packed_q0_ = -1;  // lse_piece_ holds the merged lse's rows [packed_q0_, T) (lse_of)
 };
 
 }  // namespace

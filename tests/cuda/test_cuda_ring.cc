@@ -1,8 +1,10 @@
 // Ring attention on the GPU: the merge and accumulation kernels (kernels/cuda/ring.h) against
 // a host fp32 reference, and the whole ring (runtime/cuda/ring_attention_cuda.h: P ranks as
-// threads on one GPU, the local communicator moving device buffers) against the CPU ring
-// (runtime/ring_attention.h) on the same bf16-rounded inputs. Without a CUDA device each test
-// prints why it skipped and passes.
+// threads on one GPU, their device buffers moved by the blocking local communicator or by a
+// stream-ordered stand-in for NCCL, tests/cuda/stream_comm.h; the zigzag layout declared, so
+// cuDNN runs each block's piece, or not) against the CPU ring (runtime/ring_attention.h) on
+// the same bf16-rounded inputs. Without a CUDA device each test prints why it skipped and
+// passes.
 //
 // Tolerances. The merge reads a bf16 block output (exact in fp32) and computes two exps and a
 // log1p in fp32, like the host reference: 1e-5 relative + 1e-6 absolute covers the device's
@@ -152,7 +154,7 @@ TEST_CASE("ring accumulation widens bf16 parts into fp32 sums over a row range",
   exact<float>(got, want);
 }
 
-TEST_CASE("ring attention on one GPU (P ranks, local communicator) equals the CPU ring: forward and backward",
+TEST_CASE("ring attention on one GPU (P ranks, blocking or queued transfers) equals the CPU ring: forward and backward",
           "[cuda][ring]") {
   REQUIRE_GPU();
   const int64_t B = 2, H = 4, Hkv = 2, D = 64;

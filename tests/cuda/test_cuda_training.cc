@@ -65,14 +65,7 @@ StepRecord ordered_on_one_gpu(const Options& o, int world, int steps) {
     return std::unique_ptr<runtime::Communicator>(
         std::make_unique<cuda_test::StreamComm>(hub, w.rank(), runtime::cuda_comm_stream(b)));
   };
-  std::vector<StepRecord> per_rank(static_cast<size_t>(world));
-  runtime::run_local(world, [&](runtime::Communicator& c) {
-    auto t = Trainer::create(o, "", &c, nullptr, stand_in);
-    if (!t.ok()) throw std::runtime_error(t.status().message());
-    std::string error;
-    per_rank[size_t(c.rank())] = record_steps(*t.value(), steps, error);
-    if (!error.empty()) throw std::runtime_error(error);
-  });
+  const std::vector<StepRecord> per_rank = record_local(o, world, steps, nullptr, stand_in);
   for (int r = 1; r < world; ++r) CHECK(per_rank[size_t(r)].losses == per_rank[0].losses);
   return per_rank[0];
 }
@@ -125,7 +118,9 @@ TEST_CASE("SP and ZeRO on one GPU over a stream-ordered communicator (NCCL's sem
     DYNAMIC_SECTION(name) {
       const Options o = gpu(sets);
       const int world = int(o.parallel.sp);
-      // Two steps: the second reads what the device-side update (and ZeRO's gather) wrote.
+      // Two steps: the second reads what the device-side update (and ZeRO's gather) wrote. Its
+      // loss follows parameters one AdamW step moved by gradients already within 5%, hence
+      // 2% rather than one step's 1% (as in the ZeRO test below).
       const StepRecord want = record_single(reference_options(o, world), 2);
       const StepRecord got = ordered_on_one_gpu(o, world, 2);
       CHECK(compare_rounded(want, got, 2e-2, 5e-2) == "");

@@ -15,8 +15,11 @@ TEST_CASE("set_cpu_threads sets OpenMP's and OpenBLAS's thread counts, at least 
   set_cpu_threads(1);
   CHECK(omp_get_max_threads() == 1);
   CHECK(openblas_get_num_threads() == 1);
-  set_cpu_threads(0);  // clamped
+  set_cpu_threads(2);
+  CHECK(omp_get_max_threads() == 2);
+  set_cpu_threads(0);  // clamped to 1 (from 2, so the call must act)
   CHECK(omp_get_max_threads() == 1);
+  CHECK(openblas_get_num_threads() == 1);
   set_cpu_threads(before);
   CHECK(omp_get_max_threads() == before);
 }

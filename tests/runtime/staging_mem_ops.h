@@ -41,13 +41,10 @@ class StagingMemOps final : public runtime::MemOps {
     }
     return b.data.get();
   }
-  void f32_to_bf16(void* dst, const void* src, size_t n) override {
-    ++conversions;
-    host().f32_to_bf16(dst, src, n);
-  }
+  void f32_to_bf16(void* dst, const void* src, size_t n) override { host().f32_to_bf16(dst, src, n); }
   void synchronize() override { ++synchronizes; }
 
-  std::atomic<int64_t> copies{0}, copies_2d{0}, to_host_calls{0}, from_host_calls{0}, conversions{0},
+  std::atomic<int64_t> copies{0}, copies_2d{0}, to_host_calls{0}, from_host_calls{0},
       synchronizes{0};
 
  private:

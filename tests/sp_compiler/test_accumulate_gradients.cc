@@ -1,6 +1,7 @@
 // accumulate_gradients: each gradient output becomes "accumulated.<output>" + the gradient,
-// whatever ZeRO made of the outputs (per-parameter gradients, whole buckets, shards), and
-// nothing else in the graph changes.
+// whatever ZeRO made of the outputs (per-parameter gradients, whole buckets, shards); the
+// other outputs are left alone, and the graph gains exactly one input and one add per
+// gradient.
 #include <catch2/catch.hpp>
 
 #include <algorithm>

@@ -159,8 +159,9 @@ TEST_CASE("the in-flight budget is sized by repeated collectives, not a one-off 
   c.n_layers = 6;
   const ir::Program p = compile(models::build(c, {1, 16, false}).value(), 2, "ulysses", 3, true);
   check_invariants(p);
-  // Every layer's forward gather waits until the previous layer runs: never more than two
-  // layers' buckets in flight although the embedding gather would have allowed all of them.
+  // The in-flight budget holds gathers back: the last layer's forward gather starts after
+  // layer 1's attention, although the embedding gather's own size would have let every
+  // layer's gather start at the step's beginning.
   auto gather = [&](int bucket) {
     return find(p, [&](const ir::Instr& i) {
       return i.op == ir::Op::all_gather && reads(p, i, "param_shard.bucket." + std::to_string(bucket));

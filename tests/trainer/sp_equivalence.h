@@ -78,14 +78,16 @@ inline StepRecord record_single(const trainer::Options& o, int steps) {
 }
 
 // `world` ranks as threads of one process over the local communicator (mem: how it moves
-// the ranks' buffers; null for host memory); every rank's record. Throws a rank's error.
+// the ranks' buffers; null for host memory; device_world: Trainer::create's); every rank's
+// record. Throws a rank's error.
 inline std::vector<StepRecord> record_local(const trainer::Options& o, int world, int steps,
-                                            runtime::MemOps* mem = nullptr) {
+                                            runtime::MemOps* mem = nullptr,
+                                            const trainer::Trainer::DeviceWorld& device_world = nullptr) {
   std::vector<StepRecord> per_rank(static_cast<size_t>(world));
   runtime::run_local(
       world,
       [&](runtime::Communicator& c) {
-        auto t = trainer::Trainer::create(o, "", &c);
+        auto t = trainer::Trainer::create(o, "", &c, nullptr, device_world);
         if (!t.ok()) throw std::runtime_error(t.status().message());
         std::string error;
         per_rank[size_t(c.rank())] = record_steps(*t.value(), steps, error);

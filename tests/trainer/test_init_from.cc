@@ -120,7 +120,8 @@ TEST_CASE("a missing path, tensor or shape is an error naming it", "[init_from]"
   };
   CHECK_THAT(error_of({"checkpoint.init_from=/nonexistent/model.safetensors"}),
              Catch::Contains("/nonexistent/model.safetensors") && Catch::Contains("does not exist"));
-  // Another width: every matrix has the wrong shape; the message names one and both shapes.
+  // Another width: every matrix has the wrong shape; the message names the file and what the
+  // config needs.
   CHECK_THAT(error_of({"checkpoint.init_from=" + file, "model.d_model=64"}),
              Catch::Contains(file) && Catch::Contains("this config needs F32 or BF16"));
   // One tensor left out.

@@ -129,8 +129,10 @@ TEST_CASE("a ZeRO-3 checkpoint from 4 ranks resumes on 2 ranks at ZeRO-1 and on 
 // values either way and a bf16 cast commutes with the gather, so the first loss equals
 // ZeRO-0's exactly; later steps differ only by the gradient sums' order (reduce-scatter
 // against all-reduce), which can flip single bf16 roundings: test_bf16.cc's 1% bound.
-// Its buckets differ from stage 1's (split by the type they are read in): the checkpoint still
-// resumes at stage 1 on 2 ranks, with the losses of an uninterrupted stage-3 run.
+// (Measured: equal in all 6 steps.) Its buckets differ from stage 1's (split by the type they
+// are read in): the checkpoint still resumes at stage 1 on 2 ranks, the same 2 data-parallel
+// replicas without SP, with the losses of an uninterrupted stage-3 run (measured: within 1e-6
+// relative; SP's sums run in another order).
 TEST_CASE("bf16 ZeRO-3: matrices gathered in bf16, the losses of ZeRO-0, resumable at ZeRO-1", "[zero][bf16]") {
   const std::string dir = scratch_path("zero_bf16_ckpt");
   Options o = sp_test_options({"parallel.sp=2", "parallel.sp_strategy=ulysses", "train.dtype=bf16",
@@ -142,9 +144,13 @@ TEST_CASE("bf16 ZeRO-3: matrices gathered in bf16, the losses of ZeRO-0, resumab
   for (size_t i = 1; i < zero0.size(); ++i) CHECK(std::abs(zero3[i] - zero0[i]) <= 1e-2 * zero0[i]);
 
   const auto first = losses_parallel(o, 4, 4, "", /*save_at_end=*/true);
-  Options two = o;
+  Options two = o;  // the same 2 data-parallel replicas (so the same rows each step), without SP
   two.parallel.zero_stage = 1;
+  two.parallel.sp = 1;
   auto joined = first;
   for (double l : losses_parallel(two, 2, 2, dir)) joined.push_back(l);
-  for (size_t i = 0; i < zero3.size(); ++i) CHECK(std::abs(joined[i] - zero3[i]) <= 1e-2 * zero3[i]);
+  for (size_t i = 0; i < zero3.size(); ++i) {
+    INFO("step " << i + 1 << ": " << joined[i] << " vs " << zero3[i]);
+    CHECK(std::abs(joined[i] - zero3[i]) <= 1e-2 * zero3[i]);
+  }
 }
