@@ -19,12 +19,9 @@ class ChunkMlp final : public Pass {
 
   Status run(ir::Graph& g, const PassContext&) override {
     if (chunks_ <= 1) return Status::Ok();
-    std::vector<int> producer(g.values.size(), -1), uses(g.values.size(), 0);
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      for (ValueId v : g.nodes[i].outputs) producer[v] = int(i);
-      for (ValueId v : g.nodes[i].inputs) uses[v]++;
-    }
-    for (const ir::Output& o : g.outputs) uses[o.value]++;
+    const ValueIndex index(g);
+    const std::vector<int>& producer = index.producer;
+    const std::vector<int>& uses = index.uses;
     auto weight_matmul = [&](ValueId v) -> const ir::Node* {  // v = x · wᵀ with a parameter w
       const int p = producer[v];
       if (p < 0 || g.nodes[p].op != Op::matmul || uses[v] != 1) return nullptr;

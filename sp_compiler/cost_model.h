@@ -39,7 +39,7 @@ struct StepCost {
   double flops = 0;           // executed (recompute included)
   double compute_s = 0;       // matmul-class work at peak × efficiency
   double memory_s = 0;        // memory-bound ops at HBM bandwidth
-  double comm_s = 0;          // all collectives, serially
+  double comm_s = 0;          // all collectives (and host transfers, at host_bw), serially
   double exposed_comm_s = 0;  // what overlap cannot hide
   double optimizer_s = 0;     // after the program (optimizer_step_s); predict_step leaves it 0
   double step_s() const { return compute_s + memory_s + exposed_comm_s + optimizer_s; }

@@ -14,12 +14,9 @@ class FuseAccumulate final : public Pass {
   std::string_view name() const override { return "fuse_accumulate"; }
 
   Status run(ir::Graph& g, const PassContext&) override {
-    std::vector<int> producer(g.values.size(), -1), uses(g.values.size(), 0);
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      for (ValueId v : g.nodes[i].outputs) producer[v] = int(i);
-      for (ValueId v : g.nodes[i].inputs) uses[v]++;
-    }
-    for (const ir::Output& o : g.outputs) uses[o.value]++;  // an output matmul keeps its own buffer
+    ValueIndex index(g);  // producer is kept current as adds fold into GEMMs
+    std::vector<int>& producer = index.producer;
+    const std::vector<int>& uses = index.uses;
     auto foldable = [&](ValueId m, ValueId x) {
       const int p = producer[m];
       return p >= 0 && g.nodes[p].op == Op::matmul && g.nodes[p].inputs.size() == 2 && uses[m] == 1 &&

@@ -39,7 +39,7 @@ class OffloadActivations final : public Pass {
     std::set<ValueId> outputs;
     for (const ir::Output& o : g.outputs) outputs.insert(o.value);
     // The forward values a backward node reads, big enough to be worth a transfer.
-    std::vector<int> first_bwd_reader(g.values.size(), -1);
+    std::vector<bool> park(g.values.size(), false);
     for (size_t i = 0; i < n; ++i)
       if (is_bwd[i])
         for (ValueId v : g.nodes[i].inputs) {
@@ -48,7 +48,7 @@ class OffloadActivations final : public Pass {
             continue;
           const auto& t = g.type(v);
           if (t.shape.numel() * int64_t(dtype_size(t.dtype)) < min_bytes_) continue;
-          if (first_bwd_reader[v] < 0) first_bwd_reader[v] = int(i);
+          park[v] = true;
         }
 
     std::vector<ir::Node> nodes = std::move(g.nodes);
@@ -74,7 +74,7 @@ class OffloadActivations final : public Pass {
       const std::vector<ValueId> produced = node.outputs;
       out.push_back(std::move(node));
       for (ValueId v : produced)
-        if (first_bwd_reader[v] >= 0) {
+        if (park[v]) {
           parked[v] = emit(Op::offload, v);
           ++count;
           bytes += g.type(v).shape.numel() * int64_t(dtype_size(g.type(v).dtype));

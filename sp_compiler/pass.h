@@ -22,6 +22,20 @@ class Pass {
   virtual Status run(ir::Graph& g, const PassContext& ctx) = 0;
 };
 
+// Who makes and who reads each value of a graph, as passes that rewrite around matmuls need:
+// producer[v] is the node writing v (-1 for arguments); uses[v] counts the nodes reading v,
+// and graph outputs as one reader each (an output keeps its own buffer).
+struct ValueIndex {
+  std::vector<int> producer, uses;
+  explicit ValueIndex(const ir::Graph& g) : producer(g.values.size(), -1), uses(g.values.size(), 0) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      for (ir::ValueId v : g.nodes[i].outputs) producer[v] = int(i);
+      for (ir::ValueId v : g.nodes[i].inputs) uses[v]++;
+    }
+    for (const ir::Output& o : g.outputs) uses[o.value]++;
+  }
+};
+
 class Pipeline {
  public:
   Pipeline& add(std::unique_ptr<Pass> p) {

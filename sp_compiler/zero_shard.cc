@@ -51,13 +51,16 @@ ir::BucketPlan plan_buckets(const ir::Graph& g, const ZeroOptions& opt) {
   const std::map<ValueId, DType> read = opt.stage == 3 ? read_dtypes(g) : std::map<ValueId, DType>{};
   auto gather_dtype = [&](ValueId v) { return read.count(v) ? read.at(v) : DType::f32; };
   std::vector<const ir::Arg*> params;
+  std::vector<std::string> keys;  // by position; the reordering below stays within one key
   for (const ir::Arg& a : g.args)
-    if (a.role == ir::ArgRole::param) params.push_back(&a);
+    if (a.role == ir::ArgRole::param) {
+      params.push_back(&a);
+      keys.push_back(layer_key(g.values[a.value].name));
+    }
   for (size_t lo = 0; lo < params.size();) {
     // One run of consecutive parameters of one layer; within it, bf16-read ones first.
-    const std::string key = layer_key(g.values[params[lo]->value].name);
     size_t hi = lo;
-    while (hi < params.size() && layer_key(g.values[params[hi]->value].name) == key) ++hi;
+    while (hi < params.size() && keys[hi] == keys[lo]) ++hi;
     std::stable_partition(params.begin() + int64_t(lo), params.begin() + int64_t(hi),
                           [&](const ir::Arg* a) { return gather_dtype(a->value) == DType::bf16; });
     for (size_t i = lo; i < hi; ++i) {

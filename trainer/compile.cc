@@ -20,7 +20,8 @@ namespace autosp::trainer {
 
 namespace {
 
-// The training program under one recompute policy (the eval program does not depend on it).
+// The training program for one recompute policy and MLP chunking, with c's accumulation and
+// offload settings (the eval program depends on none of them).
 StatusOr<ir::Program> train_program(const Compiled& c, const sp::ZeroOptions& zero, sp::RecomputePolicy policy,
                                     int mlp_chunks, bool overlap, const std::string& dump_ir_dir) {
   ir::Graph g = c.forward;
@@ -170,20 +171,23 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
 Status choose_whole_step(const Options& opts, int world_size, const std::string& hardware, Compiled& c) {
   const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
   auto predicted = [&](const Compiled& x) {
-    return sp::predict_step(x.train, x.hardware, world_size, opts.parallel.overlap).step_s();
+    return sp::predict_step(x.train, x.hardware, world_size, opts.parallel.overlap);
   };
-  const double per_op = predicted(c);
+  const double per_op = predicted(c).step_s();
   double best = per_op;
   std::string best_name;
+  std::vector<Compiled::Forced> costs;
   for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
     Options forced = opts;
     forced.parallel.sp_strategy = strategy;
     ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
+    costs.push_back({strategy, fc.plan.attention.empty() ? strategy : sp::strategy_name(fc.plan.attention[0].strategy),
+                     predicted(fc)});
     if (budget > 0 && memory_plan(fc).total() > budget) {
       AUTOSP_LOG(1) << "sp_strategy auto: " << strategy << " on every op does not fit train.memory_gib";
       continue;
     }
-    const double t = predicted(fc);
+    const double t = costs.back().cost.step_s();
     AUTOSP_LOG(1) << "sp_strategy auto: whole step " << t << " s with " << strategy << " on every op, " << per_op
                   << " s with the per-op choice";
     if (t < 0.99 * best) {
@@ -192,6 +196,7 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
       c = std::move(fc);
     }
   }
+  c.forced = std::move(costs);  // after `c = fc`, which has none
   if (best_name.empty()) return Status::Ok();
   char why[256];
   std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op, %.3g s with each op's least-communication choice",

@@ -1,6 +1,8 @@
 // Compiles a config into the programs every rank runs: the model's forward graph, the SP
-// plan, then shard_sequence → chunk_mlp → autodiff → recompute → zero_shard → lower
-// (schedule, memory plan) for the training step and shard_sequence → zero_shard → lower for eval. Needs no communicator, so `--plan` can compile for a world it is not in.
+// plan, then for the training step shard_sequence → chunk_mlp → autodiff → recompute →
+// zero_shard → [accumulate_gradients] → [offload_activations] → fuse_accumulate → lower
+// (schedule, memory plan), and for eval shard_sequence → zero_shard → fuse_accumulate →
+// lower. Needs no communicator, so `--plan` can compile for a world it is not in.
 #pragma once
 #include <string>
 #include <vector>
@@ -31,6 +33,14 @@ struct Compiled {
   bool accumulate_gradients = false;
   bool offload = false;  // the training step parks kept activations in host memory
   ir::Program train, eval;
+  // sp_strategy "auto" over several SP ranks compiles each strategy forced on every op to
+  // choose; their predicted training steps stay here for --plan's table.
+  struct Forced {
+    std::string strategy;  // the strategy forced
+    std::string got;       // what the first attention op got (heads a strategy cannot split fall back)
+    sp::StepCost cost;     // one micro-batch's training program
+  };
+  std::vector<Forced> forced;
 };
 
 // The cost-model preset a run compiles for (sp::hardware names): train.hardware, or under

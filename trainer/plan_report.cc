@@ -241,15 +241,15 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
       if (c.buckets.stage < 3) gathered += b.padded;
     }
   }
-  auto describe = [&](const char* label, const Compiled& cc) {
-    sp::StepCost k = sp::predict_step(cc.train, cc.hardware, world, o.parallel.overlap);
+  // Every program here was compiled for c.hardware.
+  auto describe = [&](const std::string& label, sp::StepCost k) {
     for (double* t : {&k.compute_s, &k.memory_s, &k.comm_s, &k.exposed_comm_s}) *t *= micro;
-    k.optimizer_s = sp::optimizer_step_s(updated, gathered, cc.hardware, world);
-    const double mfu = tokens * per_token / (k.step_s() * cc.hardware.peak_flops * world);
+    k.optimizer_s = sp::optimizer_step_s(updated, gathered, c.hardware, world);
+    const double mfu = tokens * per_token / (k.step_s() * c.hardware.peak_flops * world);
     std::snprintf(line, sizeof line,
                   "  %-22s step %9.3f s  %10s tok/s  MFU %5.1f%%  (compute %.3f s, memory %.3f s, "
                   "communication %.3f s of which exposed %.3f s, optimizer %.3f s)\n",
-                  label, k.step_s(), human_count(tokens / k.step_s()).c_str(), 100 * mfu, k.compute_s, k.memory_s,
+                  label.c_str(), k.step_s(), human_count(tokens / k.step_s()).c_str(), 100 * mfu, k.compute_s, k.memory_s,
                   k.comm_s, k.exposed_comm_s, k.optimizer_s);
     s += line;
   };
@@ -260,17 +260,19 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
     s += "  note: with data.documents, attention gets segment ids, which the CUDA backend runs on its own flash\n"
          "        kernels (cuDNN is given no document masks yet); the predictions assume cuDNN's speed over the\n"
          "        whole causal square, while documents do only their own squares' work\n";
-  describe(("as planned (" + o.parallel.sp_strategy + ")").c_str(), c);
-  if (c.mesh.sp > 1)
+  describe("as planned (" + o.parallel.sp_strategy + ")", sp::predict_step(c.train, c.hardware, world, o.parallel.overlap));
+  if (c.mesh.sp <= 1) return s;
+  std::vector<Compiled::Forced> forced = c.forced;  // compiled already when sp_strategy is auto
+  if (forced.empty())
     for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
-      Options forced = o;
-      forced.parallel.sp_strategy = strategy;
-      ASSIGN_OR_RETURN(Compiled fc, compile(forced, world, "", c.hardware.name));
-      std::string label = strategy;
-      if (!fc.plan.attention.empty() && sp::strategy_name(fc.plan.attention[0].strategy) != label)
-        label += std::string(" -> ") + sp::strategy_name(fc.plan.attention[0].strategy);
-      describe(label.c_str(), fc);
+      Options one = o;
+      one.parallel.sp_strategy = strategy;
+      ASSIGN_OR_RETURN(Compiled fc, compile(one, world, "", c.hardware.name));
+      forced.push_back({strategy, fc.plan.attention.empty() ? strategy : sp::strategy_name(fc.plan.attention[0].strategy),
+                        sp::predict_step(fc.train, fc.hardware, world, o.parallel.overlap)});
     }
+  for (const Compiled::Forced& f : forced)
+    describe(f.got == f.strategy ? f.strategy : f.strategy + " -> " + f.got, f.cost);
   return s;
 }
 

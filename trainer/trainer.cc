@@ -67,14 +67,14 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
   }
   // The cost model's preset follows the GPU, and every rank must compile the same program:
   // an H200 preset only when every rank's GPU is one.
-  std::string gpu = t->backend_->device_name();
-  if (world_size > 1 && opts.train.device == "cuda") {
-    float h200 = gpu.find("H200") != std::string::npos ? 1.0f : 0.0f;
+  std::string hw = hardware_preset(opts, t->backend_->device_name());
+  if (world_size > 1 && opts.train.hardware == "auto" && opts.train.device == "cuda") {
+    float h200 = hw == "h200" ? 1.0f : 0.0f;
     world->all_reduce_sum(&h200, 1);
-    gpu = h200 == float(world_size) ? "H200" : "";
+    hw = h200 == float(world_size) ? "h200" : "h100";
   }
   // Only rank 0 dumps: every rank's graph is the same program.
-  ASSIGN_OR_RETURN(Compiled c, compile(opts, world_size, t->rank() == 0 ? dump_ir_dir : "", hardware_preset(opts, gpu)));
+  ASSIGN_OR_RETURN(Compiled c, compile(opts, world_size, t->rank() == 0 ? dump_ir_dir : "", hw));
   const sp::SpOptions spo = c.mesh;
   t->plan_ = c.plan;
   const bool device = t->backend_->device() != Device::host;
