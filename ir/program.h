@@ -48,6 +48,8 @@ struct Program {
       if (slots[i].kind == Slot::Kind::external && slots[i].name == name) return i;
     return -1;
   }
+  // The slot whose bytes s occupies: views (reshape/unpack aliases) read their root's.
+  int root(int s) const { return slots[s].kind == Slot::Kind::alias ? slots[s].alias_of : s; }
 };
 
 }  // namespace autosp::ir

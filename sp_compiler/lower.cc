@@ -60,23 +60,34 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
 // residual stream and a gradient sum are updated where they lie instead of needing a second
 // buffer while the GEMM's inputs are still alive. X must not also be A or B, and no
 // collective may still be reading it (last use counts up to each collective's wait).
-void accumulate_in_place(Program& p) {
-  auto root = [&](int s) { return p.slots[s].kind == Slot::Kind::alias ? p.slots[s].alias_of : s; };
-  std::vector<int> last(p.slots.size(), -1);
-  for (int i = 0; i < int(p.instrs.size()); ++i) {
-    const int until = p.instrs[i].stream == ir::Stream::comm ? std::max(i, p.instrs[i].wait_before) : i;
-    for (int s : p.instrs[i].in) last[root(s)] = std::max(last[root(s)], until);
-    for (int s : p.instrs[i].out) last[root(s)] = std::max(last[root(s)], until);
+// The first instruction writing each root slot and the last using it (-1: none). Views extend
+// their root's lifetime, and a collective's buffers are in use until the instruction that
+// waits for it.
+struct Liveness {
+  std::vector<int> first, last;
+  explicit Liveness(const Program& p) : first(p.slots.size(), -1), last(p.slots.size(), -1) {
+    for (int i = 0; i < int(p.instrs.size()); ++i) {
+      const int until = p.instrs[i].stream == ir::Stream::comm ? std::max(i, p.instrs[i].wait_before) : i;
+      for (int s : p.instrs[i].out) {
+        if (first[p.root(s)] < 0) first[p.root(s)] = i;
+        last[p.root(s)] = std::max(last[p.root(s)], until);
+      }
+      for (int s : p.instrs[i].in) last[p.root(s)] = std::max(last[p.root(s)], until);
+    }
   }
+};
+
+void accumulate_in_place(Program& p) {
+  std::vector<int> last = Liveness(p).last;  // extended below as accumulations chain
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
     if (ins.op != ir::Op::matmul || ins.in.size() != 3) continue;
-    const int x = root(ins.in[2]), out = ins.out[0];
+    const int x = p.root(ins.in[2]), out = ins.out[0];
     // A whole arena tensor (or a view of all of one: X accumulated in place before, in a chain).
     const bool whole = p.slots[x].kind == Slot::Kind::arena && p.slots[ins.in[2]].alias_offset == 0 &&
                        p.slots[x].type == p.slots[ins.in[2]].type;
-    if (!whole || p.slots[out].kind != Slot::Kind::arena || last[x] != i || root(ins.in[0]) == x ||
-        root(ins.in[1]) == x)
+    if (!whole || p.slots[out].kind != Slot::Kind::arena || last[x] != i || p.root(ins.in[0]) == x ||
+        p.root(ins.in[1]) == x)
       continue;
     for (Slot& v : p.slots)  // views of the result now view X
       if (v.kind == Slot::Kind::alias && v.alias_of == out) v.alias_of = x;
@@ -213,18 +224,10 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   schedule(p, schedule_opts);
   accumulate_in_place(p);
 
-  // Liveness of arena slots (views extend their root's lifetime; a collective's buffers are
-  // in use until the instruction that waits for it).
-  auto root = [&](int s) { return p.slots[s].kind == Slot::Kind::alias ? p.slots[s].alias_of : s; };
-  std::vector<int> first(p.slots.size(), -1), last(p.slots.size(), -1);
-  for (int i = 0; i < int(p.instrs.size()); ++i) {
-    const int until = p.instrs[i].stream == ir::Stream::comm ? std::max(i, p.instrs[i].wait_before) : i;
-    for (int s : p.instrs[i].out) {
-      if (first[root(s)] < 0) first[root(s)] = i;
-      last[root(s)] = std::max(last[root(s)], until);
-    }
-    for (int s : p.instrs[i].in) last[root(s)] = std::max(last[root(s)], until);
-  }
+  // Liveness of arena slots, after accumulate_in_place made some outputs views.
+  const Liveness live(p);
+  const std::vector<int>& first = live.first;
+  const std::vector<int>& last = live.last;
   std::vector<Interval> iv, host;
   for (int s = 0; s < int(p.slots.size()); ++s) {
     if (first[s] < 0) continue;

@@ -15,23 +15,18 @@ int64_t out_bytes(const ir::Program& p, const ir::Instr& ins) {
   return b;
 }
 
-// Views (reshape/unpack aliases) read their root's bytes: dependencies follow roots.
-int root(const ir::Program& p, int s) {
-  return p.slots[s].kind == ir::Slot::Kind::alias ? p.slots[s].alias_of : s;
-}
-
 }  // namespace
 
 void schedule(ir::Program& p, const ScheduleOptions& opt) {
   const int n = int(p.instrs.size());
   std::vector<int> producer(p.slots.size(), -1);  // instruction writing each root slot
   for (int i = 0; i < n; ++i)
-    for (int s : p.instrs[i].out) producer[root(p, s)] = i;
+    for (int s : p.instrs[i].out) producer[p.root(s)] = i;
   std::vector<std::vector<int>> consumers(n);
   std::vector<std::vector<int>> deps(n);
   for (int i = 0; i < n; ++i)
     for (int s : p.instrs[i].in) {
-      const int d = producer[root(p, s)];
+      const int d = producer[p.root(s)];
       if (d >= 0 && d != i) {
         deps[i].push_back(d);
         consumers[d].push_back(i);
