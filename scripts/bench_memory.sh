@@ -2,8 +2,9 @@
 # Activation memory against sequence length on this CPU, per recompute policy (and with
 # activations offloaded to host memory, "+offload"): the planned device peak per rank (what
 # --plan predicts), the planned host arena, and ms/step, for the tiny model made 8 layers
-# deep (what is kept per layer is what recompute and offload trade; one rank, one thread). Writes build/bench/memory.tsv and, when matplotlib is
-# installed (pip install matplotlib), build/bench/memory.png.
+# deep (what is kept per layer is what recompute and offload trade; one rank, one thread).
+# Prints all three; writes the peak and ms/step to build/bench/memory.tsv and, when
+# matplotlib is installed (pip install matplotlib), plots them in build/bench/memory.png.
 #   scripts/bench_memory.sh [SEQ_LEN ...]      (default: 1024 2048 4096 8192)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -121,14 +121,12 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
     if (chunks == 0)
       for (int n : {4, 16}) ladder.push_back({P::full, n, false});
   }
+  // The ladder on the device alone, then (offload "on", or "auto" with both budgets) with
+  // activations offloaded.
   std::vector<Candidate> candidates;
-  if (opts.train.offload == "on") {
+  if (opts.train.offload != "on") candidates = ladder;
+  if (opts.train.offload == "on" || (opts.train.offload == "auto" && budget > 0 && host_budget > 0))
     for (Candidate k : ladder) candidates.push_back({k.policy, k.chunks, true});
-  } else {
-    candidates = ladder;
-    if (opts.train.offload == "auto" && budget > 0 && host_budget > 0)
-      for (Candidate k : ladder) candidates.push_back({k.policy, k.chunks, true});
-  }
   for (size_t k = 0; k < candidates.size(); ++k) {
     const auto [p, n, offload] = candidates[k];
     c.offload = offload;
