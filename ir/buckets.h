@@ -33,9 +33,13 @@ struct Bucket {
   std::vector<BucketEntry> params;
   int64_t numel = 0;   // Σ parameter elements
   int64_t padded = 0;  // numel rounded up to a multiple of the world size
-  // What stage 3 all-gathers: bf16 when every parameter in the bucket is only ever read
-  // through a cast to bf16 (a bf16 program's matrices), so the shard is cast before the
-  // gather and half the bytes move; else f32. Shards, gradients and optimizer state stay f32.
+  // The type the program reads the whole bucket in, and so what every all_gather of it
+  // moves: bf16 when every parameter in the bucket is only ever read through a cast to bf16
+  // (a bf16 program's matrices), so the shard is cast as it is gathered and half the bytes
+  // move; else f32. At stage 3 that is the gather where the program uses the bucket; at
+  // stages 1-2 the gather after each update, into the whole copy a rank keeps, which is then
+  // bf16 beside an f32 master shard (as DeepSpeed's ZeRO-1/2 and Megatron's distributed
+  // optimizer keep them). Shards, gradients and optimizer state stay f32.
   DType gather = DType::f32;
 };
 
@@ -44,6 +48,22 @@ struct BucketPlan {
   int stage = 0;
   std::vector<Bucket> buckets;
   int64_t shard_numel(const Bucket& b) const { return b.padded / world; }
+  // Whether this rank keeps the whole bucket (stages 1-2) in the gathered type with a separate
+  // f32 master shard, instead of one f32 buffer whose slice is the shard.
+  bool separate_master(const Bucket& b) const { return stage < 3 && b.gather != DType::f32; }
+  // Bytes one rank keeps for a bucket, what runtime/zero_params.cc allocates (and --plan
+  // counts): the whole bucket below stage 3 (plus the f32 master shard when the whole copy is
+  // bf16), else the shard; gradients whole at stage 1, else the shard; two f32 moments.
+  int64_t param_bytes(const Bucket& b) const {
+    if (stage == 3) return 4 * shard_numel(b);
+    return int64_t(dtype_size(b.gather)) * b.padded + (separate_master(b) ? 4 * shard_numel(b) : 0);
+  }
+  int64_t grad_bytes(const Bucket& b) const { return 4 * (stage == 1 ? b.padded : shard_numel(b)); }
+  int64_t optimizer_bytes(const Bucket& b) const { return 8 * shard_numel(b); }
+  // Bytes of the whole bucket that the gather after an update fills (stages 1-2; 0 at stage 3).
+  int64_t update_gather_bytes(const Bucket& b) const {
+    return stage < 3 ? int64_t(dtype_size(b.gather)) * b.padded : 0;
+  }
 };
 
 }  // namespace autosp::ir

@@ -40,8 +40,9 @@ class ParameterState {
   virtual void update(const AdamWConfig& cfg, float lr, int64_t step, float grad_scale) = 0;
   virtual PersistentBytes persistent_bytes() const = 0;
   virtual int64_t num_elements() const = 0;
-  // Full parameters by name: views of the live tensors when this rank holds them whole (stages
-  // 0-2; writing to them changes the model), gathered copies at stage 3 (collective).
+  // Full f32 parameters by name: views of the live tensors when this rank holds them whole in
+  // f32 (stages 0-2; writing to them changes the model), else gathered copies of the f32
+  // shards (stage 3, and a bf16 program's matrices at stages 1-2): collective under ZeRO.
   virtual NamedTensors full_parameters() = 0;
   // Full gradients by name when this rank holds them whole (stages 0 and 1), else empty.
   virtual NamedTensors full_gradients() = 0;

@@ -2,7 +2,9 @@
 // buffer; this rank owns elements [rank·S, (rank+1)·S) and keeps AdamW moments only for them.
 //   stage 1: parameters whole (the program reads per-parameter views of the bucket); the
 //            program all-reduces the packed gradients into a whole bucket; we update our shard
-//            and all-gather the bucket.
+//            and all-gather the bucket. A bf16 bucket (a bf16 program's matrices, read only
+//            through casts) is kept whole in bf16 beside a separate f32 master shard, and the
+//            gather converts the shard as it sends: 2 bytes per parameter plus 4/W, not 4.
 //   stage 2: as 1, but the program reduce-scatters the gradients into our shard.
 //   stage 3: parameters exist only as our shard; the program gathers them where used.
 //
@@ -15,6 +17,7 @@
 #include <cstring>
 
 #include "kernels/cpu/adamw.h"
+#include "kernels/cpu/cast.h"
 #include "kernels/cpu/reduce.h"
 #include "runtime/param_state.h"
 
@@ -35,33 +38,33 @@ class ZeroState final : public ParameterState {
     for (const ir::Bucket& b : plan_.buckets) {
       const int64_t S = plan_.shard_numel(b);
       State st;
-      if (plan_.stage < 3) {
-        st.full = Tensor::zeros(DType::f32, {b.padded});
+      if (plan_.stage < 3) st.full = Tensor::zeros(b.gather, {b.padded});
+      if (plan_.stage < 3 && !plan_.separate_master(b))
         st.shard = st.full.view(size_t(rank_begin(b)) * sizeof(float), DType::f32, {S});
-      } else {
+      else
         st.shard = Tensor::zeros(DType::f32, {S});
-      }
       st.grad = Tensor::zeros(DType::f32, {plan_.stage == 1 ? b.padded : S});
       st.exp_avg = Tensor::zeros(DType::f32, {S});
       st.exp_avg_sq = Tensor::zeros(DType::f32, {S});
       buckets_.push_back(std::move(st));
     }
     if (!device_) return;
-    for (const State& h : buckets_) {
-      auto alloc = [&](const Tensor& like) {
-        return Tensor(device_->allocate(like.nbytes()), 0, DType::f32, like.shape());
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const ir::Bucket& b = plan_.buckets[k];
+      const State& h = buckets_[k];
+      auto alloc = [&](DType t, const Shape& shape) {
+        return Tensor(device_->allocate(size_t(shape.numel()) * dtype_size(t)), 0, t, shape);
       };
       State d;
-      if (plan_.stage < 3) {
-        d.full = alloc(h.full);
-        d.shard = d.full.view(size_t(rank_begin_of(h)) * sizeof(float), DType::f32, h.shard.shape());
-      } else {
-        d.shard = alloc(h.shard);
-      }
-      d.grad = alloc(h.grad);
-      d.exp_avg = alloc(h.exp_avg);
-      d.exp_avg_sq = alloc(h.exp_avg_sq);
-      d.send = alloc(h.shard);
+      if (plan_.stage < 3) d.full = alloc(b.gather, h.full.shape());
+      if (plan_.stage < 3 && !plan_.separate_master(b))
+        d.shard = d.full.view(size_t(rank_begin(b)) * sizeof(float), DType::f32, h.shard.shape());
+      else
+        d.shard = alloc(DType::f32, h.shard.shape());
+      d.grad = alloc(DType::f32, h.grad.shape());
+      d.exp_avg = alloc(DType::f32, h.exp_avg.shape());
+      d.exp_avg_sq = alloc(DType::f32, h.exp_avg_sq.shape());
+      if (plan_.stage < 3) d.send = alloc(b.gather, h.shard.shape());
       dev_.push_back(std::move(d));
     }
     // Gradients start as the host's zeros, as on the CPU (a norm before any step reads them).
@@ -70,15 +73,23 @@ class ZeroState final : public ParameterState {
   }
 
   void initialize(uint64_t seed) override {
+    std::vector<float> whole;  // a bf16 bucket's f32 values, before they are split and cast
     for (size_t k = 0; k < buckets_.size(); ++k) {
       const ir::Bucket& b = plan_.buckets[k];
+      State& st = buckets_[k];
       // Stages 1-2 hold the whole bucket, stage 3 only this rank's elements.
       const int64_t lo = plan_.stage < 3 ? 0 : rank_begin(b), hi = plan_.stage < 3 ? b.padded : rank_begin(b) + S(b);
-      float* dst = (plan_.stage < 3 ? buckets_[k].full : buckets_[k].shard).data<float>();
+      const bool separate = plan_.separate_master(b);
+      if (separate) whole.resize(size_t(b.padded));
+      float* dst = separate ? whole.data() : (plan_.stage < 3 ? st.full : st.shard).data<float>();
       std::fill(dst, dst + (hi - lo), 0.0f);  // padding stays zero
       for (const ir::BucketEntry& e : b.params) {
         const int64_t a = std::max(lo, e.offset), z = std::min(hi, e.offset + e.shape.numel());
         if (a < z) init_elements(e.name, e.init, seed, a - e.offset, z - e.offset, dst + (a - lo));
+      }
+      if (separate) {  // every rank computed the same whole bucket: no gather needed
+        std::memcpy(st.shard.raw(), dst + rank_begin(b), st.shard.nbytes());
+        kernels::cpu::cast_f32_to_bf16(dst, st.full.data<uint16_t>(), b.padded);
       }
       std::fill(buckets_[k].exp_avg.data<float>(), buckets_[k].exp_avg.data<float>() + S(b), 0.0f);
       std::fill(buckets_[k].exp_avg_sq.data<float>(), buckets_[k].exp_avg_sq.data<float>() + S(b), 0.0f);
@@ -92,7 +103,7 @@ class ZeroState final : public ParameterState {
       State& st = live(k);
       if (plan_.stage < 3) {
         for (const ir::BucketEntry& e : b.params)
-          RETURN_IF_ERROR(ex.bind(e.name, st.full.view(size_t(e.offset) * sizeof(float), DType::f32, e.shape)));
+          RETURN_IF_ERROR(ex.bind(e.name, st.full.view(size_t(e.offset) * dtype_size(b.gather), b.gather, e.shape)));
       } else {
         RETURN_IF_ERROR(ex.bind(kParamShardPrefix + b.name, st.shard));
       }
@@ -141,9 +152,8 @@ class ZeroState final : public ParameterState {
                                  e.shape.rank() >= 2 ? cfg.weight_decay : 0.0f, step, grad_scale);
       }
       if (plan_.stage < 3) {  // every rank needs the whole updated bucket for the next step
-        // The shard is a view of `full`, the gather's destination: send from a copy.
-        send_.assign(st.shard.data<float>(), st.shard.data<float>() + S(b));
-        world_.all_gather(send_.data(), st.full.raw(), S(b) * int64_t(sizeof(float)));
+        send_.resize(size_t(S(b)) * dtype_size(b.gather));
+        gather_shard(host_mem_ops(), world_, b, st.shard, send_.data(), st.full);
       }
     }
   }
@@ -151,9 +161,9 @@ class ZeroState final : public ParameterState {
   PersistentBytes persistent_bytes() const override {
     PersistentBytes p;
     for (const ir::Bucket& b : plan_.buckets) {
-      p.params += 4 * (plan_.stage < 3 ? b.padded : S(b));
-      p.grads += 4 * (plan_.stage == 1 ? b.padded : S(b));
-      p.optimizer += 8 * S(b);
+      p.params += plan_.param_bytes(b);
+      p.grads += plan_.grad_bytes(b);
+      p.optimizer += plan_.optimizer_bytes(b);
     }
     return p;
   }
@@ -171,7 +181,7 @@ class ZeroState final : public ParameterState {
     for (size_t k = 0; k < buckets_.size(); ++k) {
       const ir::Bucket& b = plan_.buckets[k];
       Tensor full = buckets_[k].full;
-      if (plan_.stage == 3) {
+      if (plan_.stage == 3 || plan_.separate_master(b)) {  // the f32 values exist only as shards
         full = Tensor::zeros(DType::f32, {b.padded});
         world_.all_gather(buckets_[k].shard.raw(), full.raw(), S(b) * int64_t(sizeof(float)));
       }
@@ -211,10 +221,13 @@ class ZeroState final : public ParameterState {
     for (size_t k = 0; k < buckets_.size(); ++k) {
       State& st = buckets_[k];
       const size_t bytes = size_t(S(plan_.buckets[k])) * sizeof(float);
-      std::memcpy(st.shard.raw(), mine.param[k].raw(), bytes);  // a view of `full` below stage 3
+      std::memcpy(st.shard.raw(), mine.param[k].raw(), bytes);  // maybe a view of `full` (stages 1-2)
       std::memcpy(st.exp_avg.raw(), mine.exp_avg[k].raw(), bytes);
       std::memcpy(st.exp_avg_sq.raw(), mine.exp_avg_sq[k].raw(), bytes);
-      if (plan_.stage < 3) world_.all_gather(mine.param[k].raw(), st.full.raw(), int64_t(bytes));
+      if (plan_.stage < 3) {
+        send_.resize(size_t(S(plan_.buckets[k])) * dtype_size(plan_.buckets[k].gather));
+        gather_shard(host_mem_ops(), world_, plan_.buckets[k], st.shard, send_.data(), st.full);
+      }
     }
     push();
     return Status::Ok();
@@ -222,12 +235,25 @@ class ZeroState final : public ParameterState {
 
  private:
   struct State {
-    Tensor full;   // stages 1-2: the whole bucket (parameters are views of it)
-    Tensor shard;  // this rank's parameter elements (a view of `full` below stage 3)
+    Tensor full;   // stages 1-2: the whole bucket in Bucket::gather's type (parameters are views of it)
+    Tensor shard;  // this rank's f32 parameter elements (a view of an f32 `full` below stage 3)
     Tensor grad;   // stage 1: whole bucket; stages 2-3: this rank's shard
     Tensor exp_avg, exp_avg_sq;
-    Tensor send;   // device only: the all_gather's send buffer (the shard is inside its destination)
+    Tensor send;   // device, stages 1-2: the all_gather's send buffer (the shard in the gathered type)
   };
+
+  // Fills `full` (stages 1-2) from every rank's f32 shard: the shard, converted to the
+  // bucket's type, goes through `send` (the gather's send buffer; it may not be the shard
+  // itself, which can lie inside `full`). A blocking communicator reads `send` from the host
+  // thread, so the conversion is complete before it is called.
+  void gather_shard(MemOps& mem, Communicator& comm, const ir::Bucket& b, const Tensor& shard, void* send, Tensor& full) {
+    if (b.gather == DType::bf16)
+      mem.f32_to_bf16(send, shard.raw(), size_t(S(b)));
+    else
+      mem.copy(send, shard.raw(), shard.nbytes());
+    if (!comm.stream_ordered()) mem.synchronize();
+    comm.all_gather(send, full.raw(), S(b) * int64_t(dtype_size(b.gather)));
+  }
 
   State& live(size_t k) { return device_ ? dev_[k] : buckets_[k]; }
 
@@ -255,22 +281,22 @@ class ZeroState final : public ParameterState {
     if (plan_.stage == 3) return;
     device_->synchronize();
     MemOps& mem = device_->mem(ir::Stream::comm);
-    for (size_t k = 0; k < buckets_.size(); ++k) {
-      State& st = dev_[k];
-      mem.copy(st.send.raw(), st.shard.raw(), st.shard.nbytes());
-      if (!device_world_.stream_ordered()) mem.synchronize();
-      device_world_.all_gather(st.send.raw(), st.full.raw(), int64_t(st.shard.nbytes()));
-    }
+    for (size_t k = 0; k < buckets_.size(); ++k)
+      gather_shard(mem, device_world_, plan_.buckets[k], dev_[k].shard, dev_[k].send.raw(), dev_[k].full);
     mem.synchronize();
     device_->synchronize();
   }
 
-  // Host mirror -> device: parameters (the whole bucket below stage 3) and moments.
+  // Host mirror -> device: parameters (the whole bucket below stage 3, and the master shard
+  // when it is apart) and moments.
   void push() {
     if (!device_) return;
-    for (size_t k = 0; k < buckets_.size(); ++k)
-      for (Tensor State::*t : {plan_.stage < 3 ? &State::full : &State::shard, &State::exp_avg, &State::exp_avg_sq})
-        device_->upload((dev_[k].*t).raw(), (buckets_[k].*t).raw(), (dev_[k].*t).nbytes());
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      std::vector<Tensor State::*> what = {&State::exp_avg, &State::exp_avg_sq};
+      if (plan_.stage < 3) what.push_back(&State::full);
+      if (plan_.stage == 3 || plan_.separate_master(plan_.buckets[k])) what.push_back(&State::shard);
+      for (Tensor State::*t : what) device_->upload((dev_[k].*t).raw(), (buckets_[k].*t).raw(), (dev_[k].*t).nbytes());
+    }
   }
   // Device -> host mirror, for one kind of tensor.
   void pull(Tensor State::*t) {
@@ -285,7 +311,6 @@ class ZeroState final : public ParameterState {
   }
 
   int64_t S(const ir::Bucket& b) const { return plan_.shard_numel(b); }
-  int64_t rank_begin_of(const State& h) const { return int64_t(world_.rank()) * h.shard.numel(); }
   int64_t rank_begin(const ir::Bucket& b) const { return int64_t(world_.rank()) * S(b); }
   const float* my_grad(size_t k) const {
     const Tensor& g = buckets_[k].grad;
@@ -298,7 +323,7 @@ class ZeroState final : public ParameterState {
   Backend* device_;             // null: the host buckets are the live ones
   std::vector<State> buckets_;  // live on the host, else the device's mirror
   std::vector<State> dev_;
-  std::vector<float> send_;  // all_gather send buffer, reused across steps
+  std::vector<std::byte> send_;  // host all_gather send buffer, reused across steps
 };
 
 }  // namespace

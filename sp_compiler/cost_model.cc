@@ -142,10 +142,10 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
   return c;
 }
 
-double optimizer_step_s(int64_t updated, int64_t gathered, const Hardware& hw, int world) {
+double optimizer_step_s(int64_t updated, int64_t gathered_bytes, const Hardware& hw, int world) {
   const double adamw = 28.0 * double(updated) / hw.hbm_bw;
   const double P = double(world);
-  const double gather = world > 1 ? 4.0 * double(gathered) * (P - 1) / P / bandwidth(hw, ir::MeshGroup::world, world, world)
+  const double gather = world > 1 ? double(gathered_bytes) * (P - 1) / P / bandwidth(hw, ir::MeshGroup::world, world, world)
                                   : 0.0;
   return adamw + gather;
 }

@@ -58,8 +58,9 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
 // The optimizer step, which runs after the program (runtime/param_state.h): AdamW over
 // `updated` f32 elements on each rank, memory-bound (it reads the parameter, its gradient and
 // both moments and writes all but the gradient: 28 bytes an element), then at ZeRO stages 1-2
-// the all_gather of `gathered` f32 elements of updated parameters over the `world` ranks,
-// which nothing overlaps.
-double optimizer_step_s(int64_t updated, int64_t gathered, const Hardware& hw, int world);
+// the all_gather that fills `gathered_bytes` of whole buckets (f32, or bf16 for a bf16
+// program's matrices; BucketPlan::update_gather_bytes) over the `world` ranks, which nothing
+// overlaps.
+double optimizer_step_s(int64_t updated, int64_t gathered_bytes, const Hardware& hw, int world);
 
 }  // namespace autosp::sp

@@ -46,9 +46,9 @@ ir::BucketPlan plan_buckets(const ir::Graph& g, const ZeroOptions& opt) {
   ir::BucketPlan plan;
   plan.world = opt.world;
   plan.stage = opt.stage;
-  // At stage 3 a layer's parameters read in bf16 and those read in f32 go to separate
-  // buckets, so the bf16 ones can be gathered in bf16; other stages never gather by dtype.
-  const std::map<ValueId, DType> read = opt.stage == 3 ? read_dtypes(g) : std::map<ValueId, DType>{};
+  // With ZeRO a layer's parameters read in bf16 and those read in f32 go to separate
+  // buckets, so the bf16 ones can be gathered in bf16 (ir/buckets.h); stage 0 gathers nothing.
+  const std::map<ValueId, DType> read = opt.stage >= 1 ? read_dtypes(g) : std::map<ValueId, DType>{};
   auto gather_dtype = [&](ValueId v) { return read.count(v) ? read.at(v) : DType::f32; };
   std::vector<const ir::Arg*> params;
   std::vector<std::string> keys;  // by position; the reordering below stays within one key
@@ -93,7 +93,7 @@ class ZeroShard final : public Pass {
     const ValueId seed = g.find_arg(kLossSeedInput);
     if (opt_.stage == 0) return opt_.world > 1 && seed != ir::kNoValue ? bucket_all_reduces(g) : Status::Ok();
     const ir::BucketPlan plan = plan_buckets(g, opt_);
-    if (seed == ir::kNoValue) return opt_.stage == 3 ? shard_parameters(g, plan, seed) : Status::Ok();
+    if (seed == ir::kNoValue) return opt_.stage == 3 ? shard_parameters(g, plan, seed) : read_whole_in_bf16(g, plan);
     ir::Builder b(g);
 
     // Gradients: pack each bucket's partial gradients (before autodiff's all_reduce) and
@@ -118,7 +118,7 @@ class ZeroShard final : public Pass {
     }
     g.outputs = std::move(outputs);
     remove_dead_all_reduces(g);
-    if (opt_.stage == 3) RETURN_IF_ERROR(shard_parameters(g, plan, seed));
+    RETURN_IF_ERROR(opt_.stage == 3 ? shard_parameters(g, plan, seed) : read_whole_in_bf16(g, plan));
     AUTOSP_LOG(1) << "zero_shard: stage " << opt_.stage << ", " << plan.buckets.size() << " buckets over "
                   << opt_.world << " ranks";
     return Status::Ok();
@@ -175,6 +175,41 @@ class ZeroShard final : public Pass {
       for (ValueId v : n.inputs) uses[v]++;
     for (const ir::Output& o : g.outputs) uses[o.value]++;
     std::erase_if(g.nodes, [&](const ir::Node& n) { return n.op == Op::all_reduce && uses[n.outputs[0]] == 0; });
+  }
+
+  // Stages 1-2: a bf16 bucket's parameter arguments become bf16 (the runtime keeps the whole
+  // bucket in bf16) and the casts that read them are dropped, their readers reading the
+  // argument. The gradients are unchanged: autodiff's cast VJP already made them f32.
+  Status read_whole_in_bf16(ir::Graph& g, const ir::BucketPlan& plan) {
+    std::map<ValueId, std::string> bf16_param;
+    for (const ir::Bucket& bk : plan.buckets)
+      if (bk.gather == DType::bf16)
+        for (const ir::BucketEntry& e : bk.params) bf16_param[g.find_arg(e.name)] = e.name;
+    if (bf16_param.empty()) return Status::Ok();
+    std::map<ValueId, ValueId> replaced;  // a dropped cast's result -> the argument
+    std::vector<ir::Node> kept;
+    for (ir::Node& n : g.nodes) {
+      bool dropped = false;
+      for (ValueId& v : n.inputs) {
+        if (auto r = replaced.find(v); r != replaced.end()) {
+          v = r->second;
+          continue;
+        }
+        if (!bf16_param.count(v)) continue;
+        // plan_buckets put the parameter here because every reader is such a cast.
+        if (n.op != Op::cast || std::get<ir::CastAttrs>(n.attrs).dtype != DType::bf16)
+          return Internal("zero_shard: " + bf16_param.at(v) + " is kept in bf16 but read by " +
+                          std::string(ir::op_name(n.op)));
+        replaced[n.outputs[0]] = v;
+        dropped = true;
+      }
+      if (!dropped) kept.push_back(std::move(n));
+    }
+    g.nodes = std::move(kept);
+    for (ir::Output& o : g.outputs)
+      if (auto r = replaced.find(o.value); r != replaced.end()) o.value = r->second;
+    for (const auto& [v, name] : bf16_param) g.values[v].type.dtype = DType::bf16;
+    return Status::Ok();
   }
 
   // Stage 3: each bucket's parameters come from all_gather(param_shard) + unpack, emitted

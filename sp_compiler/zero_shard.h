@@ -7,9 +7,11 @@
 //            Llama layer has 9 tensors; each collective's latency is paid once);
 //   stage 1: each bucket's gradients are packed and all-reduced as one buffer, output
 //            "grad_bucket.<b>"; the runtime keeps AdamW moments only for its shard and
-//            all-gathers updated parameters;
+//            all-gathers updated parameters. A bf16 bucket (below) is kept whole in bf16: its
+//            parameter arguments become bf16 and the casts that read them are dropped, their
+//            readers reading the argument (the runtime's gather casts as it sends);
 //   stage 2: the packed gradients are reduce-scattered, output "grad_shard.<b>" (this rank's
-//            shard only);
+//            shard only); bf16 buckets as at stage 1;
 //   stage 3: as 2, and parameters live only as shards: the argument "param_shard.<b>" is
 //            all-gathered and unpacked right before the bucket's first use in forward, and
 //            again before its first use in backward, so the full parameters are alive only
@@ -37,8 +39,8 @@ struct ZeroOptions {
 };
 
 // Buckets for the parameter arguments of `g`, in argument order: a new bucket starts at each
-// layer boundary ("...layers.<i>." / "...h.<i>.") or when the cap would be exceeded. At stage
-// 3 a layer's parameters read only as bf16 come first, in buckets apart from its f32-read ones.
+// layer boundary ("...layers.<i>." / "...h.<i>.") or when the cap would be exceeded. At stages
+// 1-3 a layer's parameters read only as bf16 come first, in buckets apart from its f32-read ones.
 // The plan depends only on the parameters and their forward readers, so the forward graph
 // and the differentiated one give the same plan (the runtime binds shards by the former's).
 ir::BucketPlan plan_buckets(const ir::Graph& g, const ZeroOptions& opt);

@@ -34,10 +34,9 @@ MemoryPlan memory_plan(const Compiled& c) {
   if (c.buckets.stage > 0) {  // ZeRO: what runtime/zero_params.cc allocates
     m.params = m.grads = m.optimizer = 0;
     for (const ir::Bucket& b : c.buckets.buckets) {
-      const int64_t shard = c.buckets.shard_numel(b);
-      m.params += 4 * (c.buckets.stage < 3 ? b.padded : shard);
-      m.grads += 4 * (c.buckets.stage == 1 ? b.padded : shard);
-      m.optimizer += 8 * shard;
+      m.params += c.buckets.param_bytes(b);
+      m.grads += c.buckets.grad_bytes(b);
+      m.optimizer += c.buckets.optimizer_bytes(b);
     }
   }
   m.train_arena = c.train.arena_bytes;
@@ -186,7 +185,17 @@ std::string format_plan(const Options& o, const Compiled& c) {
   add("recompute: %s%s - %s\n", sp::recompute_name(c.recompute),
       c.mlp_chunks > 1 ? (", MLP in " + std::to_string(c.mlp_chunks) + " sequence chunks").c_str() : "",
       c.recompute_reason.c_str());
-  const auto comm = communication_per_step(c.train);
+  auto comm = communication_per_step(c.train);
+  if (c.buckets.stage > 0 && c.buckets.stage < 3 && c.mesh.world() > 1) {
+    // The optimizer's gather of the updated buckets runs after the program (runtime/zero_params.cc).
+    CommVolume after{"all_gather (world, after the update)", 0, 0};
+    const int P = c.mesh.world();
+    for (const ir::Bucket& b : c.buckets.buckets) {
+      after.calls += 1;
+      after.bytes += c.buckets.update_gather_bytes(b) / P * (P - 1);
+    }
+    comm.push_back(after);
+  }
   if (!comm.empty()) {
     add("communication per training step, per rank:\n");
     int64_t total = 0;
@@ -198,8 +207,11 @@ std::string format_plan(const Options& o, const Compiled& c) {
   }
   add("memory per rank:\n");
   const char* sharded = c.buckets.stage > 0 ? ", this rank's shard" : "";
+  bool bf16_whole = false;
+  for (const ir::Bucket& b : c.buckets.buckets) bf16_whole = bf16_whole || c.buckets.separate_master(b);
   add("  parameters   %12s  (%s%s)\n", human_bytes(double(m.params)).c_str(),
-      "fp32", c.buckets.stage == 3 ? sharded : "");
+      bf16_whole ? "matrices whole in bf16 and their fp32 master shard, the rest fp32" : "fp32",
+      c.buckets.stage == 3 ? sharded : "");
   add("  gradients    %12s  (fp32%s)\n", human_bytes(double(m.grads)).c_str(), c.buckets.stage >= 2 ? sharded : "");
   add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq%s)\n", human_bytes(double(m.optimizer)).c_str(), sharded);
   add("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",
@@ -238,7 +250,7 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
     updated = 0;
     for (const ir::Bucket& b : c.buckets.buckets) {
       updated += c.buckets.shard_numel(b);
-      if (c.buckets.stage < 3) gathered += b.padded;
+      gathered += c.buckets.update_gather_bytes(b);
     }
   }
   // Every program here was compiled for c.hardware.

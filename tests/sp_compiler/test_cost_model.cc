@@ -37,14 +37,15 @@ TEST_CASE("the cost model counts matmul and attention FLOPs and collective bytes
 }
 
 // AdamW moves 28 bytes an element at HBM speed; ZeRO 1-2's gather of the updated parameters
-// sends (P-1)/P of their f32 bytes over NVLink inside a node and over InfiniBand past it.
+// sends (P-1)/P of the gathered bytes (n f32 elements here) over NVLink inside a node and over
+// InfiniBand past it.
 TEST_CASE("the optimizer step costs AdamW's bytes and, at ZeRO 1-2, the parameter gather", "[cost]") {
   const sp::Hardware hw = sp::hardware("h100x8-nvlink").value();
   const int64_t n = int64_t(1) << 30;
   CHECK(sp::optimizer_step_s(n, 0, hw, 1) == Approx(28.0 * double(n) / 3.35e12));
-  CHECK(sp::optimizer_step_s(0, n, hw, 1) == 0.0);  // nothing to gather from
-  CHECK(sp::optimizer_step_s(0, n, hw, 8) == Approx(4.0 * double(n) * 7 / 8 / 370e9));
-  CHECK(sp::optimizer_step_s(0, n, hw, 16) == Approx(4.0 * double(n) * 15 / 16 / 48e9));
+  CHECK(sp::optimizer_step_s(0, 4 * n, hw, 1) == 0.0);  // nothing to gather from
+  CHECK(sp::optimizer_step_s(0, 4 * n, hw, 8) == Approx(4.0 * double(n) * 7 / 8 / 370e9));
+  CHECK(sp::optimizer_step_s(0, 4 * n, hw, 16) == Approx(4.0 * double(n) * 15 / 16 / 48e9));
 }
 
 // Small GEMMs reach less of the peak than large ones on the CPU (measured there: 120 GFLOP/s

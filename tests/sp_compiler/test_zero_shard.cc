@@ -98,8 +98,10 @@ TEST_CASE("ZeRO-3 in bf16: matrices gathered in bf16, norms and embedding in f32
     }
   }
   CHECK(bf16_buckets == 3);
-  // Other stages never gather, so they keep one bucket per layer.
-  CHECK(sp::plan_buckets(fwd, {2, 4, 64ll << 20}).buckets.size() == 4);
+  // Stages 1-2 split the same way (they gather the updated buckets); stage 0 gathers nothing,
+  // so it keeps one bucket per layer.
+  CHECK(sp::plan_buckets(fwd, {2, 4, 64ll << 20}).buckets.size() == 7);
+  CHECK(sp::plan_buckets(fwd, {0, 4, 64ll << 20}).buckets.size() == 4);
 
   ir::Graph g = compiled(3, 4, DType::bf16);
   ir::Graph differentiated = two_layers(DType::bf16);
@@ -146,6 +148,45 @@ TEST_CASE("ZeRO-1 all-reduces one packed buffer per bucket; ZeRO-2 reduce-scatte
   CHECK(count(two, ir::Op::all_reduce) == 3);
   CHECK(count(two, ir::Op::all_gather) == 0);  // parameters stay whole at stage 2
   CHECK(two.find_output("grad_shard.bucket.0") != ir::kNoValue);
+}
+
+// Below stage 3 a rank keeps each bucket whole: a bf16 program's matrices in bf16 (the
+// runtime's gather after the update converts the f32 shard). Their arguments are bf16 and
+// nothing casts them any more, in the training and the eval graph; their gradients stay f32;
+// norms and the embedding stay f32 arguments. Lowering adds no cast of an argument.
+TEST_CASE("ZeRO-1/2 in bf16: matrices are bf16 arguments, nothing casts them", "[zero][bf16]") {
+  const ir::BucketPlan plan = sp::plan_buckets(two_layers(DType::bf16), {1, 4, 64ll << 20});
+  for (int stage : {1, 2})
+    for (bool train : {true, false}) {
+      DYNAMIC_SECTION("stage " << stage << (train ? " train" : " eval")) {
+        ir::Graph g = two_layers(DType::bf16);
+        if (train) {
+          g = compiled(stage, 4, DType::bf16);
+        } else {
+          REQUIRE(sp::make_shard_sequence_pass({1, 4, "ulysses"})->run(g, {}).ok());
+          REQUIRE(sp::make_zero_shard_pass({stage, 4, 64ll << 20})->run(g, {}).ok());
+        }
+        int bf16_args = 0;
+        for (const ir::Bucket& b : plan.buckets)
+          for (const ir::BucketEntry& e : b.params) {
+            const ir::ValueId v = g.find_arg(e.name);
+            REQUIRE(v != ir::kNoValue);
+            CHECK(g.type(v).dtype == b.gather);
+            CHECK(g.type(v).shape == e.shape);
+            bf16_args += b.gather == DType::bf16;
+          }
+        CHECK(bf16_args == 2 * 7 + 1);  // 7 matrices per layer, and the LM head
+        int casts_of_args = 0;
+        for (const auto& n : g.nodes)
+          if (n.op == ir::Op::cast)
+            for (const ir::Arg& a : g.args) casts_of_args += n.inputs[0] == a.value;
+        CHECK(casts_of_args == 0);
+        if (train)
+          for (const ir::Output& o : g.outputs) CHECK(g.type(o.value).dtype == DType::f32);  // losses, gradients
+        auto p = sp::lower(g);
+        REQUIRE(p.ok());
+      }
+    }
 }
 
 TEST_CASE("stage 0 all-reduces each bucket's gradients once and keeps per-parameter outputs", "[zero]") {

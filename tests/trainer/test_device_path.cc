@@ -149,8 +149,11 @@ TEST_CASE("under SP and ZeRO the device path equals the CPU path, and every coll
       {"parallel.sp=2", "parallel.zero_stage=1"},
       {"parallel.sp=1", "parallel.zero_stage=2"},
       {"parallel.sp=2", "parallel.zero_stage=3"},
-      // bf16 buckets: the gather converts its f32 shard as it sends.
+      // bf16 buckets: the gather converts its f32 shard as it sends (at stages 1-2 into the
+      // whole bf16 bucket the program reads, after the update).
       {"parallel.sp=2", "parallel.zero_stage=3", "train.dtype=bf16"},
+      {"parallel.sp=2", "parallel.zero_stage=1", "train.dtype=bf16"},
+      {"parallel.sp=1", "parallel.zero_stage=2", "train.dtype=bf16"},
       // Micro-batches: gradients zeroed through the backend, then accumulated in place.
       {"parallel.sp=2", "parallel.zero_stage=2", "train.grad_accum_steps=2"},
       // Offloaded activations (1 MiB per rank each): copies through the backend's MemOps on
@@ -195,25 +198,32 @@ TEST_CASE("under SP and ZeRO the device path equals the CPU path, and every coll
   }
 }
 
-TEST_CASE("a ZeRO-3 checkpoint written from device buckets resumes the same run", "[device][zero][resume]") {
-  const std::string dir = fresh_dir("device_path_zero_ckpt").string();
-  const Options o = sp_test_options({"parallel.sp=2", "parallel.zero_stage=3", "checkpoint.dir=" + dir});
-  const std::vector<StepRecord> want = record_local(o, 2, 4);
-  std::vector<std::vector<double>> got(2);
-  runtime::run_local(2, [&](runtime::Communicator& c) {
-    auto first = Trainer::create(o, "", &c, std::make_unique<PretendDevice>());
-    if (!first.ok()) throw std::runtime_error(first.status().message());
-    for (int i = 0; i < 2; ++i)
-      if (!first.value()->train_step().ok()) throw std::runtime_error("step");
-    if (!first.value()->save_checkpoint().ok()) throw std::runtime_error("save");
-    auto second = Trainer::create(o, "", &c, std::make_unique<PretendDevice>());
-    if (!second.ok() || !second.value()->resume(dir).ok()) throw std::runtime_error("resume");
-    for (int i = 0; i < 2; ++i) {
-      auto r = second.value()->train_step();
-      if (!r.ok()) throw std::runtime_error(r.status().message());
-      got[size_t(c.rank())].push_back(r->loss);
+// ZeRO-3 shards, and ZeRO-1's bf16 buckets whose f32 master shards live apart on the device.
+TEST_CASE("a ZeRO checkpoint written from device buckets resumes the same run", "[device][zero][resume]") {
+  for (const char* setting : {"train.dtype=f32", "train.dtype=bf16"}) {
+    DYNAMIC_SECTION(setting) {
+      const std::string dir = fresh_dir("device_path_zero_ckpt").string();
+      const bool bf16 = std::string(setting) == "train.dtype=bf16";
+      const Options o = sp_test_options(
+          {"parallel.sp=2", bf16 ? "parallel.zero_stage=1" : "parallel.zero_stage=3", setting, "checkpoint.dir=" + dir});
+      const std::vector<StepRecord> want = record_local(o, 2, 4);
+      std::vector<std::vector<double>> got(2);
+      runtime::run_local(2, [&](runtime::Communicator& c) {
+        auto first = Trainer::create(o, "", &c, std::make_unique<PretendDevice>());
+        if (!first.ok()) throw std::runtime_error(first.status().message());
+        for (int i = 0; i < 2; ++i)
+          if (!first.value()->train_step().ok()) throw std::runtime_error("step");
+        if (!first.value()->save_checkpoint().ok()) throw std::runtime_error("save");
+        auto second = Trainer::create(o, "", &c, std::make_unique<PretendDevice>());
+        if (!second.ok() || !second.value()->resume(dir).ok()) throw std::runtime_error("resume");
+        for (int i = 0; i < 2; ++i) {
+          auto r = second.value()->train_step();
+          if (!r.ok()) throw std::runtime_error(r.status().message());
+          got[size_t(c.rank())].push_back(r->loss);
+        }
+      });
+      for (int r = 0; r < 2; ++r)
+        CHECK(got[size_t(r)] == std::vector<double>(want[size_t(r)].losses.begin() + 2, want[size_t(r)].losses.end()));
     }
-  });
-  for (int r = 0; r < 2; ++r)
-    CHECK(got[size_t(r)] == std::vector<double>(want[size_t(r)].losses.begin() + 2, want[size_t(r)].losses.end()));
+  }
 }
