@@ -56,4 +56,24 @@ std::vector<ValueId> Graph::params() const {
   return p;
 }
 
+std::vector<bool> live_nodes(const Graph& g) {
+  std::vector<bool> live_value(g.values.size(), false), keep(g.nodes.size(), false);
+  for (const Output& o : g.outputs) live_value[o.value] = true;
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const Node& n = g.nodes[i];
+    for (ValueId v : n.outputs) keep[i] = keep[i] || live_value[v];
+    if (keep[i])
+      for (ValueId v : n.inputs) live_value[v] = true;
+  }
+  return keep;
+}
+
+void remove_dead_nodes(Graph& g) {
+  const std::vector<bool> keep = live_nodes(g);
+  std::vector<Node> kept;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (keep[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
 }  // namespace autosp::ir

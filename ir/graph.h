@@ -87,4 +87,9 @@ class Graph {
   std::vector<ValueId> params() const;
 };
 
+// Which nodes a graph output depends on (every op is pure: a node nothing reads is dead).
+std::vector<bool> live_nodes(const Graph& g);
+// Drops the dead nodes (a pass that moves readers to new nodes, as recompute does, leaves them).
+void remove_dead_nodes(Graph& g);
+
 }  // namespace autosp::ir

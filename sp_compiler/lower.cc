@@ -55,6 +55,18 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
   return peak;
 }
 
+// The most bytes alive at once: the lower bound of any placement.
+int64_t live_peak(const std::vector<Interval>& iv, int n) {
+  std::vector<int64_t> delta(size_t(n) + 1, 0);
+  for (const Interval& i : iv) {
+    delta[size_t(i.begin)] += i.bytes;
+    delta[size_t(i.end) + 1] -= i.bytes;
+  }
+  int64_t cur = 0, peak = 0;
+  for (int64_t d : delta) peak = std::max(peak, cur += d);
+  return peak;
+}
+
 // A fused matmul (fuse_accumulate) whose accumulated operand X is an arena tensor that dies
 // there writes over X (BLAS C += A·B in place), as the add it replaced could not: the
 // residual stream and a gradient sum are updated where they lie instead of needing a second
@@ -129,15 +141,7 @@ void label(ir::Program& p) {
 StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_opts) {
   const int n_values = int(g.values.size());
   // Dead-code elimination: keep nodes whose outputs reach a graph output.
-  std::vector<bool> live_value(n_values, false);
-  for (const ir::Output& o : g.outputs) live_value[o.value] = true;
-  std::vector<bool> keep(g.nodes.size(), false);
-  for (size_t i = g.nodes.size(); i-- > 0;) {
-    const ir::Node& n = g.nodes[i];
-    for (ValueId v : n.outputs) keep[i] = keep[i] || live_value[v];
-    if (keep[i])
-      for (ValueId v : n.inputs) live_value[v] = true;
-  }
+  const std::vector<bool> keep = ir::live_nodes(g);
 
   Program p;
   std::vector<int> slot_of(n_values, -1);
@@ -237,7 +241,7 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   p.arena_bytes = assign_offsets(iv, p.slots);
   p.host_bytes = assign_offsets(host, p.slots);
   AUTOSP_LOG(1) << "lower: " << p.instrs.size() << " instructions, " << iv.size() << " arena tensors, arena "
-                << p.arena_bytes << " bytes";
+                << p.arena_bytes << " bytes (live peak " << live_peak(iv, int(p.instrs.size())) << ")";
   return p;
 }
 

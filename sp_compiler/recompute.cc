@@ -135,6 +135,10 @@ class Recompute final : public Pass {
       out.push_back(std::move(node));
     }
     g.nodes = std::move(out);
+    // A forward-only node that autodiff placed in the backward (a reshape of a layer input for
+    // a weight gradient) is now dead: its reader reads the recomputed copy. Left in, it would
+    // keep the forward value alive to the backward, and offload_activations would park it.
+    ir::remove_dead_nodes(g);
     AUTOSP_LOG(1) << "recompute (" << recompute_name(policy_) << "): " << emitted << " forward nodes recomputed in backward";
     return Status::Ok();
   }

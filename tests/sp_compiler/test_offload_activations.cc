@@ -58,6 +58,11 @@ TEST_CASE("kept activations go to host memory after the forward and come back on
         if (n.op == ir::Op::fetch) fetches[n.inputs[0]]++;
       }
       REQUIRE(!parked.empty());
+      // Under full recompute the backward keeps only the layers' inputs (the embedding's output
+      // and each layer's last add) and the final norm's output, which the head reads outside
+      // any layer. (A forward value read only by a dead node, one recompute left behind, must
+      // not be parked: it was, for every weight gradient's reshaped input.)
+      if (policy == sp::RecomputePolicy::full) CHECK(parked.size() == 4 + 2);
       for (const auto& [v, h] : parked) CHECK(fetches[h] == 1);
       // After the backward starts, nothing reads an original that was parked.
       for (size_t i = backward_start; i < g.nodes.size(); ++i)
