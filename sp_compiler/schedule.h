@@ -11,7 +11,9 @@
 // after its source's last forward reader, a fetch starts one kept tensor ahead of its use. Compute that only feeds collectives (the pack of a ZeRO
 // bucket's gradients) moves right after its inputs are ready, and gradient reductions start
 // as soon as their bucket is complete, so the reduction of layer l's bucket overlaps the
-// backward of layer l-1. Waits stay as late as possible. Every rank computes the same
+// backward of layer l-1; each is waited for once the reductions started after it add up to
+// twice the largest (so its buffers are reused during the backward, not held to the end).
+// Other waits stay as late as possible. Every rank computes the same
 // schedule, so collectives are issued in the same order everywhere.
 //
 // Ring attention is a compute-stream op: its K/V exchange overlaps its block attention

@@ -200,7 +200,43 @@ TEST_CASE("gradients: the bucket of layer 1 is reduce-scattered while layer 0's 
   REQUIRE(last_attention_bwd >= 0);
   CHECK(p.instrs[rs].stream == ir::Stream::comm);
   CHECK(rs < last_attention_bwd);
-  CHECK(p.instrs[rs].wait_before == int(p.instrs.size()));  // waited for at the end of the step
+  CHECK(p.instrs[rs].wait_before > last_attention_bwd);  // not waited for before it has overlapped it
+}
+
+// A reduction is waited for once the reductions started after it add up to twice the largest
+// one (at a later compute instruction), so its packed buckets are reused during the backward
+// instead of all staying alive to the step's end; never sooner, so the queue stays full.
+TEST_CASE("gradients: a reduction is waited for once twice the largest has followed it", "[schedule]") {
+  const ir::Program p = compile(llama(6), 2, "ulysses", 2, true);
+  const int n = int(p.instrs.size());
+  std::vector<int> rs;
+  int64_t largest = 0;
+  for (int i = 0; i < n; ++i)
+    if (p.instrs[i].op == ir::Op::reduce_scatter) {
+      rs.push_back(i);
+      largest = std::max(largest, bytes(p, p.instrs[i].out[0]));
+    }
+  REQUIRE(rs.size() == 8);  // embedding, 6 layers, final norm + head
+  int before_end = 0;
+  for (size_t j = 0; j < rs.size(); ++j) {
+    // The reduction whose start brings what follows rs[j] to the budget, after a compute step.
+    int64_t after = 0;
+    int due = n;
+    for (size_t m = j + 1; m < rs.size() && due == n; ++m) {
+      after += bytes(p, p.instrs[rs[m]].out[0]);
+      bool compute_between = false;
+      for (int k = rs[j] + 1; k < rs[m]; ++k) compute_between = compute_between || p.instrs[k].stream == ir::Stream::compute;
+      if (after >= 2 * largest && compute_between) due = rs[m];
+    }
+    INFO("reduction " << j << " at " << rs[j] << ", due after " << due << ", waited at " << p.instrs[rs[j]].wait_before);
+    if (due == n) CHECK(p.instrs[rs[j]].wait_before == n);  // at the step's end
+    if (due < n) {
+      CHECK(p.instrs[rs[j]].wait_before > due);  // the first compute instruction after `due`
+      for (int k = due + 1; k < p.instrs[rs[j]].wait_before; ++k) CHECK(p.instrs[k].stream == ir::Stream::comm);
+      ++before_end;
+    }
+  }
+  CHECK(before_end >= 4);  // the first layers' buckets, not only the end
 }
 
 TEST_CASE("ZeRO-3: the next bucket's parameters are gathered while this layer computes, not all at once",
