@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 
 #include "core/log.h"
 #include "ir/program_printer.h"
@@ -17,6 +18,12 @@
 #include "trainer/plan_report.h"
 
 namespace autosp::trainer {
+
+bool fits_budgets(const Options& opts, const Compiled& c) {
+  const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
+  const int64_t host_budget = int64_t(opts.train.host_memory_gib * double(1ll << 30));
+  return (budget == 0 || memory_plan(c).total() <= budget) && (host_budget == 0 || c.train.host_bytes <= host_budget);
+}
 
 namespace {
 
@@ -147,7 +154,7 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
       break;
     }
     const bool host_fits = host_budget == 0 || host <= host_budget;
-    if (total <= budget && host_fits) {
+    if (fits_budgets(opts, c)) {
       c.recompute_reason = (opts.train.recompute == "auto" ? "auto: " : "train.recompute = " + opts.train.recompute + ": ") +
                            what + " fits train.memory_gib (" + std::to_string(total >> 20) + " MiB planned of " +
                            std::to_string(budget >> 20) + ")";
@@ -167,12 +174,13 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
 // with the same recompute search, and the step predicted fastest that fits the budget wins;
 // the per-op choice keeps ties within 1%.
 Status choose_whole_step(const Options& opts, int world_size, const std::string& hardware, Compiled& c) {
-  const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
   auto predicted = [&](const Compiled& x) {
     return sp::predict_step(x.train, x.hardware, world_size, opts.parallel.overlap);
   };
   const double per_op = predicted(c).step_s();
-  double best = per_op;
+  // A per-op choice over budget loses to any forced strategy that fits.
+  const bool per_op_fits = fits_budgets(opts, c);
+  double best = per_op_fits ? per_op : std::numeric_limits<double>::infinity();
   std::string best_name;
   std::vector<Compiled::Forced> costs;
   for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
@@ -181,8 +189,9 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
     ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
     costs.push_back({strategy, fc.plan.attention.empty() ? strategy : sp::strategy_name(fc.plan.attention[0].strategy),
                      predicted(fc)});
-    if (budget > 0 && memory_plan(fc).total() > budget) {
-      AUTOSP_LOG(1) << "sp_strategy auto: " << strategy << " on every op does not fit train.memory_gib";
+    if (!fits_budgets(opts, fc)) {
+      AUTOSP_LOG(1) << "sp_strategy auto: " << strategy
+                    << " on every op does not fit train.memory_gib (or train.host_memory_gib)";
       continue;
     }
     const double t = costs.back().cost.step_s();
@@ -197,8 +206,12 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
   c.forced = std::move(costs);  // after `c = fc`, which has none
   if (best_name.empty()) return Status::Ok();
   char why[256];
-  std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op, %.3g s with each op's least-communication choice",
-                best, best_name.c_str(), per_op);
+  if (per_op_fits)
+    std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op, %.3g s with each op's least-communication choice",
+                  best, best_name.c_str(), per_op);
+  else
+    std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op; each op's least-communication choice does not fit the memory budget",
+                  best, best_name.c_str());
   for (sp::AttentionDecision& d : c.plan.attention) d.reason = why;
   return Status::Ok();
 }

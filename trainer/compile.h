@@ -43,6 +43,10 @@ struct Compiled {
   std::vector<Forced> forced;
 };
 
+// Whether a compiled step fits train.memory_gib per rank on the device and, with offloaded
+// activations, train.host_memory_gib in host memory (a budget of 0 holds anything).
+bool fits_budgets(const Options& opts, const Compiled& c);
+
 // The cost-model preset a run compiles for (sp::hardware names): train.hardware, or under
 // "auto" cpu for the CPU runtime and the GPU's for train.device cuda: h200 when device_name
 // names an H200, else h100 (an unknown or absent GPU, as under --plan on a CPU machine; the
