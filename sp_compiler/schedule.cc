@@ -164,30 +164,32 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
   AUTOSP_CHECK(n_issued == comm_list.size()) << "schedule left a collective unissued";
 
   // Gradient reductions (results read only after the step, or by a final unpack) are waited
-  // for once the reductions issued after them reach the budget — twice the largest reduction
-  // (inflight_bytes, when set) — at a later compute instruction, not at the step's end: until
-  // its wait a collective's buffers cannot be reused, and waiting at the end kept every
-  // layer's packed gradients alive for the whole backward. A wait also waits for every
-  // collective queued before it (the stream is FIFO), so a per-reduction lag would drain the
-  // queue behind each small bucket; a shared budget keeps the queue full.
+  // for once the reductions issued after them add up to twice their own bytes, at a later
+  // compute instruction, not at the step's end: until its wait a collective's buffers cannot
+  // be reused, and waiting at the end kept every layer's packed gradients alive for the whole
+  // backward. The stream is FIFO, so a wait also waits for everything queued before it: no
+  // reduction is waited for before an earlier one is due, or a small bucket's wait would
+  // drain the queue behind it.
   std::vector<int> wait_pos = first_use;
   std::vector<int> reductions;  // in issue order
-  int64_t largest = 0;
   for (int k = 0; k <= end; ++k)
     for (int c : issue_at[k])
-      if (!read_in_step[c] && p.instrs[c].op != ir::Op::offload) {
-        reductions.push_back(c);
-        largest = std::max(largest, out_bytes(p, p.instrs[c]));
-      }
-  const int64_t reduction_budget = budget > 0 ? budget : 2 * largest;
-  for (size_t j = 0, m = 0; j < reductions.size(); ++j) {
-    // m: the first reduction after j whose issue brings what follows j to the budget.
+      if (!read_in_step[c] && p.instrs[c].op != ir::Op::offload) reductions.push_back(c);
+  int due_before = 0;  // the latest wait of an earlier reduction
+  for (size_t j = 0; j < reductions.size(); ++j) {
+    const int c = reductions[j];
+    const int64_t bytes = out_bytes(p, p.instrs[c]);
+    int due = end;
     int64_t after = 0;
-    for (m = j + 1; m < reductions.size(); ++m) {
+    for (size_t m = j + 1; m < reductions.size(); ++m) {
       after += out_bytes(p, p.instrs[reductions[m]]);
-      if (after >= reduction_budget && issued_pos[reductions[m]] > issued_pos[reductions[j]]) break;
+      if (after >= 2 * bytes && issued_pos[reductions[m]] > issued_pos[c]) {
+        due = issued_pos[reductions[m]];
+        break;
+      }
     }
-    if (m < reductions.size()) wait_pos[reductions[j]] = std::min(wait_pos[reductions[j]], issued_pos[reductions[m]]);
+    due_before = std::max(due_before, due);
+    wait_pos[c] = std::min(wait_pos[c], due_before);
   }
 
   // 3. Emit, and point each collective at the instruction that waits for it.

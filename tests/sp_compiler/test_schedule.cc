@@ -203,36 +203,34 @@ TEST_CASE("gradients: the bucket of layer 1 is reduce-scattered while layer 0's 
   CHECK(p.instrs[rs].wait_before > last_attention_bwd);  // not waited for before it has overlapped it
 }
 
-// A reduction is waited for once the reductions started after it add up to twice the largest
-// one (at a later compute instruction), so its packed buckets are reused during the backward
-// instead of all staying alive to the step's end; never sooner, so the queue stays full.
-TEST_CASE("gradients: a reduction is waited for once twice the largest has followed it", "[schedule]") {
+// A reduction is waited for once the reductions started after it add up to twice its own
+// bytes (at a later compute instruction), and not before an earlier one is due (the stream
+// is FIFO), so its packed bucket is reused during the backward instead of staying alive to
+// the step's end; never sooner, so the queue stays full.
+TEST_CASE("gradients: a reduction is waited for once twice its bytes have followed it", "[schedule]") {
   const ir::Program p = compile(llama(6), 2, "ulysses", 2, true);
   const int n = int(p.instrs.size());
   std::vector<int> rs;
-  int64_t largest = 0;
   for (int i = 0; i < n; ++i)
-    if (p.instrs[i].op == ir::Op::reduce_scatter) {
-      rs.push_back(i);
-      largest = std::max(largest, bytes(p, p.instrs[i].out[0]));
-    }
+    if (p.instrs[i].op == ir::Op::reduce_scatter) rs.push_back(i);
   REQUIRE(rs.size() == 8);  // embedding, 6 layers, final norm + head
-  int before_end = 0;
+  int before_end = 0, due_before = 0;
   for (size_t j = 0; j < rs.size(); ++j) {
-    // The reduction whose start brings what follows rs[j] to the budget, after a compute step.
+    // The reduction whose start brings what follows rs[j] to twice its bytes, after a compute step.
     int64_t after = 0;
     int due = n;
     for (size_t m = j + 1; m < rs.size() && due == n; ++m) {
       after += bytes(p, p.instrs[rs[m]].out[0]);
       bool compute_between = false;
       for (int k = rs[j] + 1; k < rs[m]; ++k) compute_between = compute_between || p.instrs[k].stream == ir::Stream::compute;
-      if (after >= 2 * largest && compute_between) due = rs[m];
+      if (after >= 2 * bytes(p, p.instrs[rs[j]].out[0]) && compute_between) due = rs[m];
     }
-    INFO("reduction " << j << " at " << rs[j] << ", due after " << due << ", waited at " << p.instrs[rs[j]].wait_before);
-    if (due == n) CHECK(p.instrs[rs[j]].wait_before == n);  // at the step's end
-    if (due < n) {
-      CHECK(p.instrs[rs[j]].wait_before > due);  // the first compute instruction after `due`
-      for (int k = due + 1; k < p.instrs[rs[j]].wait_before; ++k) CHECK(p.instrs[k].stream == ir::Stream::comm);
+    due_before = std::max(due_before, due);
+    INFO("reduction " << j << " at " << rs[j] << ", due after " << due_before << ", waited at " << p.instrs[rs[j]].wait_before);
+    if (due_before == n) CHECK(p.instrs[rs[j]].wait_before == n);  // at the step's end
+    if (due_before < n) {
+      CHECK(p.instrs[rs[j]].wait_before > due_before);  // the first compute instruction after it
+      for (int k = due_before + 1; k < p.instrs[rs[j]].wait_before; ++k) CHECK(p.instrs[k].stream == ir::Stream::comm);
       ++before_end;
     }
   }
