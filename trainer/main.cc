@@ -257,6 +257,7 @@ int run(const Flags& f) {
       s.grad_norm = r->grad_norm;
       s.tokens_per_s = double(window_steps * to.batch_size * to.grad_accum_steps * dp * to.seq_len) / secs;
       s.step_ms = 1000.0 * secs / double(window_steps);
+      s.mfu = t.mfu(s.tokens_per_s);
       s.comm_ms = world_size > 1 ? comm_acc / double(window_steps) : -1.0;
       s.mem_bytes = t.device_peak_bytes() > 0 ? t.device_peak_bytes() : peak_rss_bytes() - g_rss_at_start;
       s.eta_s = all_secs / double(step - first_step) * double(to.steps - step);

@@ -49,7 +49,8 @@ static std::string step_counter(int64_t step, int64_t total) {
 std::string format_progress_line(const StepStats& s) {
   return "step " + step_counter(s.step, s.total_steps) + printf_string(" | loss %.4f", s.loss) +
          printf_string(" | lr %.2e", s.lr) + printf_string(" | gnorm %.3f", s.grad_norm) + " | " +
-         human_count(s.tokens_per_s) + " tok/s" + printf_string(" | %.1f ms/step", s.step_ms) +
+         human_count(s.tokens_per_s) + " tok/s" + (s.mfu >= 0 ? printf_string(" | mfu %.1f%%", 100 * s.mfu) : "") +
+         printf_string(" | %.1f ms/step", s.step_ms) +
          (s.comm_ms >= 0 ? printf_string(" | comm %.1f ms", s.comm_ms) : std::string()) + " | mem " +
          human_bytes(double(s.mem_bytes)) + " | eta " + human_duration(s.eta_s);
 }
@@ -81,6 +82,7 @@ Status MetricsWriter::write(const StepStats& s, std::optional<double> eval_loss)
                               {"tokens_per_s", s.tokens_per_s},
                               {"step_ms", s.step_ms},
                               {"mem_bytes", s.mem_bytes}};
+  if (s.mfu >= 0) j["mfu"] = s.mfu;
   if (s.comm_ms >= 0) j["exposed_comm_ms"] = s.comm_ms;
   if (eval_loss) j["eval_loss"] = *eval_loss;
   const std::string line = j.dump() + "\n";

@@ -23,10 +23,12 @@ struct StepStats {
   int64_t mem_bytes = 0;     // peak memory the run added on this rank (GPU: device allocations)
   double eta_s = 0;          // estimated seconds to train.steps
   double comm_ms = -1;       // exposed communication per step (waited for, not overlapped); < 0: one rank
+  double mfu = -1;           // model FLOPs utilisation (Trainer::mfu); < 0: not shown
 };
 
-// "step   40/200 | loss 2.3412 | lr 2.95e-03 | gnorm 0.812 | 48.2k tok/s | 21.3 ms/step |
-//  comm 1.2 ms | mem 35.1 MiB | eta 0:00:03" (one line, no newline; comm only with several ranks).
+// "step   40/200 | loss 2.3412 | lr 2.95e-03 | gnorm 0.812 | 48.2k tok/s | mfu 12.3% |
+//  21.3 ms/step | comm 1.2 ms | mem 35.1 MiB | eta 0:00:03" (one line, no newline; comm only
+//  with several ranks).
 std::string format_progress_line(const StepStats& s);
 // "eval step   50/200 | val loss 2.1034 | 4.1k tokens"
 std::string format_eval_line(int64_t step, int64_t total_steps, double eval_loss, int64_t tokens);
@@ -36,7 +38,7 @@ std::string human_count(double v);
 std::string human_bytes(double bytes);
 std::string human_duration(double seconds);
 
-// Appends one JSON object per line: step, loss, lr, grad_norm, tokens_per_s, step_ms,
+// Appends one JSON object per line: step, loss, lr, grad_norm, tokens_per_s, mfu, step_ms,
 // mem_bytes, and eval_loss when given. Each line is flushed, so a crash loses nothing
 // already logged. Non-finite numbers are written as null (JSON has no NaN).
 class MetricsWriter {

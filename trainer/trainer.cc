@@ -116,6 +116,8 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
                   << " other tensors there skipped)";
   }
   t->plan_mem_ = trainer::memory_plan(c);
+  t->flops_per_token_ = model_flops_per_token(opts, c);
+  t->peak_flops_ = c.hardware.peak_flops;
   // Training and eval steps never overlap: one arena serves both (the plan counts the larger).
   auto arena = t->backend_->allocate(size_t(std::max(c.train.arena_bytes, c.eval.arena_bytes)));
   t->train_ = std::make_unique<runtime::Executor>(std::move(c.train), *t->backend_, t->mesh_.get(), arena);

@@ -77,6 +77,12 @@ class Trainer {
   int world_size() const { return world_ ? world_->size() : 1; }
   // Peak device memory of this process's GPU allocations (0 on the CPU: see peak RSS there).
   int64_t device_peak_bytes() const { return backend_->peak_bytes(); }
+  // Model FLOPs utilisation of a throughput (tokens/s over all ranks): 6·N_dense + 6·L·d·T
+  // FLOPs per token (--plan's count) against the cost model's peak per rank (train.hardware:
+  // 989 TFLOP/s on H100/H200, 380 GFLOP/s for the CPU preset) times the ranks.
+  double mfu(double tokens_per_s) const {
+    return tokens_per_s * flops_per_token_ / (peak_flops_ * double(world_size()));
+  }
 
  private:
   explicit Trainer(const Options& o) : opts_(o) {}
@@ -91,6 +97,7 @@ class Trainer {
   std::unique_ptr<runtime::Executor> train_, eval_;
   std::optional<DataLoader> train_data_, val_;
   MemoryPlan plan_mem_;
+  double flops_per_token_ = 0, peak_flops_ = 1;
   int64_t step_ = 0;
 };
 

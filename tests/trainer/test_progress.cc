@@ -33,6 +33,8 @@ TEST_CASE("the progress line shows every number on one aligned line") {
   CHECK(format_progress_line(s).rfind("step 200/200 |", 0) == 0);  // same width as step 40
   s.comm_ms = 1.25;  // several ranks: the exposed communication joins the line
   CHECK(format_progress_line(s).find("| 21.3 ms/step | comm 1.2 ms | mem ") != std::string::npos);
+  s.mfu = 0.4137;  // a trainer's run: the utilisation follows the throughput
+  CHECK(format_progress_line(s).find("| 48.2k tok/s | mfu 41.4% | 21.3 ms/step |") != std::string::npos);
   CHECK(format_eval_line(50, 200, 2.10344, 4096) == "eval step  50/200 | val loss 2.1034 | 4.1k tokens");
 }
 
@@ -42,7 +44,9 @@ TEST_CASE("the metrics writer creates directories and writes one JSON object per
   {
     auto w = MetricsWriter::open(path, false);
     REQUIRE(w.ok());
-    REQUIRE(w->write({10, 100, 2.5, 1e-3, 0.5, 1000, 20, 4096, 1}).ok());
+    StepStats first{10, 100, 2.5, 1e-3, 0.5, 1000, 20, 4096, 1};
+    first.mfu = 0.25;
+    REQUIRE(w->write(first).ok());
     REQUIRE(w->write({20, 100, NAN, 1e-3, 0.5, 1000, 20, 4096, 1}, 2.25).ok());
   }
   {
@@ -57,6 +61,8 @@ TEST_CASE("the metrics writer creates directories and writes one JSON object per
   for (const char* k : {"step", "loss", "lr", "grad_norm", "tokens_per_s", "step_ms", "mem_bytes"})
     CHECK(lines[0].contains(k));
   CHECK(lines[0]["step"] == 10);
+  CHECK(lines[0]["mfu"] == 0.25);
+  CHECK(!lines[1].contains("mfu"));  // not measured: not written
   CHECK(!lines[0].contains("eval_loss"));
   CHECK(lines[1]["loss"].is_null());  // NaN has no JSON spelling
   CHECK(lines[1]["eval_loss"] == 2.25);
