@@ -22,10 +22,11 @@ class FuseAccumulate final : public Pass {
       return p >= 0 && g.nodes[p].op == Op::matmul && g.nodes[p].inputs.size() == 2 && uses[m] == 1 &&
              g.type(x) == g.type(m);
     };
-    // x can be read by the GEMM at node j without waiting longer for anything.
+    // x can be read by the GEMM at node j without waiting longer for anything: not the result
+    // of a collective or of a fetch from host memory, which the add waits for later.
     auto ready_at = [&](ValueId x, int j) {
       const int p = producer[x];
-      return p < j && (p < 0 || !ir::is_collective(g.nodes[p].op));
+      return p < j && (p < 0 || (!ir::is_collective(g.nodes[p].op) && !ir::is_transfer(g.nodes[p].op)));
     };
 
     // In graph order, so a chain's inner add is already a 3-operand matmul when the outer one

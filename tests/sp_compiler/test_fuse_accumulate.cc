@@ -55,7 +55,7 @@ TEST_CASE("fuse_accumulate folds exactly the eligible adds, each where its GEMM 
   const ValueId x = b.input("x", DType::f32, {2, 3, 4}), a = b.input("a", DType::f32, {2, 3, 5});
   const ValueId bias = b.input("bias", DType::f32, {4});
   std::vector<ValueId> w;
-  for (int i = 0; i < 8; ++i) w.push_back(b.input("w" + std::to_string(i), DType::f32, {4, 5}));
+  for (int i = 0; i < 9; ++i) w.push_back(b.input("w" + std::to_string(i), DType::f32, {4, 5}));
   auto mm = [&](int i) { return b.linear(a, w[i]); };
 
   const ValueId y0 = b.add(x, mm(0));  // a residual add: folds at the matmul
@@ -72,12 +72,17 @@ TEST_CASE("fuse_accumulate folds exactly the eligible adds, each where its GEMM 
   const ValueId m7 = mm(7);
   const ValueId late = b.silu(y2);
   const ValueId y7 = b.add(m7, late);  // its x comes after the matmul: folds at the add
-  b.output("out", b.add(b.add(y2, y3), b.add(outer, y7)));
+  // x comes back from host memory: folding at the matmul would wait for the fetch there.
+  const ValueId fetched = b.op1(Op::fetch, {b.op1(Op::offload, {x}, ir::NoAttrs{})}, ir::NoAttrs{});
+  const ValueId m8 = mm(8);
+  const ValueId between = b.silu(y7);
+  const ValueId y8 = b.add(fetched, m8);
+  b.output("out", b.add(b.add(b.add(y2, y3), b.add(outer, between)), y8));
   const int adds = count(g, Op::add, 2);
   fuse(g);
 
-  CHECK(count(g, Op::add, 2) == adds - 4);
-  CHECK(count(g, Op::matmul, 3) == 4);
+  CHECK(count(g, Op::add, 2) == adds - 5);
+  CHECK(count(g, Op::matmul, 3) == 5);
   CHECK(count(g, Op::matmul, 2) == 4);
   auto inputs = [&](ValueId v) { return g.nodes[size_t(producer(g, v))].inputs; };
   CHECK(inputs(y0) == std::vector<ValueId>{a, w[0], x});
@@ -87,6 +92,8 @@ TEST_CASE("fuse_accumulate folds exactly the eligible adds, each where its GEMM 
   CHECK(producer(g, y0) < producer(g, m1));     // at the matmul's place
   CHECK(producer(g, inner) < producer(g, late));
   CHECK(producer(g, y7) > producer(g, late));   // after its x
+  CHECK(inputs(y8) == std::vector<ValueId>{a, w[8], fetched});
+  CHECK(producer(g, y8) > producer(g, between));  // at the add's place
   CHECK(g.nodes[size_t(producer(g, y1))].op == Op::add);
   CHECK(g.nodes[size_t(producer(g, y2))].op == Op::add);
   CHECK(g.nodes[size_t(producer(g, y3))].op == Op::add);
