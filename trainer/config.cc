@@ -46,6 +46,8 @@ void for_each_field(O& o, F&& f) {
   f("train", "lr", t.lr);
   f("train", "min_lr", t.min_lr);
   f("train", "warmup_steps", t.warmup_steps);
+  f("train", "lr_schedule", t.lr_schedule);
+  f("train", "decay_steps", t.decay_steps);
   f("train", "weight_decay", t.weight_decay);
   f("train", "beta1", t.beta1);
   f("train", "beta2", t.beta2);
@@ -299,6 +301,9 @@ Status validate(const Options& o, int world_size, const std::string& source_name
   if (t.min_lr < 0) return bad("train.min_lr", t.min_lr, "≥ 0");
   if (t.min_lr > t.lr) return bad("train.min_lr", t.min_lr, "≤ train.lr = " + json(t.lr).dump());
   if (t.warmup_steps < 0) return bad("train.warmup_steps", t.warmup_steps, "≥ 0");
+  if (!one_of(t.lr_schedule, {"cosine", "linear", "constant", "wsd"}))
+    return bad("train.lr_schedule", t.lr_schedule, "\"cosine\", \"linear\", \"constant\" or \"wsd\"");
+  if (t.decay_steps < 0) return bad("train.decay_steps", t.decay_steps, "≥ 0 (0 = a fifth of the steps after warmup)");
   if (t.weight_decay < 0) return bad("train.weight_decay", t.weight_decay, "≥ 0");
   if (t.beta1 < 0 || t.beta1 >= 1) return bad("train.beta1", t.beta1, "in [0, 1)");
   if (t.beta2 < 0 || t.beta2 >= 1) return bad("train.beta2", t.beta2, "in [0, 1)");

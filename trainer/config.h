@@ -33,8 +33,12 @@ struct TrainOptions {
   int64_t grad_accum_steps = 1;  // micro-batches per optimizer step (gradients summed in place)
   int64_t steps = 200;          // optimizer steps in total
   double lr = 3e-3;             // peak learning rate, reached after warmup_steps
-  double min_lr = 3e-4;         // cosine decay floor, reached at `steps`
+  double min_lr = 3e-4;         // decay floor, reached at `steps`
   int64_t warmup_steps = 20;    // linear warmup length
+  // After warmup (trainer/schedule.h): "cosine" to min_lr, "linear" to min_lr, "constant" at
+  // lr, or "wsd" (warmup-stable-decay): lr until the last decay_steps, then linear to min_lr.
+  std::string lr_schedule = "cosine";
+  int64_t decay_steps = 0;      // "wsd": length of the final decay; 0 = a fifth of the steps after warmup
   double weight_decay = 0.1;    // AdamW decoupled decay (not applied to norms/biases)
   double beta1 = 0.9;           // AdamW first-moment decay, in [0, 1)
   double beta2 = 0.95;          // AdamW second-moment decay, in [0, 1)

@@ -189,6 +189,8 @@ TEST_CASE("impossible values are errors naming the key and what was expected") {
       {{"train.lr=-0.1"}, "train.lr", "≥ 0"},
       {{"train.min_lr=0.1", "train.lr=0.01"}, "train.min_lr", "≤ train.lr"},
       {{"train.beta1=1.0"}, "train.beta1", "in [0, 1)"},
+      {{"train.lr_schedule=step"}, "train.lr_schedule", "\"cosine\", \"linear\", \"constant\" or \"wsd\""},
+      {{"train.decay_steps=-5"}, "train.decay_steps", "≥ 0"},
       {{"train.beta2=-0.5"}, "train.beta2", "in [0, 1)"},
       {{"train.dtype=fp16"}, "train.dtype", "\"f32\" or \"bf16\""},
       {{"train.device=tpu"}, "train.device", "\"cpu\" or \"cuda\""},
