@@ -245,6 +245,7 @@ class Bench:
         self.a = a
         self.t_start = time.time()
         self.hung = None  # the shortest length at which autosp-train timed out before any step
+        self.probe_sets = []  # extra --set for a probe run (the one-layer model at the longest length)
         self.runner = Runner(a.deadline, "build/bench/logs")  # each run's whole output (not in $OUT: 8 files at most)
         self.cfg = load_config(a.config, a.sets)
         self.mc = model_counts(self.cfg.get("model", {}))
@@ -289,7 +290,7 @@ class Bench:
             args += ["--set", f"train.device={a.device}"]
         if a.dtype:
             args += ["--set", f"train.dtype={a.dtype}"]
-        for s in a.sets:
+        for s in a.sets + self.probe_sets:
             args += ["--set", s]
         return args
 
@@ -359,9 +360,10 @@ class Bench:
             ms = statistics.median(x["step_ms"] for x in measured)
             batch = int(self.cfg.get("train", {}).get("batch_size", 1))
             tps = T * batch / (ms / 1000)
+            mc = model_counts(load_config(a.config, a.sets + self.probe_sets).get("model", {})) if self.probe_sets else self.mc
             case.update(steps_done=len(rows), step_ms_all=[round(x["step_ms"], 2) for x in rows],
                         step_ms_median=round(ms, 2), tokens_per_s=round(tps),
-                        mfu=round(tps * flops_per_token(self.mc, T) / PEAK_FLOPS, 4),
+                        mfu=round(tps * flops_per_token(mc, T) / PEAK_FLOPS, 4),
                         peak_mem_gib=round(max(x.get("mem_bytes", 0) for x in rows) / GIB, 3),
                         loss_first=rows[0].get("loss"), loss_last=rows[-1].get("loss"))
             if len(rows) < steps:
@@ -481,6 +483,16 @@ class Bench:
         steps = self.a.steps or 1
         case = self.train(T, plan_t, label="autosp-longest", steps=steps, warm=0 if steps == 1 else 1)
         entry["case"] = case
+        if "skipped" in case:
+            # The whole step outlasts what is left of the device call (at ~2M tokens it is ~18
+            # minutes on an H200): one layer at the same length instead, whose memory and step
+            # time the plan predicts for that one-layer model. It runs every kernel at this
+            # length (row counts past 2^31 elements included), and checks the plan's memory
+            # where a layer's working set is largest; the whole model's figure stays a plan.
+            self.probe_sets = ["model.n_layers=1"]
+            plan_1, _ = self.plan(T)
+            entry["one_layer"] = self.train(T, plan_1, label="autosp-longest-1layer", steps=1, warm=0)
+            self.probe_sets = []
         self.save()
 
     def print_table(self):
@@ -519,6 +531,12 @@ class Bench:
                                                       f"{m['case'].get('plan', {}).get('total_gib')} planned"
                                                       if m.get("case", {}).get("tokens_per_s") else
                                                       (m.get("case", {}).get("skipped") or m.get("error") or "failed")))
+            one = m.get("one_layer")
+            if one:
+                log(f"  one layer at {one['seq_len']} tokens: " +
+                    (f"{one['step_ms_median'] / 1000:.1f} s/step (predicted {one['plan'].get('pred_step_s')} s), "
+                     f"{one['peak_mem_gib']} GiB measured vs {one['plan'].get('total_gib')} planned"
+                     if one.get("tokens_per_s") else (one.get("skipped") or "failed")))
         log(f"wrote {self.a.out} ({r['elapsed_s']} s)")
 
 

@@ -11,7 +11,9 @@
 # 131k and 2 beyond: the steps after the first), peak device memory from the metrics file;
 # then ../shared/bench/torch_llama_baseline.py (carried in .gpu/bench/) on the same GPU:
 # eager and torch.compile at <= 32k tokens, eager with --ckpt --ce-chunk 8192 beyond. Long mode
-# then plans the longest context (--plan --max-seq --memory-gib) and trains one step of it.
+# then plans the longest context (--plan --max-seq --memory-gib) and trains one step of it; when
+# that step would outlast the deadline (~2M tokens: ~18 minutes on an H200), it trains one step
+# of a one-layer model at that length instead, against that model's own plan.
 # train.memory_gib is 90% of the card (the budget recompute auto and --max-seq plan for).
 # Data: uniform random u16 tokens < 32000 written to build/data/random32k.u16 (documents
 # off). Each run has a timeout (autosp: 120 s up to 32k tokens) and nothing starts past
