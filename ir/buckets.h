@@ -4,6 +4,7 @@
 // (sp_compiler/zero_shard.cc makes the plan and rewrites the graph) and the runtime (which
 // allocates shards, runs the optimizer on them, and writes them to checkpoints).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,14 +53,23 @@ struct BucketPlan {
   // f32 master shard, instead of one f32 buffer whose slice is the shard.
   bool separate_master(const Bucket& b) const { return stage < 3 && b.gather != DType::f32; }
   // Bytes one rank keeps for a bucket, what runtime/zero_params.cc allocates (and --plan
-  // counts): the whole bucket below stage 3 (plus the f32 master shard when the whole copy is
-  // bf16), else the shard; gradients whole at stage 1, else the shard; two f32 moments.
+  // counts, with send_bytes): the whole bucket below stage 3 (plus the f32 master shard when
+  // the whole copy is bf16), else the shard; gradients whole at stage 1, else the shard; two
+  // f32 moments.
   int64_t param_bytes(const Bucket& b) const {
     if (stage == 3) return 4 * shard_numel(b);
     return int64_t(dtype_size(b.gather)) * b.padded + (separate_master(b) ? 4 * shard_numel(b) : 0);
   }
   int64_t grad_bytes(const Bucket& b) const { return 4 * (stage == 1 ? b.padded : shard_numel(b)); }
   int64_t optimizer_bytes(const Bucket& b) const { return 8 * shard_numel(b); }
+  // The one send buffer of the gathers after an update (stages 1-2): the largest shard in its
+  // gathered type (runtime/zero_params.cc reuses it for every bucket).
+  int64_t send_bytes() const {
+    int64_t most = 0;
+    if (stage < 3)
+      for (const Bucket& b : buckets) most = std::max(most, int64_t(dtype_size(b.gather)) * shard_numel(b));
+    return most;
+  }
   // Bytes of the whole bucket that the gather after an update fills (stages 1-2; 0 at stage 3).
   int64_t update_gather_bytes(const Bucket& b) const {
     return stage < 3 ? int64_t(dtype_size(b.gather)) * b.padded : 0;

@@ -21,7 +21,8 @@ namespace autosp::runtime {
 // Bytes this rank keeps for the whole run (activations are the arena, apart).
 struct PersistentBytes {
   int64_t params = 0, grads = 0, optimizer = 0;
-  int64_t total() const { return params + grads + optimizer; }
+  int64_t buffers = 0;  // ZeRO 1-2: the send buffer of the gathers after the update
+  int64_t total() const { return params + grads + optimizer + buffers; }
 };
 
 class ParameterState {

@@ -35,6 +35,10 @@ class ZeroState final : public ParameterState {
       : plan_(plan), world_(world), device_world_(device_world), device_(device) {
     AUTOSP_CHECK(plan.stage >= 1 && plan.stage <= 3 && plan.world == world.size()) << "bucket plan for stage "
                                                                                      << plan.stage;
+    // One send buffer for the gathers after the update (stages 1-2), as large as the largest
+    // bucket's shard in its gathered type: the gathers run one after another (in stream order
+    // on a device), so each conversion writes it only after the previous gather has sent it.
+    const size_t send_bytes = size_t(plan_.send_bytes());
     for (const ir::Bucket& b : plan_.buckets) {
       const int64_t S = plan_.shard_numel(b);
       State st;
@@ -48,7 +52,9 @@ class ZeroState final : public ParameterState {
       st.exp_avg_sq = Tensor::zeros(DType::f32, {S});
       buckets_.push_back(std::move(st));
     }
+    send_.resize(send_bytes);  // the host buckets' gathers (live ones, or the mirror's at a resume)
     if (!device_) return;
+    if (send_bytes > 0) send_dev_ = device_->allocate(send_bytes);
     for (size_t k = 0; k < buckets_.size(); ++k) {
       const ir::Bucket& b = plan_.buckets[k];
       const State& h = buckets_[k];
@@ -64,7 +70,6 @@ class ZeroState final : public ParameterState {
       d.grad = alloc(DType::f32, h.grad.shape());
       d.exp_avg = alloc(DType::f32, h.exp_avg.shape());
       d.exp_avg_sq = alloc(DType::f32, h.exp_avg_sq.shape());
-      if (plan_.stage < 3) d.send = alloc(b.gather, h.shard.shape());
       dev_.push_back(std::move(d));
     }
     // Gradients start as the host's zeros, as on the CPU (a norm before any step reads them).
@@ -151,20 +156,22 @@ class ZeroState final : public ParameterState {
                                  st.exp_avg_sq.data<float>() + i, z - a, lr, cfg.beta1, cfg.beta2, cfg.eps,
                                  e.shape.rank() >= 2 ? cfg.weight_decay : 0.0f, step, grad_scale);
       }
-      if (plan_.stage < 3) {  // every rank needs the whole updated bucket for the next step
-        send_.resize(size_t(S(b)) * dtype_size(b.gather));
+      if (plan_.stage < 3)  // every rank needs the whole updated bucket for the next step
         gather_shard(host_mem_ops(), world_, b, st.shard, send_.data(), st.full);
-      }
     }
   }
 
+  // What the live tensors hold (the device's on a device; the host mirror is not counted).
   PersistentBytes persistent_bytes() const override {
     PersistentBytes p;
-    for (const ir::Bucket& b : plan_.buckets) {
-      p.params += plan_.param_bytes(b);
-      p.grads += plan_.grad_bytes(b);
-      p.optimizer += plan_.optimizer_bytes(b);
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const State& st = device_ ? dev_[k] : buckets_[k];
+      if (plan_.stage < 3) p.params += int64_t(st.full.nbytes());
+      if (plan_.stage == 3 || plan_.separate_master(plan_.buckets[k])) p.params += int64_t(st.shard.nbytes());
+      p.grads += int64_t(st.grad.nbytes());
+      p.optimizer += int64_t(st.exp_avg.nbytes() + st.exp_avg_sq.nbytes());
     }
+    p.buffers = device_ ? (send_dev_ ? int64_t(send_dev_->bytes()) : 0) : int64_t(send_.size());
     return p;
   }
 
@@ -224,10 +231,7 @@ class ZeroState final : public ParameterState {
       std::memcpy(st.shard.raw(), mine.param[k].raw(), bytes);  // maybe a view of `full` (stages 1-2)
       std::memcpy(st.exp_avg.raw(), mine.exp_avg[k].raw(), bytes);
       std::memcpy(st.exp_avg_sq.raw(), mine.exp_avg_sq[k].raw(), bytes);
-      if (plan_.stage < 3) {
-        send_.resize(size_t(S(plan_.buckets[k])) * dtype_size(plan_.buckets[k].gather));
-        gather_shard(host_mem_ops(), world_, plan_.buckets[k], st.shard, send_.data(), st.full);
-      }
+      if (plan_.stage < 3) gather_shard(host_mem_ops(), world_, plan_.buckets[k], st.shard, send_.data(), st.full);
     }
     push();
     return Status::Ok();
@@ -239,7 +243,6 @@ class ZeroState final : public ParameterState {
     Tensor shard;  // this rank's f32 parameter elements (a view of an f32 `full` below stage 3)
     Tensor grad;   // stage 1: whole bucket; stages 2-3: this rank's shard
     Tensor exp_avg, exp_avg_sq;
-    Tensor send;   // device, stages 1-2: the all_gather's send buffer (the shard in the gathered type)
   };
 
   // Fills `full` (stages 1-2) from every rank's f32 shard: the shard, converted to the
@@ -282,7 +285,7 @@ class ZeroState final : public ParameterState {
     device_->synchronize();
     MemOps& mem = device_->mem(ir::Stream::comm);
     for (size_t k = 0; k < buckets_.size(); ++k)
-      gather_shard(mem, device_world_, plan_.buckets[k], dev_[k].shard, dev_[k].send.raw(), dev_[k].full);
+      gather_shard(mem, device_world_, plan_.buckets[k], dev_[k].shard, send_dev_->data(), dev_[k].full);
     mem.synchronize();
     device_->synchronize();
   }
@@ -323,7 +326,8 @@ class ZeroState final : public ParameterState {
   Backend* device_;             // null: the host buckets are the live ones
   std::vector<State> buckets_;  // live on the host, else the device's mirror
   std::vector<State> dev_;
-  std::vector<std::byte> send_;  // host all_gather send buffer, reused across steps
+  std::vector<std::byte> send_;        // stages 1-2, host: the gathers' send buffer
+  std::shared_ptr<Storage> send_dev_;  // stages 1-2, device: the same on the device
 };
 
 }  // namespace

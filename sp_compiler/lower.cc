@@ -55,12 +55,13 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
   return peak;
 }
 
-// The most bytes alive at once: the lower bound of any placement.
+// The most bytes alive at once: the lower bound of any placement. An interval may end at n
+// (a collective waited for at the step's end).
 int64_t live_peak(const std::vector<Interval>& iv, int n) {
-  std::vector<int64_t> delta(size_t(n) + 1, 0);
+  std::vector<int64_t> delta(size_t(n) + 2, 0);
   for (const Interval& i : iv) {
-    delta[size_t(i.begin)] += i.bytes;
-    delta[size_t(i.end) + 1] -= i.bytes;
+    delta.at(size_t(i.begin)) += i.bytes;  // at(): a bad interval throws, not corrupts
+    delta.at(size_t(i.end) + 1) -= i.bytes;
   }
   int64_t cur = 0, peak = 0;
   for (int64_t d : delta) peak = std::max(peak, cur += d);

@@ -224,10 +224,11 @@ int run(const Flags& f) {
     }
     std::printf("\n");
     const runtime::PersistentBytes pb = t.params().persistent_bytes();
-    std::printf("persistent memory per rank (zero %lld): parameters %s, gradients %s, optimizer %s, total %s; "
+    const std::string buffers = pb.buffers > 0 ? ", gather buffer " + human_bytes(double(pb.buffers)) : "";
+    std::printf("persistent memory per rank (zero %lld): parameters %s, gradients %s, optimizer %s%s, total %s; "
                 "activation arena %s\n",
                 (long long)opts.parallel.zero_stage, human_bytes(double(pb.params)).c_str(),
-                human_bytes(double(pb.grads)).c_str(), human_bytes(double(pb.optimizer)).c_str(),
+                human_bytes(double(pb.grads)).c_str(), human_bytes(double(pb.optimizer)).c_str(), buffers.c_str(),
                 human_bytes(double(pb.total())).c_str(), human_bytes(double(t.memory_plan().train_arena)).c_str());
     std::fflush(stdout);
   }

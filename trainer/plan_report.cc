@@ -38,6 +38,7 @@ MemoryPlan memory_plan(const Compiled& c) {
       m.grads += c.buckets.grad_bytes(b);
       m.optimizer += c.buckets.optimizer_bytes(b);
     }
+    m.buffers = c.buckets.send_bytes();
   }
   m.train_arena = c.train.arena_bytes;
   m.eval_arena = c.eval.arena_bytes;
@@ -214,6 +215,9 @@ std::string format_plan(const Options& o, const Compiled& c) {
       c.buckets.stage == 3 ? sharded : "");
   add("  gradients    %12s  (fp32%s)\n", human_bytes(double(m.grads)).c_str(), c.buckets.stage >= 2 ? sharded : "");
   add("  optimizer    %12s  (AdamW exp_avg + exp_avg_sq%s)\n", human_bytes(double(m.optimizer)).c_str(), sharded);
+  if (m.buffers > 0)
+    add("  buffers      %12s  (the send buffer of the gather after the update: the largest shard)\n",
+        human_bytes(double(m.buffers)).c_str());
   add("  activations  %12s  (train-step arena, liveness-planned; eval %s)\n",
       human_bytes(double(m.train_arena)).c_str(), human_bytes(double(m.eval_arena)).c_str());
   add("  workspace    %12s  (%s kernels' scratch beside the arena)\n", human_bytes(double(m.workspace)).c_str(),

@@ -12,11 +12,14 @@ namespace autosp::trainer {
 // Bytes per rank, known before anything runs.
 struct MemoryPlan {
   int64_t params = 0, grads = 0, optimizer = 0;
+  int64_t buffers = 0;  // ZeRO 1-2: the send buffer of the gathers after the update
   int64_t train_arena = 0, eval_arena = 0;
   int64_t workspace = 0;  // kernels' scratch beside the arena (kernel_workspace_bytes)
   int64_t num_params = 0;
   int64_t host = 0;  // offloaded activations' host arena (not in total(): device bytes)
-  int64_t total() const { return params + grads + optimizer + std::max(train_arena, eval_arena) + workspace; }
+  int64_t total() const {
+    return params + grads + optimizer + buffers + std::max(train_arena, eval_arena) + workspace;
+  }
 };
 MemoryPlan memory_plan(const Compiled& c);
 

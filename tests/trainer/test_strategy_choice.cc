@@ -22,14 +22,22 @@ double step_s(const Compiled& c, const Options& o) {
 Compiled check_auto_is_fastest(const Options& o, int world, const std::string& hardware) {
   auto c = trainer::compile(o, world, "", hardware);
   REQUIRE(c.ok());
-  // In the cases below some strategy fits, so auto's choice must.
-  CHECK(trainer::fits_budgets(o, c.value()));
+  // In the cases below some strategy fits, so auto's choice must: both budgets, checked here
+  // from the plan itself (0 = no limit).
+  const int64_t budget = int64_t(o.train.memory_gib * double(1ll << 30));
+  const int64_t host_budget = int64_t(o.train.host_memory_gib * double(1ll << 30));
+  auto fits = [&](const Compiled& x) {
+    return (budget == 0 || trainer::memory_plan(x).total() <= budget) && (host_budget == 0 || x.train.host_bytes <= host_budget);
+  };
+  CHECK(fits(c.value()));
+  CHECK(trainer::fits_budgets(o, c.value()) == fits(c.value()));
   for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
     Options forced = o;
     forced.parallel.sp_strategy = strategy;
     auto f = trainer::compile(forced, world, "", hardware);
     REQUIRE(f.ok());
-    if (!trainer::fits_budgets(o, f.value())) continue;
+    CHECK(trainer::fits_budgets(o, f.value()) == fits(f.value()));
+    if (!fits(f.value())) continue;
     INFO(strategy << ": " << step_s(f.value(), forced) << " s, auto: " << step_s(c.value(), o) << " s");
     CHECK(step_s(c.value(), o) <= step_s(f.value(), forced) * (1 + 1e-9));
   }

@@ -78,16 +78,21 @@ TEST_CASE("persistent bytes per rank follow each stage's formula", "[zero]") {
         if (c.rank() == 0) {
           got = t.value()->params().persistent_bytes();
           n = t.value()->params().num_elements();
-          CHECK(got.total() == t.value()->memory_plan().params + t.value()->memory_plan().grads +
-                                   t.value()->memory_plan().optimizer);  // --plan predicts it
+          const auto& mp = t.value()->memory_plan();
+          CHECK(got.total() == mp.params + mp.grads + mp.optimizer + mp.buffers);  // --plan predicts it
+          CHECK(got.buffers == mp.buffers);
+          // The gather's one send buffer, at stages 1-2: some bucket's shard, no more than all.
+          CHECK((got.buffers > 0) == (stage == 1 || stage == 2));
+          CHECK(got.buffers <= got.optimizer / 2);
         }
       });
       REQUIRE(n > 0);
       const double N = double(n);
       const double expect[4] = {16 * N, 8 * N + 8 * N / W, 4 * N + 12 * N / W, 16 * N / W};
-      INFO("got " << got.total() << " bytes, formula " << expect[stage]);
+      const double state = double(got.params + got.grads + got.optimizer);
+      INFO("got " << state << " bytes, formula " << expect[stage]);
       // Padding: fewer than W elements per bucket per buffer; the tiny model has < 10 buckets.
-      CHECK(std::abs(double(got.total()) - expect[stage]) <= 16.0 * 10 * W);
+      CHECK(std::abs(state - expect[stage]) <= 16.0 * 10 * W);
     }
   }
 }
@@ -193,7 +198,7 @@ TEST_CASE("bf16 ZeRO-1/2: matrices whole in bf16 beside f32 master shards", "[ze
           if (c.rank() != 0) return;
           (half ? bf16 : f32) = t.value()->params().persistent_bytes();
           const auto& mp = t.value()->memory_plan();
-          if (half) planned = mp.params + mp.grads + mp.optimizer;
+          if (half) planned = mp.params + mp.grads + mp.optimizer + mp.buffers;
         });
       }
       CHECK(bf16.total() == planned);  // --plan predicts it
