@@ -71,126 +71,174 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
   std::vector<int> comm_list;
   for (int i = 0; i < n; ++i)
     if (comm[i]) comm_list.push_back(i);
-  std::vector<int> compute_pos(n, -1);
-  for (int k = 0; k < int(order.size()); ++k) compute_pos[order[k]] = k;
-  const int end = int(order.size());
-  // First compute consumer (position in `order`) of each collective, through chains of
-  // collectives feeding collectives.
-  std::vector<int> first_use(n, end);
-  // Whether the step's own compute reads a collective's result. A consumer whose results
-  // nothing reads (the unpack of a stage-0 gradient bucket into the step's outputs) only
-  // hands the result over at the end: such a collective is a gradient reduction as far as the
-  // budget is concerned.
-  std::vector<bool> read_in_step(n, false);
-  for (int j = int(comm_list.size()) - 1; j >= 0; --j) {
-    const int c = comm_list[j];
-    for (int u : consumers[c]) {
-      first_use[c] = std::min(first_use[c], comm[u] ? first_use[u] : compute_pos[u]);
-      read_in_step[c] = read_in_step[c] || (comm[u] ? read_in_step[u] : !consumers[u].empty());
-    }
-  }
-  // Activation transfers. An offload is waited for after its source's last forward reader, so
-  // the copy overlaps that compute and the source's bytes live no longer than they did; it
-  // holds no device bytes of its own, so it is not budgeted. A fetch must not come back long
-  // before the backward needs it (that would keep the activation on the device after all):
-  // it may start only once compute reaches the first use of the fetch needed just before it,
-  // one kept tensor of lookahead.
-  std::vector<int> gate(n, 0);
-  {
-    std::vector<int> fetches;
-    for (int c : comm_list) {
-      const ir::Op op = p.instrs[c].op;
-      if (op == ir::Op::offload) {
-        read_in_step[c] = false;
-        int at = 0;
-        for (int d : deps[c]) {
-          at = std::max(at, compute_pos[d] + 1);
-          for (int u : consumers[d])
-            if (!comm[u]) at = std::max(at, compute_pos[u]);
-        }
-        first_use[c] = std::min(at, end);
-      }
-      if (op == ir::Op::fetch) fetches.push_back(c);
-    }
-    std::stable_sort(fetches.begin(), fetches.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
-    for (size_t j = 1; j < fetches.size(); ++j) gate[fetches[j]] = first_use[fetches[j - 1]];
-    if (!fetches.empty()) {  // the first: once every offload has been issued (the forward is done)
-      for (int c : comm_list)
-        if (p.instrs[c].op == ir::Op::offload) gate[fetches[0]] = std::max(gate[fetches[0]], first_use[c]);
-    }
-  }
-  std::vector<int> by_urgency = comm_list;
-  std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
-  // The budget, by default, is relative to each collective: it may start ahead of its use
-  // while at most twice its own bytes are in flight — Q, K and V's all-to-alls together, or
-  // the next two buckets of a layer's size — so a one-off large collective (the embedding
-  // table's gather) does not let every layer's buckets in at once, and small ones do not
-  // crowd in behind large ones. inflight_bytes > 0 sets one fixed budget instead.
-  const int64_t budget = opt.inflight_bytes;
-  auto over_budget = [&](int64_t inflight, int64_t bytes) {
-    return budget > 0 ? inflight + bytes > budget : inflight > 2 * bytes;
+  // The issue plan for a compute order: where each collective is issued and waited for.
+  struct Issue {
+    std::vector<std::vector<int>> issue_at;  // collectives issued before order[k]
+    std::vector<int> wait_pos;
+    std::vector<bool> read_in_step;
   };
-  std::vector<std::vector<int>> issue_at(order.size() + 1);  // collectives issued before order[k]
-  std::vector<int> issued_pos(n, -1);
-  std::multimap<int, int64_t> inflight;  // wait position -> bytes (budgeted collectives only)
-  int64_t inflight_bytes = 0;
-  size_t n_issued = 0;
-  for (int k = 0; k <= end && n_issued < comm_list.size(); ++k) {
-    for (auto it = inflight.begin(); it != inflight.end() && it->first <= k;) {
-      inflight_bytes -= it->second;
-      it = inflight.erase(it);
+  auto plan_issue = [&](const std::vector<int>& ord) {
+    std::vector<int> compute_pos(n, -1);
+    for (int k = 0; k < int(ord.size()); ++k) compute_pos[ord[k]] = k;
+    const int end = int(ord.size());
+    // First compute consumer (position in `ord`) of each collective, through chains of
+    // collectives feeding collectives.
+    std::vector<int> first_use(n, end);
+    // Whether the step's own compute reads a collective's result. A consumer whose results
+    // nothing reads (the unpack of a stage-0 gradient bucket into the step's outputs) only
+    // hands the result over: such a collective is a gradient reduction as far as the budget is
+    // concerned.
+    std::vector<bool> read_in_step(n, false);
+    for (int j = int(comm_list.size()) - 1; j >= 0; --j) {
+      const int c = comm_list[j];
+      for (int u : consumers[c]) {
+        first_use[c] = std::min(first_use[c], comm[u] ? first_use[u] : compute_pos[u]);
+        read_in_step[c] = read_in_step[c] || (comm[u] ? read_in_step[u] : !consumers[u].empty());
+      }
     }
-    for (bool progress = true; progress;) {  // a collective feeding another can go in the same round
-      progress = false;
-      for (int c : by_urgency) {
-        if (issued_pos[c] >= 0) continue;
-        bool ready = k >= gate[c] || first_use[c] <= k;
-        for (int d : deps[c]) ready = ready && (comm[d] ? issued_pos[d] >= 0 : compute_pos[d] < k);
-        if (!ready) continue;
-        const bool budgeted = read_in_step[c];
-        const int64_t bytes = out_bytes(p, p.instrs[c]);
-        if (budgeted && first_use[c] > k && inflight_bytes > 0 && over_budget(inflight_bytes, bytes)) continue;
-        issue_at[k].push_back(c);
-        issued_pos[c] = k;
-        ++n_issued;
-        progress = true;
-        if (budgeted) {
-          inflight.insert({first_use[c], bytes});
-          inflight_bytes += bytes;
+    // Activation transfers. An offload is waited for after its source's last forward reader, so
+    // the copy overlaps that compute and the source's bytes live no longer than they did; it
+    // holds no device bytes of its own, so it is not budgeted. A fetch must not come back long
+    // before the backward needs it (that would keep the activation on the device after all):
+    // it may start only once compute reaches the first use of the fetch needed just before it,
+    // one kept tensor of lookahead.
+    std::vector<int> gate(n, 0);
+    {
+      std::vector<int> fetches;
+      for (int c : comm_list) {
+        const ir::Op op = p.instrs[c].op;
+        if (op == ir::Op::offload) {
+          read_in_step[c] = false;
+          int at = 0;
+          for (int d : deps[c]) {
+            at = std::max(at, compute_pos[d] + 1);
+            for (int u : consumers[d])
+              if (!comm[u]) at = std::max(at, compute_pos[u]);
+          }
+          first_use[c] = std::min(at, end);
+        }
+        if (op == ir::Op::fetch) fetches.push_back(c);
+      }
+      std::stable_sort(fetches.begin(), fetches.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
+      for (size_t j = 1; j < fetches.size(); ++j) gate[fetches[j]] = first_use[fetches[j - 1]];
+      if (!fetches.empty()) {  // the first: once every offload has been issued (the forward is done)
+        for (int c : comm_list)
+          if (p.instrs[c].op == ir::Op::offload) gate[fetches[0]] = std::max(gate[fetches[0]], first_use[c]);
+      }
+    }
+    std::vector<int> by_urgency = comm_list;
+    std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
+    // The budget, by default, is relative to each collective: it may start ahead of its use
+    // while at most twice its own bytes are in flight — Q, K and V's all-to-alls together, or
+    // the next two buckets of a layer's size — so a one-off large collective (the embedding
+    // table's gather) does not let every layer's buckets in at once, and small ones do not
+    // crowd in behind large ones. inflight_bytes > 0 sets one fixed budget instead.
+    const int64_t budget = opt.inflight_bytes;
+    auto over_budget = [&](int64_t inflight, int64_t bytes) {
+      return budget > 0 ? inflight + bytes > budget : inflight > 2 * bytes;
+    };
+    std::vector<std::vector<int>> issue_at(ord.size() + 1);  // collectives issued before ord[k]
+    std::vector<int> issued_pos(n, -1);
+    std::multimap<int, int64_t> inflight;  // wait position -> bytes (budgeted collectives only)
+    int64_t inflight_bytes = 0;
+    size_t n_issued = 0;
+    for (int k = 0; k <= end && n_issued < comm_list.size(); ++k) {
+      for (auto it = inflight.begin(); it != inflight.end() && it->first <= k;) {
+        inflight_bytes -= it->second;
+        it = inflight.erase(it);
+      }
+      for (bool progress = true; progress;) {  // a collective feeding another can go in the same round
+        progress = false;
+        for (int c : by_urgency) {
+          if (issued_pos[c] >= 0) continue;
+          bool ready = k >= gate[c] || first_use[c] <= k;
+          for (int d : deps[c]) ready = ready && (comm[d] ? issued_pos[d] >= 0 : compute_pos[d] < k);
+          if (!ready) continue;
+          const bool budgeted = read_in_step[c];
+          const int64_t bytes = out_bytes(p, p.instrs[c]);
+          if (budgeted && first_use[c] > k && inflight_bytes > 0 && over_budget(inflight_bytes, bytes)) continue;
+          issue_at[k].push_back(c);
+          issued_pos[c] = k;
+          ++n_issued;
+          progress = true;
+          if (budgeted) {
+            inflight.insert({first_use[c], bytes});
+            inflight_bytes += bytes;
+          }
         }
       }
     }
-  }
-  AUTOSP_CHECK(n_issued == comm_list.size()) << "schedule left a collective unissued";
+    AUTOSP_CHECK(n_issued == comm_list.size()) << "schedule left a collective unissued";
 
-  // Gradient reductions (results read only after the step, or by a final unpack) are waited
-  // for once the reductions issued after them add up to twice their own bytes, at a later
-  // compute instruction, not at the step's end: until its wait a collective's buffers cannot
-  // be reused, and waiting at the end kept every layer's packed gradients alive for the whole
-  // backward. The stream is FIFO, so a wait also waits for everything queued before it: no
-  // reduction is waited for before an earlier one is due, or a small bucket's wait would
-  // drain the queue behind it.
-  std::vector<int> wait_pos = first_use;
-  std::vector<int> reductions;  // in issue order
-  for (int k = 0; k <= end; ++k)
-    for (int c : issue_at[k])
-      if (!read_in_step[c] && p.instrs[c].op != ir::Op::offload) reductions.push_back(c);
-  int due_before = 0;  // the latest wait of an earlier reduction
-  for (size_t j = 0; j < reductions.size(); ++j) {
-    const int c = reductions[j];
-    const int64_t bytes = out_bytes(p, p.instrs[c]);
-    int due = end;
-    int64_t after = 0;
-    for (size_t m = j + 1; m < reductions.size(); ++m) {
-      after += out_bytes(p, p.instrs[reductions[m]]);
-      if (after >= 2 * bytes && issued_pos[reductions[m]] > issued_pos[c]) {
-        due = issued_pos[reductions[m]];
-        break;
+    // Gradient reductions (results read only after the step, or by a final unpack) are waited
+    // for once the reductions issued after them add up to twice their own bytes, at a later
+    // compute instruction, not at the step's end: until its wait a collective's buffers cannot
+    // be reused, and waiting at the end kept every layer's packed gradients alive for the whole
+    // backward. The stream is FIFO, so a wait also waits for everything queued before it: no
+    // reduction is waited for before an earlier one is due, or a small bucket's wait would
+    // drain the queue behind it.
+    std::vector<int> wait_pos = first_use;
+    std::vector<int> reductions;  // in issue ord
+    for (int k = 0; k <= end; ++k)
+      for (int c : issue_at[k])
+        if (!read_in_step[c] && p.instrs[c].op != ir::Op::offload) reductions.push_back(c);
+    int due_before = 0;  // the latest wait of an earlier reduction
+    for (size_t j = 0; j < reductions.size(); ++j) {
+      const int c = reductions[j];
+      const int64_t bytes = out_bytes(p, p.instrs[c]);
+      int due = end;
+      int64_t after = 0;
+      for (size_t m = j + 1; m < reductions.size(); ++m) {
+        after += out_bytes(p, p.instrs[reductions[m]]);
+        if (after >= 2 * bytes && issued_pos[reductions[m]] > issued_pos[c]) {
+          due = issued_pos[reductions[m]];
+          break;
+        }
+      }
+      due_before = std::max(due_before, due);
+      wait_pos[c] = std::min(wait_pos[c], due_before);
+    }
+    Issue r;
+    r.issue_at = std::move(issue_at);
+    r.wait_pos = std::move(wait_pos);
+    r.read_in_step = std::move(read_in_step);
+    return r;
+  };
+  Issue plan = plan_issue(order);
+
+  // 2b. A compute instruction that only hands gradient reductions over to the step's outputs
+  //     (stage 0's unpack of a bucket into each parameter's gradient) moves to where its
+  //     reductions are waited for, so their buffers are freed there instead of at the end.
+  {
+    std::vector<int> target(n, -1);
+    bool any = false;
+    for (int k = 0; k < int(order.size()); ++k) {
+      const int u = order[k];
+      if (!consumers[u].empty() || deps[u].empty()) continue;
+      int at = -1;
+      bool hand_over = true;
+      for (int d : deps[u]) {
+        hand_over = hand_over && comm[d] && !plan.read_in_step[d] && p.instrs[d].op != ir::Op::offload;
+        if (hand_over) at = std::max(at, plan.wait_pos[d]);
+      }
+      if (hand_over && at < k) {
+        target[u] = at;
+        any = true;
       }
     }
-    due_before = std::max(due_before, due);
-    wait_pos[c] = std::min(wait_pos[c], due_before);
+    if (any) {
+      std::vector<int> moved;
+      for (int k = 0; k < int(order.size()); ++k) {
+        for (int u : order)
+          if (target[u] == k) moved.push_back(u);
+        if (target[order[k]] < 0) moved.push_back(order[k]);
+      }
+      order = std::move(moved);
+      plan = plan_issue(order);
+    }
   }
+  std::vector<std::vector<int>>& issue_at = plan.issue_at;
+  const std::vector<int>& wait_pos = plan.wait_pos;
 
   // 3. Emit, and point each collective at the instruction that waits for it.
   std::vector<ir::Instr> out;

@@ -12,7 +12,8 @@
 // bucket's gradients) moves right after its inputs are ready, and gradient reductions start
 // as soon as their bucket is complete, so the reduction of layer l's bucket overlaps the
 // backward of layer l-1; each is waited for once the reductions started after it add up to
-// twice its bytes (so its buffers are reused during the backward, not held to the end).
+// twice its bytes (so its buffers are reused during the backward, not held to the end), and
+// stage 0's unpack of a reduced bucket into the step's outputs moves to that wait.
 // Other waits stay as late as possible. Every rank computes the same
 // schedule, so collectives are issued in the same order everywhere.
 //

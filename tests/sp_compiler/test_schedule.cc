@@ -250,6 +250,35 @@ TEST_CASE("gradients: a reduction is waited for once twice its bytes have follow
   CHECK(before_end >= 4);  // the first layers' buckets, not only the end
 }
 
+// Stage 0 unpacks each reduced bucket into the parameters' gradients (the step's outputs):
+// the unpack moves to where its reduction is waited for, so the reduced bucket is freed during
+// the backward instead of every bucket staying alive to the end.
+TEST_CASE("stage 0: a bucket's gradients are unpacked where its reduction is waited for", "[schedule]") {
+  const ir::Program p = compile(llama(6), 2, "ulysses", 0, true);
+  check_invariants(p);
+  const int n = int(p.instrs.size());
+  const int last_attention_bwd = find(p, [](const ir::Instr& i) { return i.op == ir::Op::attention_backward; }, 5);
+  REQUIRE(last_attention_bwd >= 0);
+  int unpacks = 0, early = 0;
+  for (int i = 0; i < n; ++i) {
+    const ir::Instr& ins = p.instrs[i];
+    if (ins.op != ir::Op::unpack || p.slots[ins.out[0]].kind != ir::Slot::Kind::external) continue;
+    ++unpacks;
+    int reduction = -1;  // the all_reduce whose result it reads
+    for (int j = 0; j < i; ++j)
+      if (p.instrs[j].op == ir::Op::all_reduce && root(p, p.instrs[j].out[0]) == root(p, ins.in[0])) reduction = j;
+    REQUIRE(reduction >= 0);
+    INFO("unpack at " << i << ", its all_reduce at " << reduction << " waited at " << p.instrs[reduction].wait_before);
+    CHECK(p.instrs[reduction].wait_before <= i);
+    // Right after the wait: nothing but other unpacks and collectives' starts in between.
+    for (int k = p.instrs[reduction].wait_before; k < i; ++k)
+      CHECK((p.instrs[k].op == ir::Op::unpack || p.instrs[k].stream == ir::Stream::comm));
+    early += i < last_attention_bwd;
+  }
+  CHECK(unpacks == 8);  // embedding, 6 layers, final norm + head
+  CHECK(early >= 2);    // during the backward, not only at the end
+}
+
 TEST_CASE("ZeRO-3: the next bucket's parameters are gathered while this layer computes, not all at once",
           "[schedule]") {
   const ir::Program p = compile(llama(3), 2, "ulysses", 3, true);
