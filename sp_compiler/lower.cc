@@ -180,10 +180,14 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
       continue;
     }
     // reshape and unpack are views of their input unless a result must land in an output
-    // buffer of its own.
+    // buffer of its own; so is the pack of one tensor that needs no padding (a ZeRO bucket
+    // holding one large matrix: the packed copy would double its bytes where it is made).
     bool any_output = false;
     for (ValueId v : n.outputs) any_output = any_output || output_name.count(v);
-    if ((n.op == ir::Op::reshape || n.op == ir::Op::unpack) && !any_output) {
+    const bool whole_pack = n.op == ir::Op::pack && n.inputs.size() == 1 &&
+                            g.type(n.inputs[0]).shape.numel() == g.type(n.outputs[0]).shape.numel() &&
+                            g.type(n.inputs[0]).dtype == g.type(n.outputs[0]).dtype;
+    if ((n.op == ir::Op::reshape || n.op == ir::Op::unpack || whole_pack) && !any_output) {
       const int src = slot_of[n.inputs[0]];
       const bool src_alias = p.slots[src].kind == Slot::Kind::alias;
       const int root = src_alias ? p.slots[src].alias_of : src;

@@ -74,6 +74,31 @@ TEST_CASE("lowering removes dead nodes, turns reshapes into views and binds outp
   CHECK(p.outputs.size() == 2);
 }
 
+// A ZeRO bucket holding one tensor that needs no padding (one large matrix) is that tensor:
+// its pack would only copy it, doubling its bytes where the copy is made. With padding, or
+// several tensors, the pack stays.
+TEST_CASE("the pack of one tensor that needs no padding is a view of it", "[lower]") {
+  for (int64_t padded : {12, 16}) {
+    ir::Graph g;
+    ir::Builder b(g);
+    const ir::ValueId x = b.input("x", DType::f32, {2, 6});
+    const ir::ValueId y = b.silu(x);
+    b.output("out", b.op1(ir::Op::all_reduce, {b.op1(ir::Op::pack, {y}, ir::PackAttrs{padded})},
+                          ir::GroupAttrs{ir::MeshGroup::world, 2}));
+    const ir::Program p = sp::lower(g).value();
+    int packs = 0, reduce = -1;
+    for (int i = 0; i < int(p.instrs.size()); ++i) {
+      packs += p.instrs[i].op == ir::Op::pack;
+      if (p.instrs[i].op == ir::Op::all_reduce) reduce = i;
+    }
+    REQUIRE(reduce >= 0);
+    INFO("padded " << padded);
+    CHECK(packs == (padded == 12 ? 0 : 1));
+    const ir::Slot& in = p.slots[p.instrs[reduce].in[0]];
+    CHECK((in.kind == ir::Slot::Kind::alias && in.alias_of == p.instrs[0].out[0]) == (padded == 12));
+  }
+}
+
 TEST_CASE("a fused matmul accumulates in place over an operand that dies there, and only then", "[lower]") {
   ir::Graph g;
   ir::Builder b(g);
