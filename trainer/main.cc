@@ -33,6 +33,7 @@ struct Flags {
   std::string resume, dump_ir, export_file, trace, hardware;
   bool eval_only = false, plan = false, profile = false, max_seq = false;
   double memory_gib = -1;
+  int plan_world = 0;  // --world: the ranks --plan plans for outside mpirun (0: parallel.sp)
   int verbose = 0;
 };
 
@@ -156,8 +157,13 @@ int run(const Flags& f) {
     AUTOSP_LOG(1) << ranks_here << " ranks share " << kernels::cpu::available_cores() << " cores here: " << threads
                   << " CPU kernel thread(s) each (OMP_NUM_THREADS overrides)";
   }
-  // --plan outside mpirun plans for the mesh the config asks for (dp 1 x parallel.sp).
-  const int plan_world = f.plan && !world ? int(std::max<int64_t>(1, opts.parallel.sp)) : world_size;
+  // --plan outside mpirun plans for --world ranks, by default the mesh the config asks for
+  // (dp 1 x parallel.sp); under mpirun, for the ranks it has.
+  if (f.plan_world != 0 && (!f.plan || world))
+    return fail(2, InvalidArgument("--world goes with --plan outside mpirun (under mpirun the plan is for its ranks)"));
+  if (f.plan_world < 0) return fail(2, InvalidArgument("--world " + std::to_string(f.plan_world) + ": expected ≥ 1"));
+  const int plan_world =
+      f.plan && !world ? (f.plan_world > 0 ? f.plan_world : int(std::max<int64_t>(1, opts.parallel.sp))) : world_size;
   // Agree first: validation then fails on every rank or on none, so all return together.
   if (world)
     if (Status s = agree_on_config(*world, opts); !s.ok()) return fail(2, s);
@@ -311,6 +317,9 @@ int main(int argc, char** argv) {
                "Print the plan (mesh, SP strategy per attention op, recompute policy, communication per step, "
                "memory per rank) and stop before training");
   app.add_flag("--max-seq", f.max_seq, "With --plan: search the longest train.seq_len that fits --memory-gib per rank");
+  app.add_option("--world", f.plan_world,
+                 "With --plan outside mpirun: plan for this many ranks, data parallel over parallel.sp "
+                 "(default: parallel.sp)");
   app.add_option("--memory-gib", f.memory_gib, "Per-rank memory budget in GiB (sets train.memory_gib)");
   app.add_option("--hardware", f.hardware,
                  "The cost model's machine, for --plan and sp_strategy auto (sets train.hardware): cpu, h100, h200, "

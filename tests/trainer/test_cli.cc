@@ -139,12 +139,27 @@ TEST_CASE("plan the longest sequence that fits a memory budget", "[cli][plan]") 
   CHECK(run("--max-seq").code == 2);  // needs --plan and a budget
 }
 
+// --world plans a world larger than one SP group outside mpirun: data parallel over the rest,
+// with the gradients' reductions over the world and the tokens of every replica.
+TEST_CASE("plan a data-parallel world with --world", "[cli][plan]") {
+  Run r = run("--plan --world 4 --set parallel.sp=2");
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "world 4 = dp 2 x sp 2"));
+  CHECK(has(r.out, "all_reduce (world)"));
+  CHECK(run("--plan --world 3 --set parallel.sp=2").code == 2);  // sp must divide the world
+  Run negative = run("--plan --world=-1");
+  CHECK(negative.code == 2);
+  CHECK(has(negative.out, "--world -1: expected ≥ 1"));
+  CHECK(run("--world 2 --set train.steps=1").code == 2);        // planning only
+}
+
 TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);
   for (const char* f :
        {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan", "--export", "--profile", "--trace",
-        "--max-seq", "--memory-gib", "--hardware"})
+        "--max-seq", "--memory-gib", "--hardware", "--world"})
     CHECK(has(r.out, f));
 }
 
