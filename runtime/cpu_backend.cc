@@ -183,10 +183,10 @@ class CpuBackend final : public Backend {
       case Op::offload:
       case Op::fetch:
         break;  // communication: the executor runs these with its communicators (transfers by copy)
-      case Op::pack: {  // concatenate, then zero the padding
+      case Op::pack: {  // concatenate (a part written in place is skipped: lower.cc), then zero the padding
         char* dst = static_cast<char*>(out[0].raw());
         for (const Tensor& t : in) {
-          std::memcpy(dst, t.raw(), t.nbytes());
+          if (t.raw() != dst) std::memcpy(dst, t.raw(), t.nbytes());
           dst += t.nbytes();
         }
         std::memset(dst, 0, size_t(static_cast<char*>(out[0].raw()) + out[0].nbytes() - dst));

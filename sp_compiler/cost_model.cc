@@ -113,6 +113,10 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
         c.compute_s += f / (hw.peak_flops * hw.attention_eff);
         break;
       }
+      case ir::Op::pack:  // parts written in place by their producers (lower.cc) move no bytes here
+        for (int s : in)
+          if (p.root(s) != ins.out[0]) mem_bytes += 2 * bytes(p, s);
+        break;
       default:
         if (ir::is_collective(ins.op) || ir::is_transfer(ins.op)) break;
         for (int s : ins.in) mem_bytes += bytes(p, s);

@@ -111,6 +111,39 @@ void accumulate_in_place(Program& p) {
   }
 }
 
+// A pack's part that is a whole arena tensor dying at the pack is written in place instead:
+// the part becomes a view of its place in the packed buffer (as DeepSpeed's contiguous
+// gradient buffer), so the gradients of a ZeRO bucket are not copied, and the bucket's bytes
+// do not sit beside its parts' at the pack. The pack then only zeroes the padding (its
+// kernels skip a part already where it belongs) and still orders the reduction after every
+// part. The packed buffer lives from its first part's producer instead of from the pack.
+void pack_in_place(Program& p) {
+  const Liveness live(p);
+  for (int i = 0; i < int(p.instrs.size()); ++i) {
+    const ir::Instr& ins = p.instrs[i];
+    if (ins.op != ir::Op::pack || p.slots[ins.out[0]].kind != Slot::Kind::arena) continue;
+    const int packed = ins.out[0];
+    int64_t offset = 0;
+    for (int part : ins.in) {
+      const int r = p.root(part);
+      const int64_t bytes = p.slots[part].type.shape.numel() * int64_t(dtype_size(p.slots[part].type.dtype));
+      const bool whole = p.slots[r].kind == Slot::Kind::arena && p.slots[part].alias_offset == 0 &&
+                         p.slots[r].type == p.slots[part].type;
+      if (whole && live.last[r] == i && r != packed) {
+        for (Slot& v : p.slots)  // views of the part now view the packed buffer
+          if (v.kind == Slot::Kind::alias && v.alias_of == r) {
+            v.alias_of = packed;
+            v.alias_offset += offset;
+          }
+        p.slots[r].kind = Slot::Kind::alias;
+        p.slots[r].alias_of = packed;
+        p.slots[r].alias_offset = offset;
+      }
+      offset += bytes;
+    }
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -232,8 +265,9 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   label(p);
   schedule(p, schedule_opts);
   accumulate_in_place(p);
+  pack_in_place(p);
 
-  // Liveness of arena slots, after accumulate_in_place made some outputs views.
+  // Liveness of arena slots, after accumulate_in_place and pack_in_place made some views.
   const Liveness live(p);
   const std::vector<int>& first = live.first;
   const std::vector<int>& last = live.last;

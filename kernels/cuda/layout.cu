@@ -141,7 +141,8 @@ void pack(const std::vector<const void*>& parts, const std::vector<int64_t>& byt
   int64_t at = 0;
   for (size_t k = 0; k < parts.size(); ++k) {
     AUTOSP_CHECK(bytes[k] >= 0 && at + bytes[k] <= out_bytes) << "pack: part " << k << " overruns " << out_bytes;
-    if (bytes[k] > 0)
+    // A part already in its place (written there by its producer: sp_compiler/lower.cc) is not copied.
+    if (bytes[k] > 0 && parts[k] != static_cast<const char*>(out) + at)
       CUDA_CHECK(
           cudaMemcpyAsync(static_cast<char*>(out) + at, parts[k], size_t(bytes[k]), cudaMemcpyDeviceToDevice, s));
     at += bytes[k];

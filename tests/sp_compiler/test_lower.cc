@@ -99,6 +99,34 @@ TEST_CASE("the pack of one tensor that needs no padding is a view of it", "[lowe
   }
 }
 
+// A pack's parts that die there are written in place: each becomes a view of its place in
+// the packed buffer (no copy, no second set of bytes at the pack); a part still read after
+// the pack keeps its own buffer and is copied.
+TEST_CASE("a pack's parts that die there are written in its buffer", "[lower]") {
+  ir::Graph g;
+  ir::Builder b(g);
+  const ir::ValueId x = b.input("x", DType::f32, {2, 6});
+  const ir::ValueId dies = b.silu(x), stays = b.scale(x, 2.0f), also_dies = b.gelu(x);
+  const ir::ValueId packed = b.op1(ir::Op::pack, {dies, stays, also_dies}, ir::PackAttrs{40});
+  b.output("out", b.op1(ir::Op::all_reduce, {packed}, ir::GroupAttrs{ir::MeshGroup::world, 2}));
+  b.output("later", b.scale(stays, 3.0f));  // read after the pack
+  const ir::Program p = sp::lower(g).value();
+  int pack = -1;
+  for (int i = 0; i < int(p.instrs.size()); ++i)
+    if (p.instrs[i].op == ir::Op::pack) pack = i;
+  REQUIRE(pack >= 0);
+  const ir::Instr& ins = p.instrs[pack];
+  const int buffer = ins.out[0];
+  auto in_place = [&](int k, int64_t offset) {
+    const ir::Slot& s = p.slots[ins.in[k]];
+    return s.kind == ir::Slot::Kind::alias && s.alias_of == buffer && s.alias_offset == offset;
+  };
+  CHECK(in_place(0, 0));
+  CHECK_FALSE(p.slots[ins.in[1]].kind == ir::Slot::Kind::alias);
+  CHECK(in_place(2, 2 * 12 * 4));
+  CHECK(p.arena_bytes >= 40 * 4);
+}
+
 TEST_CASE("a fused matmul accumulates in place over an operand that dies there, and only then", "[lower]") {
   ir::Graph g;
   ir::Builder b(g);
