@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "core/log.h"
@@ -30,7 +31,7 @@ namespace {
 struct Flags {
   std::string config;
   std::vector<std::string> sets;
-  std::string resume, dump_ir, export_file, trace, hardware;
+  std::string resume, dump_ir, export_file, trace, hardware, plan_json;
   bool eval_only = false, plan = false, profile = false, max_seq = false;
   double memory_gib = -1;
   int plan_world = 0;  // --world: the ranks --plan plans for outside mpirun (0: parallel.sp)
@@ -169,6 +170,7 @@ int run(const Flags& f) {
     if (Status s = agree_on_config(*world, opts); !s.ok()) return fail(2, s);
   if (Status s = validate(opts, plan_world, "config " + f.config); !s.ok()) return fail(2, s);
 
+  int64_t longest = -1;  // --max-seq's answer, for --plan-json
   if (f.plan && f.max_seq) {
     const int64_t budget = int64_t(opts.train.memory_gib * double(1ll << 30));
     auto len = longest_seq_len(opts, plan_world, budget, hardware_preset(opts, ""));
@@ -176,6 +178,7 @@ int run(const Flags& f) {
     if (rank == 0)
       std::printf("longest train.seq_len within %.3g GiB per rank: %lld tokens (recompute %s)\n", opts.train.memory_gib,
                   (long long)len.value(), opts.train.recompute.c_str());
+    longest = len.value();
     if (len.value() > 0) {  // then plan that length
       opts.train.seq_len = len.value();
       opts.model.max_seq_len = std::max(opts.model.max_seq_len, len.value());
@@ -184,9 +187,18 @@ int run(const Flags& f) {
   if (f.plan) {
     auto c = compile(opts, plan_world, f.dump_ir, hardware_preset(opts, ""));
     if (!c.ok()) return fail(2, c.status());
-    auto prediction = format_prediction(opts, c.value());
+    auto prediction = predict(opts, c.value());
     if (!prediction.ok()) return fail(2, prediction.status());
-    if (rank == 0) std::printf("%s%s", format_plan(opts, c.value()).c_str(), prediction.value().c_str());
+    if (rank != 0) return 0;
+    std::printf("%s%s", format_plan(opts, c.value()).c_str(),
+                format_prediction(opts, c.value(), prediction.value()).c_str());
+    if (!f.plan_json.empty()) {
+      nlohmann::json j = plan_json(opts, c.value(), prediction.value());
+      if (longest >= 0) j["longest_seq_len"] = {{"tokens", longest}, {"memory_gib", opts.train.memory_gib}};
+      std::ofstream out(f.plan_json);
+      out << j.dump(2) << "\n";
+      if (!out) return fail(2, IoError("--plan-json " + f.plan_json + ": cannot write"));
+    }
     return 0;
   }
   // Opening data and reading checkpoints can fail on one rank only (a file missing on one
@@ -317,6 +329,9 @@ int main(int argc, char** argv) {
                "Print the plan (mesh, SP strategy per attention op, recompute policy, communication per step, "
                "memory per rank) and stop before training");
   app.add_flag("--max-seq", f.max_seq, "With --plan: search the longest train.seq_len that fits --memory-gib per rank");
+  app.add_option("--plan-json", f.plan_json,
+                 "With --plan: also write the plan (memory in bytes, communication, decisions, predictions) "
+                 "as JSON to this file");
   app.add_option("--world", f.plan_world,
                  "With --plan outside mpirun: plan for this many ranks, data parallel over parallel.sp "
                  "(default: parallel.sp)");

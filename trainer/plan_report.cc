@@ -145,6 +145,21 @@ std::vector<CommVolume> communication_per_step(const ir::Program& p) {
   return out;
 }
 
+std::vector<CommVolume> step_communication(const Compiled& c) {
+  std::vector<CommVolume> comm = communication_per_step(c.train);
+  if (c.buckets.stage > 0 && c.buckets.stage < 3 && c.mesh.world() > 1) {
+    // The optimizer's gather of the updated buckets runs after the program (runtime/zero_params.cc).
+    CommVolume after{"all_gather (world, after the update)", 0, 0};
+    const int P = c.mesh.world();
+    for (const ir::Bucket& b : c.buckets.buckets) {
+      after.calls += 1;
+      after.bytes += c.buckets.update_gather_bytes(b) / P * (P - 1);
+    }
+    comm.push_back(after);
+  }
+  return comm;
+}
+
 std::string format_plan(const Options& o, const Compiled& c) {
   std::string s;
   char line[512];
@@ -186,17 +201,7 @@ std::string format_plan(const Options& o, const Compiled& c) {
   add("recompute: %s%s - %s\n", sp::recompute_name(c.recompute),
       c.mlp_chunks > 1 ? (", MLP in " + std::to_string(c.mlp_chunks) + " sequence chunks").c_str() : "",
       c.recompute_reason.c_str());
-  auto comm = communication_per_step(c.train);
-  if (c.buckets.stage > 0 && c.buckets.stage < 3 && c.mesh.world() > 1) {
-    // The optimizer's gather of the updated buckets runs after the program (runtime/zero_params.cc).
-    CommVolume after{"all_gather (world, after the update)", 0, 0};
-    const int P = c.mesh.world();
-    for (const ir::Bucket& b : c.buckets.buckets) {
-      after.calls += 1;
-      after.bytes += c.buckets.update_gather_bytes(b) / P * (P - 1);
-    }
-    comm.push_back(after);
-  }
+  const auto comm = step_communication(c);
   if (!comm.empty()) {
     add("communication per training step, per rank:\n");
     int64_t total = 0;
@@ -239,14 +244,13 @@ double model_flops_per_token(const Options& o, const Compiled& c) {
   return 6.0 * dense + 6.0 * double(o.model.n_layers) * double(o.model.d_model) * double(o.train.seq_len);
 }
 
-StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
-  std::string s;
-  char line[512];
+StatusOr<Prediction> predict(const Options& o, const Compiled& c) {
+  Prediction r;
   const int world = c.mesh.world();
   // An optimizer step runs the training program once per micro-batch.
   const double micro = double(o.train.grad_accum_steps);
-  const double tokens = micro * double(c.mesh.dp) * double(o.train.batch_size) * double(o.train.seq_len);
-  const double per_token = model_flops_per_token(o, c);
+  r.tokens_per_step = micro * double(c.mesh.dp) * double(o.train.batch_size) * double(o.train.seq_len);
+  r.flops_per_token = model_flops_per_token(o, c);
   // The optimizer step: every parameter on one rank without ZeRO, else this rank's shards,
   // and below stage 3 the gather of the whole updated buckets.
   int64_t updated = models::num_params(c.forward), gathered = 0;
@@ -258,26 +262,14 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
     }
   }
   // Every program here was compiled for c.hardware.
-  auto describe = [&](const std::string& label, sp::StepCost k) {
+  auto add = [&](const std::string& label, sp::StepCost k) {
     for (double* t : {&k.compute_s, &k.memory_s, &k.comm_s, &k.exposed_comm_s}) *t *= micro;
     k.optimizer_s = sp::optimizer_step_s(updated, gathered, c.hardware, world);
-    const double mfu = tokens * per_token / (k.step_s() * c.hardware.peak_flops * world);
-    std::snprintf(line, sizeof line,
-                  "  %-22s step %9.3f s  %10s tok/s  MFU %5.1f%%  (compute %.3f s, memory %.3f s, "
-                  "communication %.3f s of which exposed %.3f s, optimizer %.3f s)\n",
-                  label.c_str(), k.step_s(), human_count(tokens / k.step_s()).c_str(), 100 * mfu, k.compute_s, k.memory_s,
-                  k.comm_s, k.exposed_comm_s, k.optimizer_s);
-    s += line;
+    r.steps.push_back({label, k, r.tokens_per_step / k.step_s(),
+                       r.tokens_per_step * r.flops_per_token / (k.step_s() * c.hardware.peak_flops * world)});
   };
-  std::snprintf(line, sizeof line, "prediction on %s (%d ranks, %.0f TFLOP/s peak per rank; MFU counts %.3g FLOP/token):\n",
-                c.hardware.name.c_str(), world, c.hardware.peak_flops / 1e12, per_token);
-  s += line;
-  if (o.data.documents && o.train.device == "cuda")
-    s += "  note: with data.documents, attention gets segment ids, which the CUDA backend runs on its own flash\n"
-         "        kernels (cuDNN is given no document masks yet); the predictions assume cuDNN's speed over the\n"
-         "        whole causal square, while documents do only their own squares' work\n";
-  describe("as planned (" + o.parallel.sp_strategy + ")", sp::predict_step(c.train, c.hardware, world, o.parallel.overlap));
-  if (c.mesh.sp <= 1) return s;
+  add("as planned (" + o.parallel.sp_strategy + ")", sp::predict_step(c.train, c.hardware, world, o.parallel.overlap));
+  if (c.mesh.sp <= 1) return r;
   std::vector<Compiled::Forced> forced = c.forced;  // compiled already when sp_strategy is auto
   if (forced.empty())
     for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
@@ -287,9 +279,70 @@ StatusOr<std::string> format_prediction(const Options& o, const Compiled& c) {
       forced.push_back({strategy, fc.plan.attention.empty() ? strategy : sp::strategy_name(fc.plan.attention[0].strategy),
                         sp::predict_step(fc.train, fc.hardware, world, o.parallel.overlap)});
     }
-  for (const Compiled::Forced& f : forced)
-    describe(f.got == f.strategy ? f.strategy : f.strategy + " -> " + f.got, f.cost);
+  for (const Compiled::Forced& f : forced) add(f.got == f.strategy ? f.strategy : f.strategy + " -> " + f.got, f.cost);
+  return r;
+}
+
+std::string format_prediction(const Options& o, const Compiled& c, const Prediction& r) {
+  std::string s;
+  char line[512];
+  std::snprintf(line, sizeof line, "prediction on %s (%d ranks, %.0f TFLOP/s peak per rank; MFU counts %.3g FLOP/token):\n",
+                c.hardware.name.c_str(), c.mesh.world(), c.hardware.peak_flops / 1e12, r.flops_per_token);
+  s += line;
+  if (o.data.documents && o.train.device == "cuda")
+    s += "  note: with data.documents, attention gets segment ids, which the CUDA backend runs on its own flash\n"
+         "        kernels (cuDNN is given no document masks yet); the predictions assume cuDNN's speed over the\n"
+         "        whole causal square, while documents do only their own squares' work\n";
+  for (const StepPrediction& p : r.steps) {
+    const sp::StepCost& k = p.cost;
+    std::snprintf(line, sizeof line,
+                  "  %-22s step %9.3f s  %10s tok/s  MFU %5.1f%%  (compute %.3f s, memory %.3f s, "
+                  "communication %.3f s of which exposed %.3f s, optimizer %.3f s)\n",
+                  p.label.c_str(), k.step_s(), human_count(p.tokens_per_s).c_str(), 100 * p.mfu, k.compute_s,
+                  k.memory_s, k.comm_s, k.exposed_comm_s, k.optimizer_s);
+    s += line;
+  }
   return s;
+}
+
+nlohmann::json plan_json(const Options& o, const Compiled& c, const Prediction& r) {
+  using nlohmann::json;
+  const MemoryPlan m = memory_plan(c);
+  json j;
+  j["model"] = {{"arch", o.model.arch}, {"layers", o.model.n_layers}, {"parameters", m.num_params}};
+  j["step"] = {{"seq_len", o.train.seq_len},   {"batch", o.train.batch_size}, {"micro_batches", o.train.grad_accum_steps},
+               {"world", c.mesh.world()},       {"dp", c.mesh.dp},             {"sp", c.mesh.sp},
+               {"zero_stage", c.buckets.stage}, {"dtype", o.train.dtype},      {"device", c.device}};
+  json attention = json::array();
+  for (const sp::AttentionDecision& d : c.plan.attention)
+    attention.push_back({{"strategy", sp::strategy_name(d.strategy)}, {"ulysses", d.inner}, {"ring", d.outer},
+                         {"kv_repeat", d.kv_repeat}, {"reason", d.reason}});
+  j["attention"] = attention;
+  j["recompute"] = {{"policy", sp::recompute_name(c.recompute)}, {"mlp_chunks", c.mlp_chunks},
+                    {"offload", c.offload}, {"reason", c.recompute_reason}};
+  json comm = json::array();
+  for (const CommVolume& v : step_communication(c)) comm.push_back({{"kind", v.kind}, {"calls", v.calls}, {"bytes", v.bytes}});
+  j["communication"] = comm;
+  j["memory_bytes"] = {{"parameters", m.params},      {"gradients", m.grads},         {"optimizer", m.optimizer},
+                       {"buffers", m.buffers},        {"activations", m.train_arena}, {"eval_activations", m.eval_arena},
+                       {"workspace", m.workspace},    {"total", m.total()},           {"host", m.host}};
+  json steps = json::array();
+  for (const StepPrediction& p : r.steps)
+    steps.push_back({{"label", p.label},
+                     {"step_s", p.cost.step_s()},
+                     {"tokens_per_s", p.tokens_per_s},
+                     {"mfu", p.mfu},
+                     {"compute_s", p.cost.compute_s},
+                     {"memory_s", p.cost.memory_s},
+                     {"communication_s", p.cost.comm_s},
+                     {"exposed_communication_s", p.cost.exposed_comm_s},
+                     {"optimizer_s", p.cost.optimizer_s}});
+  j["prediction"] = {{"hardware", c.hardware.name},
+                     {"peak_flops_per_rank", c.hardware.peak_flops},
+                     {"flops_per_token", r.flops_per_token},
+                     {"tokens_per_step", r.tokens_per_step},
+                     {"steps", steps}};
+  return j;
 }
 
 StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes,

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "trainer/compile.h"
 
 namespace autosp::trainer {
@@ -40,14 +42,30 @@ struct CommVolume {
   int64_t calls = 0, bytes = 0;
 };
 std::vector<CommVolume> communication_per_step(const ir::Program& p);
+// The program's, and at ZeRO 1-2 the optimizer's gather of the updated buckets after it.
+std::vector<CommVolume> step_communication(const Compiled& c);
 
 // The --plan report: mesh, layout, strategy per attention op with its reason, recompute
 // policy, communication per step, and memory per rank.
 std::string format_plan(const Options& opts, const Compiled& c);
 
-// Predicted step time, tokens/s and MFU on c.hardware, for the compiled strategy and for each
-// SP strategy forced in turn (each compiled here; no communicator needed).
-StatusOr<std::string> format_prediction(const Options& opts, const Compiled& c);
+// Predicted step time, tokens/s and MFU on c.hardware, for the compiled strategy and (under
+// SP) for each strategy forced in turn (compiled here unless auto compiled them already; no
+// communicator needed).
+struct StepPrediction {
+  std::string label;  // "as planned (auto)", "ring", "hybrid -> ulysses" (what the forced one became)
+  sp::StepCost cost;  // per optimizer step (micro-batches included), optimizer step included
+  double tokens_per_s = 0, mfu = 0;
+};
+struct Prediction {
+  double tokens_per_step = 0, flops_per_token = 0;
+  std::vector<StepPrediction> steps;  // [0]: as planned
+};
+StatusOr<Prediction> predict(const Options& opts, const Compiled& c);
+std::string format_prediction(const Options& opts, const Compiled& c, const Prediction& p);
+// Everything --plan prints, as JSON (--plan-json FILE): model, step shape and mesh, attention
+// decisions, recompute, communication, memory in bytes, predictions.
+nlohmann::json plan_json(const Options& opts, const Compiled& c, const Prediction& p);
 
 // Model FLOPs per token for MFU: 6·N_dense + 6·layers·d_model·seq_len (causal attention),
 // N_dense = parameters other than the input embedding table.

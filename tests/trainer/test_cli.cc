@@ -154,12 +154,43 @@ TEST_CASE("plan a data-parallel world with --world", "[cli][plan]") {
   CHECK(run("--world 2 --set train.steps=1").code == 2);        // planning only
 }
 
+// --plan-json writes what --plan prints: memory in bytes (adding up to the total), the step's
+// shape and mesh, decisions with reasons, communication and predictions; with --max-seq, the
+// longest length too (the one the text names).
+TEST_CASE("plan-json writes the plan as JSON", "[cli][plan]") {
+  const std::string file = autosp::testing::scratch_path("plan.json");
+  Run r = run("--plan --max-seq --memory-gib 0.1 --world 2 --set parallel.sp=2 --plan-json " + file);
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  std::ifstream in(file);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  const auto& m = j.at("memory_bytes");
+  CHECK(m.at("total").get<int64_t>() ==
+        m.at("parameters").get<int64_t>() + m.at("gradients").get<int64_t>() + m.at("optimizer").get<int64_t>() +
+            m.at("buffers").get<int64_t>() +
+            std::max(m.at("activations").get<int64_t>(), m.at("eval_activations").get<int64_t>()) +
+            m.at("workspace").get<int64_t>());
+  CHECK(m.at("total").get<int64_t>() <= int64_t(0.1 * (1 << 30)));  // the budget --max-seq searched under
+  CHECK(j.at("step").at("world") == 2);
+  CHECK(j.at("step").at("sp") == 2);
+  CHECK(j.at("attention").size() == 2);  // the tiny model's two layers
+  CHECK(!j.at("recompute").at("reason").get<std::string>().empty());
+  CHECK(j.at("communication").size() > 0);
+  const auto& steps = j.at("prediction").at("steps");
+  REQUIRE(steps.size() == 4);  // as planned, then each strategy forced
+  CHECK(steps[0].at("step_s").get<double>() > 0);
+  const int64_t longest = j.at("longest_seq_len").at("tokens");
+  CHECK(has(r.out, "per rank: " + std::to_string(longest) + " tokens"));
+  CHECK(j.at("step").at("seq_len") == longest);
+  CHECK(run("--plan --plan-json /nonexistent-dir/x.json").code == 2);
+}
+
 TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);
   for (const char* f :
        {"--config", "--set", "--resume", "--eval-only", "--dump-ir", "--plan", "--export", "--profile", "--trace",
-        "--max-seq", "--memory-gib", "--hardware", "--world"})
+        "--max-seq", "--memory-gib", "--hardware", "--world", "--plan-json"})
     CHECK(has(r.out, f));
 }
 
