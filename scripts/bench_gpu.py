@@ -186,37 +186,20 @@ def tail(text, n):
     return "\n".join(text.rstrip().splitlines()[-n:])
 
 
-def to_gib(value, unit):
-    return float(value) * {"B": 1 / GIB, "KiB": 1 / (1 << 20), "MiB": 1 / 1024, "GiB": 1.0}[unit]
-
-
-def parse_plan(text):
-    plan = {}
-    m = re.search(r"longest train\.seq_len within [\d.e+]+ GiB per rank: (\d+) tokens", text)
-    if m:
-        plan["longest_seq_len"] = int(m.group(1))
-    m = re.search(r"^plan: .*seq_len (\d+) x batch (\d+)", text, re.M)
-    if m:
-        plan["seq_len"], plan["batch"] = int(m.group(1)), int(m.group(2))
-    m = re.search(r"^recompute: (\S+?)(?:, MLP in (\d+) sequence chunks)? - (.*)$", text, re.M)
-    if m:
-        plan["recompute"], plan["mlp_chunks"], plan["recompute_reason"] = m.group(1), int(m.group(2) or 1), m.group(3)
-    mem = text.split("memory per rank:", 1)
-    if len(mem) == 2:
-        for key in ("parameters", "gradients", "optimizer", "activations", "total"):
-            mm = re.search(rf"^  {key}\s+([\d.]+) (B|KiB|MiB|GiB)", mem[1], re.M)
-            if mm:
-                plan[f"{key}_gib"] = round(to_gib(mm.group(1), mm.group(2)), 3)
-    m = re.search(r"MFU counts ([\d.e+]+) FLOP/token", text)
-    if m:
-        plan["flops_per_token"] = float(m.group(1))
-    m = re.search(r"as planned \(.*?\)\s+step\s+([\d.]+) s\s+([\d.]+)([kMG]?) tok/s\s+MFU\s+([\d.]+)%", text)
-    if m:
-        tps = float(m.group(2)) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}[m.group(3)]
-        plan["pred_tokens_per_s"], plan["pred_mfu"] = round(tps), round(float(m.group(4)) / 100, 4)
-        # the step time from tokens/s: the printed seconds have 3 decimals only
-        tokens = plan.get("seq_len", 0) * plan.get("batch", 1)
-        plan["pred_step_s"] = round(tokens / tps, 5) if tps > 0 and tokens else float(m.group(1))
+def parse_plan(j):
+    """The fields this script uses from autosp-train --plan-json's JSON."""
+    step, mem, rec = j["step"], j["memory_bytes"], j["recompute"]
+    first = j["prediction"]["steps"][0]  # as planned
+    plan = dict(seq_len=step["seq_len"], batch=step["batch"], recompute=rec["policy"], mlp_chunks=rec["mlp_chunks"],
+                recompute_reason=rec["reason"])
+    for key, field in (("parameters", "parameters"), ("gradients", "gradients"), ("optimizer", "optimizer"),
+                       ("activations", "activations"), ("total", "total")):
+        plan[f"{key}_gib"] = round(mem[field] / GIB, 3)
+    plan["flops_per_token"] = j["prediction"]["flops_per_token"]
+    plan["pred_tokens_per_s"], plan["pred_mfu"] = round(first["tokens_per_s"]), round(first["mfu"], 4)
+    plan["pred_step_s"] = round(first["step_s"], 5)
+    if "longest_seq_len" in j:
+        plan["longest_seq_len"] = j["longest_seq_len"]["tokens"]
     return plan
 
 
@@ -295,15 +278,20 @@ class Bench:
         return args
 
     def plan(self, T, max_seq=False):
-        extra = ["--plan", "--hardware", self.a.hardware]
+        name = f"plan-{'max' if max_seq else T}"
+        out = os.path.join(self.runner.logdir, f"{name}.json")
+        extra = ["--plan", "--hardware", self.a.hardware, "--plan-json", out]
         if max_seq:
             extra += ["--max-seq", "--memory-gib", str(self.a.memory_gib)]
-        r = self.runner.run(f"plan-{'max' if max_seq else T}", self.autosp_args(T) + extra, 120)
-        plan = parse_plan(r["text"]) if r["rc"] == 0 else {}
-        if r["rc"] != 0:
+        if os.path.exists(out):
+            os.remove(out)
+        r = self.runner.run(name, self.autosp_args(T) + extra, 120)
+        if r["rc"] != 0 or not os.path.exists(out):
             plan = dict(rc=r["rc"], error_tail=tail(r["text"], 8))
             log(tail(r["text"], 8))
         else:
+            with open(out) as f:
+                plan = parse_plan(json.load(f))
             log("  plan: " + ", ".join(f"{k} {v}" for k, v in plan.items() if k != "recompute_reason"))
         return plan, r["text"]
 
