@@ -34,7 +34,8 @@ struct Flags {
   std::string resume, dump_ir, export_file, trace, hardware, plan_json;
   bool eval_only = false, plan = false, profile = false, max_seq = false;
   double memory_gib = -1;
-  int plan_world = 0;  // --world: the ranks --plan plans for outside mpirun (0: parallel.sp)
+  int plan_world = 0;  // --world: the ranks --plan plans for outside mpirun
+  bool plan_world_set = false;
   int verbose = 0;
 };
 
@@ -160,11 +161,13 @@ int run(const Flags& f) {
   }
   // --plan outside mpirun plans for --world ranks, by default the mesh the config asks for
   // (dp 1 x parallel.sp); under mpirun, for the ranks it has.
-  if (f.plan_world != 0 && (!f.plan || world))
+  if (!f.plan_json.empty() && !f.plan) return fail(2, InvalidArgument("--plan-json goes with --plan"));
+  if (f.plan_world_set && (!f.plan || world))
     return fail(2, InvalidArgument("--world goes with --plan outside mpirun (under mpirun the plan is for its ranks)"));
-  if (f.plan_world < 0) return fail(2, InvalidArgument("--world " + std::to_string(f.plan_world) + ": expected ≥ 1"));
+  if (f.plan_world_set && f.plan_world < 1)
+    return fail(2, InvalidArgument("--world " + std::to_string(f.plan_world) + ": expected ≥ 1"));
   const int plan_world =
-      f.plan && !world ? (f.plan_world > 0 ? f.plan_world : int(std::max<int64_t>(1, opts.parallel.sp))) : world_size;
+      f.plan && !world ? (f.plan_world_set ? f.plan_world : int(std::max<int64_t>(1, opts.parallel.sp))) : world_size;
   // Agree first: validation then fails on every rank or on none, so all return together.
   if (world)
     if (Status s = agree_on_config(*world, opts); !s.ok()) return fail(2, s);
@@ -351,6 +354,7 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
+  f.plan_world_set = app.count("--world") > 0;
   set_log_verbosity(f.verbose);
   return run(f);
 }

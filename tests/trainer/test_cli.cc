@@ -152,6 +152,7 @@ TEST_CASE("plan a data-parallel world with --world", "[cli][plan]") {
   CHECK(negative.code == 2);
   CHECK(has(negative.out, "--world -1: expected ≥ 1"));
   CHECK(run("--world 2 --set train.steps=1").code == 2);        // planning only
+  CHECK(run("--plan --world 0").code == 2);
 }
 
 // --plan-json writes what --plan prints: memory in bytes (adding up to the total), the step's
@@ -183,6 +184,9 @@ TEST_CASE("plan-json writes the plan as JSON", "[cli][plan]") {
   CHECK(has(r.out, "per rank: " + std::to_string(longest) + " tokens"));
   CHECK(j.at("step").at("seq_len") == longest);
   CHECK(run("--plan --plan-json /nonexistent-dir/x.json").code == 2);
+  Run alone = run("--plan-json " + file);  // without --plan: an error, not a training run
+  CHECK(alone.code == 2);
+  CHECK(has(alone.out, "--plan-json goes with --plan"));
 }
 
 TEST_CASE("the help flag documents every flag", "[cli]") {
