@@ -22,17 +22,18 @@ for policy in none selective layer full layer+offload full+offload; do
   [[ $policy == *+offload ]] && offload=on
   for T in "${lens[@]}"; do
     common=(--config configs/tiny-cpu.json --set model.n_layers=8 --set train.recompute="${policy%+offload}"
-            --set train.offload=$offload
+            --set train.offload="$offload"
             --set train.seq_len="$T" --set model.max_seq_len="$T" --set train.batch_size=1 --set data.val=
             --set train.eval_every=0)
-    plan=$("$build_dir/autosp-train" "${common[@]}" --plan)
-    planned=$(grep -E '^  total  ' <<<"$plan" | tail -1 | awk '{print $2, $3}')  # memory's, after communication's
-    host=$(grep -E '^  host ' <<<"$plan" | awk '{print $2, $3}' || true)
+    "$build_dir/autosp-train" "${common[@]}" --plan --plan-json build/bench/plan.json >/dev/null
+    # planned device peak and host arena per rank in MiB (the host one "-" when nothing is offloaded)
+    read -r mib host < <(python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))["memory_bytes"]
+print("%.1f" % (m["total"] / 2**20), "%.1f" % (m["host"] / 2**20) if m["host"] else "-")' build/bench/plan.json)
     ms=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$build_dir/autosp-train" "${common[@]}" --set train.steps=3 \
          --set log.every=3 --set checkpoint.every=0 --set log.metrics_file= |
          grep -E '^step' | tail -1 | sed -E 's/.*\| ([0-9.]+) ms\/step.*/\1/')
-    printf '%-14s %8s %14s %12s %12s\n' "$policy" "$T" "$planned" "${host:--}" "$ms"
-    mib=$(awk -v v="${planned% *}" -v u="${planned#* }" 'BEGIN { f = u == "GiB" ? 1024 : (u == "KiB" ? 1/1024 : 1); print v * f }')
+    printf '%-14s %8s %14s %12s %12s\n' "$policy" "$T" "$mib MiB" "$([[ $host == - ]] && echo - || echo "$host MiB")" "$ms"
     printf '%s\t%s\t%s\t%s\n' "$policy" "$T" "$mib" "$ms" >>"$tsv"
   done
 done
