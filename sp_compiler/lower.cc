@@ -55,19 +55,6 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
   return peak;
 }
 
-// The most bytes alive at once: the lower bound of any placement. An interval may end at n
-// (a collective waited for at the step's end).
-int64_t live_peak(const std::vector<Interval>& iv, int n) {
-  std::vector<int64_t> delta(size_t(n) + 2, 0);
-  for (const Interval& i : iv) {
-    delta.at(size_t(i.begin)) += i.bytes;  // at(): a bad interval throws, not corrupts
-    delta.at(size_t(i.end) + 1) -= i.bytes;
-  }
-  int64_t cur = 0, peak = 0;
-  for (int64_t d : delta) peak = std::max(peak, cur += d);
-  return peak;
-}
-
 // A fused matmul (fuse_accumulate) whose accumulated operand X is an arena tensor that dies
 // there writes over X (BLAS C += A·B in place), as the add it replaced could not: the
 // residual stream and a gradient sum are updated where they lie instead of needing a second
@@ -76,18 +63,8 @@ int64_t live_peak(const std::vector<Interval>& iv, int n) {
 // The first instruction writing each root slot and the last using it (-1: none). Views extend
 // their root's lifetime, and a collective's buffers are in use until the instruction that
 // waits for it.
-struct Liveness {
-  std::vector<int> first, last;
-  explicit Liveness(const Program& p) : first(p.slots.size(), -1), last(p.slots.size(), -1) {
-    for (int i = 0; i < int(p.instrs.size()); ++i) {
-      const int until = p.instrs[i].stream == ir::Stream::comm ? std::max(i, p.instrs[i].wait_before) : i;
-      for (int s : p.instrs[i].out) {
-        if (first[p.root(s)] < 0) first[p.root(s)] = i;
-        last[p.root(s)] = std::max(last[p.root(s)], until);
-      }
-      for (int s : p.instrs[i].in) last[p.root(s)] = std::max(last[p.root(s)], until);
-    }
-  }
+struct Liveness : Lifetimes {
+  explicit Liveness(const Program& p) : Lifetimes(lifetimes(p)) {}
 };
 
 void accumulate_in_place(Program& p) {
@@ -280,8 +257,38 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   p.arena_bytes = assign_offsets(iv, p.slots);
   p.host_bytes = assign_offsets(host, p.slots);
   AUTOSP_LOG(1) << "lower: " << p.instrs.size() << " instructions, " << iv.size() << " arena tensors, arena "
-                << p.arena_bytes << " bytes (live peak " << live_peak(iv, int(p.instrs.size())) << ")";
+                << p.arena_bytes << " bytes (live peak " << arena_peak(p).bytes << ")";
   return p;
+}
+
+Lifetimes lifetimes(const ir::Program& p) {
+  Lifetimes l{std::vector<int>(p.slots.size(), -1), std::vector<int>(p.slots.size(), -1)};
+  for (int i = 0; i < int(p.instrs.size()); ++i) {
+    const int until = p.instrs[i].stream == ir::Stream::comm ? std::max(i, p.instrs[i].wait_before) : i;
+    for (int s : p.instrs[i].out) {
+      if (l.first[p.root(s)] < 0) l.first[p.root(s)] = i;
+      l.last[p.root(s)] = std::max(l.last[p.root(s)], until);
+    }
+    for (int s : p.instrs[i].in) l.last[p.root(s)] = std::max(l.last[p.root(s)], until);
+  }
+  return l;
+}
+
+ArenaPeak arena_peak(const ir::Program& p) {
+  const Lifetimes l = lifetimes(p);
+  const int n = int(p.instrs.size());
+  std::vector<int64_t> delta(size_t(n) + 2, 0);
+  for (int s = 0; s < int(p.slots.size()); ++s) {
+    if (p.slots[s].kind != Slot::Kind::arena || l.first[s] < 0) continue;
+    const int64_t b = aligned_bytes(p.slots[s].type);
+    delta.at(size_t(l.first[s])) += b;
+    delta.at(size_t(l.last[s]) + 1) -= b;
+  }
+  ArenaPeak peak;
+  int64_t cur = 0;
+  for (int i = 0; i <= n; ++i)
+    if ((cur += delta[size_t(i)]) > peak.bytes) peak = {std::min(i, n - 1), cur};
+  return peak;
 }
 
 }  // namespace autosp::sp

@@ -15,4 +15,19 @@ namespace autosp::sp {
 // planning memory, so in-flight collective buffers are live until their wait.
 StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_opts = {false});
 
+// Each slot's lifetime as the arena plan sees it: the first instruction writing it (or a view
+// of it) and the last one using it, a collective's buffers counting until its wait; -1 for a
+// slot no instruction touches. Indexed by slot; meaningful for root slots (views extend
+// their root's lifetime).
+struct Lifetimes {
+  std::vector<int> first, last;
+};
+Lifetimes lifetimes(const ir::Program& p);
+// The instruction at which the most arena bytes are alive (ties: the first), and how many.
+struct ArenaPeak {
+  int at = -1;
+  int64_t bytes = 0;
+};
+ArenaPeak arena_peak(const ir::Program& p);
+
 }  // namespace autosp::sp

@@ -8,6 +8,7 @@
 #include "models/model.h"
 #include "runtime/params.h"
 #include "runtime/ring_attention.h"
+#include "sp_compiler/lower.h"
 #include "trainer/progress.h"
 
 namespace autosp::trainer {
@@ -231,7 +232,40 @@ std::string format_plan(const Options& o, const Compiled& c) {
   if (m.host > 0)
     add("  host         %12s  (offloaded activations, pinned host memory; not in the total)\n",
         human_bytes(double(m.host)).c_str());
+  const ArenaPeakReport peak = arena_peak_report(c.train);
+  if (peak.at >= 0) {
+    add("activation peak: %s alive at instruction %d of %d, %s; the largest groups, by the op that made them:\n",
+        human_bytes(double(peak.bytes)).c_str(), peak.at, peak.instructions, peak.label.c_str());
+    for (size_t i = 0; i < peak.groups.size() && i < 6; ++i) {
+      const PeakGroup& g = peak.groups[i];
+      add("  %10s  %lld x %s  %s\n", human_bytes(double(g.count * g.bytes_each)).c_str(), (long long)g.count,
+          human_bytes(double(g.bytes_each)).c_str(), g.op.c_str());
+    }
+  }
   return s;
+}
+
+ArenaPeakReport arena_peak_report(const ir::Program& p) {
+  ArenaPeakReport r;
+  const sp::ArenaPeak peak = sp::arena_peak(p);
+  r.at = peak.at;
+  r.bytes = peak.bytes;
+  r.instructions = int(p.instrs.size());
+  if (peak.at < 0) return r;
+  r.label = p.instrs[size_t(peak.at)].label;
+  const sp::Lifetimes l = sp::lifetimes(p);
+  std::map<std::pair<std::string, int64_t>, int64_t> count;  // (op, bytes) -> tensors
+  for (int s = 0; s < int(p.slots.size()); ++s) {
+    if (p.slots[s].kind != ir::Slot::Kind::arena || l.first[s] < 0 || l.first[s] > peak.at || l.last[s] < peak.at)
+      continue;
+    const ir::TensorType& t = p.slots[s].type;
+    ++count[{std::string(ir::op_name(p.instrs[size_t(l.first[s])].op)), t.shape.numel() * int64_t(dtype_size(t.dtype))}];
+  }
+  for (const auto& [key, n] : count) r.groups.push_back({key.first, n, key.second});
+  std::stable_sort(r.groups.begin(), r.groups.end(), [](const PeakGroup& a, const PeakGroup& b) {
+    return a.count * a.bytes_each > b.count * b.bytes_each;
+  });
+  return r;
 }
 
 double model_flops_per_token(const Options& o, const Compiled& c) {
@@ -286,8 +320,10 @@ StatusOr<Prediction> predict(const Options& o, const Compiled& c) {
 std::string format_prediction(const Options& o, const Compiled& c, const Prediction& r) {
   std::string s;
   char line[512];
-  std::snprintf(line, sizeof line, "prediction on %s (%d ranks, %.0f TFLOP/s peak per rank; MFU counts %.3g FLOP/token):\n",
-                c.hardware.name.c_str(), c.mesh.world(), c.hardware.peak_flops / 1e12, r.flops_per_token);
+  const bool tera = c.hardware.peak_flops >= 1e12;  // GPUs; the CPU preset is in GFLOP/s
+  std::snprintf(line, sizeof line, "prediction on %s (%d ranks, %.0f %s peak per rank; MFU counts %.3g FLOP/token):\n",
+                c.hardware.name.c_str(), c.mesh.world(), c.hardware.peak_flops / (tera ? 1e12 : 1e9),
+                tera ? "TFLOP/s" : "GFLOP/s", r.flops_per_token);
   s += line;
   if (o.data.documents && o.train.device == "cuda")
     s += "  note: with data.documents, attention gets segment ids, which the CUDA backend runs on its own flash\n"
@@ -326,6 +362,11 @@ nlohmann::json plan_json(const Options& o, const Compiled& c, const Prediction& 
   j["memory_bytes"] = {{"parameters", m.params},      {"gradients", m.grads},         {"optimizer", m.optimizer},
                        {"buffers", m.buffers},        {"activations", m.train_arena}, {"eval_activations", m.eval_arena},
                        {"workspace", m.workspace},    {"total", m.total()},           {"host", m.host}};
+  const ArenaPeakReport peak = arena_peak_report(c.train);
+  json groups = json::array();
+  for (const PeakGroup& g : peak.groups) groups.push_back({{"op", g.op}, {"count", g.count}, {"bytes_each", g.bytes_each}});
+  j["activation_peak"] = {{"instruction", peak.at}, {"instructions", peak.instructions}, {"label", peak.label},
+                          {"bytes", peak.bytes}, {"groups", groups}};
   json steps = json::array();
   for (const StepPrediction& p : r.steps)
     steps.push_back({{"label", p.label},

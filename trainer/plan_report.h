@@ -45,8 +45,22 @@ std::vector<CommVolume> communication_per_step(const ir::Program& p);
 // The program's, and at ZeRO 1-2 the optimizer's gather of the updated buckets after it.
 std::vector<CommVolume> step_communication(const Compiled& c);
 
+// What is alive in the training step's arena at its peak, grouped by the instruction kind that
+// made each tensor and its size, largest group first: where to look when a plan does not fit.
+struct PeakGroup {
+  std::string op;  // "matmul", "all_to_all", …
+  int64_t count = 0, bytes_each = 0;
+};
+struct ArenaPeakReport {
+  int at = -1, instructions = 0;
+  std::string label;  // the instruction there, with its layer: "swiglu_backward (layer 10)"
+  int64_t bytes = 0;
+  std::vector<PeakGroup> groups;
+};
+ArenaPeakReport arena_peak_report(const ir::Program& p);
+
 // The --plan report: mesh, layout, strategy per attention op with its reason, recompute
-// policy, communication per step, and memory per rank.
+// policy, communication per step, memory per rank and what is alive at the arena's peak.
 std::string format_plan(const Options& opts, const Compiled& c);
 
 // Predicted step time, tokens/s and MFU on c.hardware, for the compiled strategy and (under

@@ -177,6 +177,8 @@ TEST_CASE("plan-json writes the plan as JSON", "[cli][plan]") {
   CHECK(j.at("attention").size() == 2);  // the tiny model's two layers
   CHECK(!j.at("recompute").at("reason").get<std::string>().empty());
   CHECK(j.at("communication").size() > 0);
+  CHECK(j.at("activation_peak").at("bytes").get<int64_t>() <= m.at("activations").get<int64_t>());
+  CHECK(j.at("activation_peak").at("groups").size() > 0);
   const auto& steps = j.at("prediction").at("steps");
   REQUIRE(steps.size() == 4);  // as planned, then each strategy forced
   CHECK(steps[0].at("step_s").get<double>() > 0);

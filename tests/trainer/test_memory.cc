@@ -98,6 +98,34 @@ TEST_CASE("the planned activation arena is what a training step touches (within 
     }
 }
 
+// --plan's "activation peak": the most bytes alive at one instruction (no placement does
+// better, so at most the arena), and the tensors alive there grouped by the op that made them,
+// largest first. Each tensor is counted once and rounded up by at most the arena's 64-byte
+// alignment, so the groups add up to the peak within that.
+TEST_CASE("the activation peak report adds up to the bytes alive at the arena's peak", "[memory][plan]") {
+  for (const char* policy : {"none", "full"}) {
+    DYNAMIC_SECTION(policy) {
+      const Options o = with({std::string("train.recompute=") + policy, "train.seq_len=256"});
+      auto c = trainer::compile(o, 1);
+      REQUIRE(c.ok());
+      const trainer::ArenaPeakReport r = trainer::arena_peak_report(c.value().train);
+      REQUIRE(r.at >= 0);
+      CHECK(r.at < r.instructions);
+      CHECK(r.bytes <= c.value().train.arena_bytes);
+      CHECK(r.bytes >= c.value().train.arena_bytes * 3 / 4);  // greedy placement comes close
+      int64_t sum = 0, tensors = 0;
+      for (size_t i = 0; i < r.groups.size(); ++i) {
+        sum += r.groups[i].count * r.groups[i].bytes_each;
+        tensors += r.groups[i].count;
+        if (i > 0)
+          CHECK(r.groups[i].count * r.groups[i].bytes_each <= r.groups[i - 1].count * r.groups[i - 1].bytes_each);
+      }
+      CHECK(sum <= r.bytes);
+      CHECK(sum + 64 * tensors >= r.bytes);
+    }
+  }
+}
+
 TEST_CASE("the longest planned seq_len trains within the budget and 1.25x of it does not fit", "[memory]") {
   Options o = with({"train.recompute=auto", "train.batch_size=1"});
   const int64_t budget = 48ll << 20;  // 48 MiB per rank
