@@ -218,6 +218,19 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
 
 }  // namespace
 
+StatusOr<bool> some_plan_fits(const Options& opts, int world_size, const std::string& hardware) {
+  ASSIGN_OR_RETURN(Compiled c, compile_once(opts, world_size, hardware));
+  if (fits_budgets(opts, c)) return true;
+  if (opts.parallel.sp_strategy != "auto" || c.mesh.sp <= 1) return false;
+  for (const char* strategy : {"ulysses", "ring", "hybrid"}) {  // choose_whole_step's candidates
+    Options forced = opts;
+    forced.parallel.sp_strategy = strategy;
+    ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
+    if (fits_budgets(opts, fc)) return true;
+  }
+  return false;
+}
+
 std::string hardware_preset(const Options& opts, const std::string& device_name) {
   if (opts.train.hardware != "auto") return opts.train.hardware;
   if (opts.train.device != "cuda") return "cpu";

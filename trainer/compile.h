@@ -58,4 +58,10 @@ std::string hardware_preset(const Options& opts, const std::string& device_name)
 StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir = "",
                            const std::string& hardware = "cpu");
 
+// Whether some plan for this config fits train.memory_gib (and train.host_memory_gib): what
+// compile() would then pick fits. Faster than compile() under sp_strategy "auto", which
+// compiles every strategy to compare speeds: this stops at the first that fits (the per-op
+// choice first).
+StatusOr<bool> some_plan_fits(const Options& opts, int world_size, const std::string& hardware);
+
 }  // namespace autosp::trainer

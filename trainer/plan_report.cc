@@ -394,10 +394,7 @@ StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t b
   auto fits = [&](int64_t len) -> StatusOr<bool> {
     o.train.seq_len = len;
     o.model.max_seq_len = std::max(opts.model.max_seq_len, len);
-    ASSIGN_OR_RETURN(Compiled c, compile(o, world_size, "", hardware));
-    const MemoryPlan m = memory_plan(c);
-    const int64_t host_budget = int64_t(o.train.host_memory_gib * double(1ll << 30));  // 0: no limit
-    return m.total() <= budget_bytes && (host_budget == 0 || m.host <= host_budget);
+    return some_plan_fits(o, world_size, hardware);
   };
   // Memory grows with the length: double until it no longer fits, then bisect.
   int64_t lo = 0, hi = step;
