@@ -193,8 +193,10 @@ int run(const Flags& f) {
     auto prediction = predict(opts, c.value());
     if (!prediction.ok()) return fail(2, prediction.status());
     if (rank != 0) return 0;
-    std::printf("%s%s", format_plan(opts, c.value()).c_str(),
-                format_prediction(opts, c.value(), prediction.value()).c_str());
+    auto alternatives = format_alternatives(opts, c.value(), hardware_preset(opts, ""));
+    if (!alternatives.ok()) return fail(2, alternatives.status());
+    std::printf("%s%s%s", format_plan(opts, c.value()).c_str(),
+                format_prediction(opts, c.value(), prediction.value()).c_str(), alternatives.value().c_str());
     if (!f.plan_json.empty()) {
       nlohmann::json j = plan_json(opts, c.value(), prediction.value());
       if (longest >= 0) j["longest_seq_len"] = {{"tokens", longest}, {"memory_gib", opts.train.memory_gib}};

@@ -386,6 +386,43 @@ nlohmann::json plan_json(const Options& o, const Compiled& c, const Prediction& 
   return j;
 }
 
+StatusOr<std::string> format_alternatives(const Options& o, const Compiled& c, const std::string& hardware) {
+  if (o.train.memory_gib <= 0 || fits_budgets(o, c)) return std::string();
+  const int world = c.mesh.world();
+  std::string s = "does not fit train.memory_gib = " + human_bytes(o.train.memory_gib * double(1ll << 30)) + " (" +
+                  human_bytes(double(memory_plan(c).total())) + " planned per rank); planned again with one change:\n";
+  auto try_one = [&](const std::string& what, Options alt, int alt_world) -> Status {
+    auto ac = compile(alt, alt_world, "", hardware);
+    if (!ac.ok()) {
+      s += "  " + what + ": " + ac.status().message() + "\n";
+      return Status::Ok();
+    }
+    const MemoryPlan m = memory_plan(ac.value());
+    s += "  " + what + ": " + human_bytes(double(m.total())) + " per rank" +
+         (m.host > 0 ? " + " + human_bytes(double(m.host)) + " host" : "") +
+         (fits_budgets(alt, ac.value()) ? " - fits" : " - still over") + "\n";
+    return Status::Ok();
+  };
+  if (c.buckets.stage < 3 && world > 1) {
+    Options alt = o;
+    alt.parallel.zero_stage = 3;
+    RETURN_IF_ERROR(try_one("--set parallel.zero_stage=3", alt, world));
+  }
+  if (o.train.offload != "on") {
+    Options alt = o;
+    alt.train.offload = "on";
+    RETURN_IF_ERROR(try_one("--set train.offload=on", alt, world));
+  }
+  {
+    Options alt = o;
+    alt.parallel.sp = o.parallel.sp * 2;
+    RETURN_IF_ERROR(try_one("--set parallel.sp=" + std::to_string(alt.parallel.sp) + " on " +
+                                std::to_string(2 * world) + " ranks",
+                            alt, 2 * world));
+  }
+  return s;
+}
+
 StatusOr<int64_t> longest_seq_len(const Options& opts, int world_size, int64_t budget_bytes,
                                   const std::string& hardware) {
   const int64_t step = 2 * std::max<int64_t>(1, opts.parallel.sp);

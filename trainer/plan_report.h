@@ -85,6 +85,11 @@ nlohmann::json plan_json(const Options& opts, const Compiled& c, const Predictio
 // N_dense = parameters other than the input embedding table.
 double model_flops_per_token(const Options& opts, const Compiled& c);
 
+// When the plan does not fit train.memory_gib: the same config planned again with one change
+// each (ZeRO-3; activations offloaded to host memory; twice the SP degree on twice the ranks),
+// with what each would need per rank and whether it fits. Empty when the plan fits.
+StatusOr<std::string> format_alternatives(const Options& opts, const Compiled& c, const std::string& hardware);
+
 // The longest train.seq_len whose planned memory per rank fits `budget_bytes` (recompute as
 // opts.train.recompute, "auto" choosing per length), searched over multiples of `step`
 // (2·sp, which every layout divides). 0 when even the shortest does not fit.

@@ -191,6 +191,20 @@ TEST_CASE("plan-json writes the plan as JSON", "[cli][plan]") {
   CHECK(has(alone.out, "--plan-json goes with --plan"));
 }
 
+// A plan over its budget says so and plans the config again with one change each (ZeRO-3,
+// offload, twice the SP degree), each with what it would need; a plan that fits says nothing.
+TEST_CASE("a plan over budget lists what one change would need", "[cli][plan]") {
+  Run over = run("--plan --memory-gib 0.005 --world 2 --set parallel.sp=2 --set parallel.zero_stage=1");
+  INFO(over.out);
+  CHECK(over.code == 0);
+  for (const char* line : {"does not fit train.memory_gib = 5.1 MiB", "  --set parallel.zero_stage=3: ",
+                           "  --set train.offload=on: ", "  --set parallel.sp=4 on 4 ranks: ", "still over"})
+    CHECK(has(over.out, line));
+  Run roomy = run("--plan --memory-gib 1 --world 2 --set parallel.sp=2");
+  CHECK(roomy.code == 0);
+  CHECK_FALSE(has(roomy.out, "does not fit"));
+}
+
 TEST_CASE("the help flag documents every flag", "[cli]") {
   Run r = run("--help");
   CHECK(r.code == 0);
