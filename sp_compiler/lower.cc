@@ -60,15 +60,8 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
 // residual stream and a gradient sum are updated where they lie instead of needing a second
 // buffer while the GEMM's inputs are still alive. X must not also be A or B, and no
 // collective may still be reading it (last use counts up to each collective's wait).
-// The first instruction writing each root slot and the last using it (-1: none). Views extend
-// their root's lifetime, and a collective's buffers are in use until the instruction that
-// waits for it.
-struct Liveness : Lifetimes {
-  explicit Liveness(const Program& p) : Lifetimes(lifetimes(p)) {}
-};
-
 void accumulate_in_place(Program& p) {
-  std::vector<int> last = Liveness(p).last;  // extended below as accumulations chain
+  std::vector<int> last = lifetimes(p).last;  // extended below as accumulations chain
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
     if (ins.op != ir::Op::matmul || ins.in.size() != 3) continue;
@@ -95,7 +88,7 @@ void accumulate_in_place(Program& p) {
 // kernels skip a part already where it belongs) and still orders the reduction after every
 // part. The packed buffer lives from its first part's producer instead of from the pack.
 void pack_in_place(Program& p) {
-  const Liveness live(p);
+  const Lifetimes live = lifetimes(p);
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
     if (ins.op != ir::Op::pack || p.slots[ins.out[0]].kind != Slot::Kind::arena) continue;
@@ -245,7 +238,7 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   pack_in_place(p);
 
   // Liveness of arena slots, after accumulate_in_place and pack_in_place made some views.
-  const Liveness live(p);
+  const Lifetimes live = lifetimes(p);
   const std::vector<int>& first = live.first;
   const std::vector<int>& last = live.last;
   std::vector<Interval> iv, host;
@@ -257,7 +250,7 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   p.arena_bytes = assign_offsets(iv, p.slots);
   p.host_bytes = assign_offsets(host, p.slots);
   AUTOSP_LOG(1) << "lower: " << p.instrs.size() << " instructions, " << iv.size() << " arena tensors, arena "
-                << p.arena_bytes << " bytes (live peak " << arena_peak(p).bytes << ")";
+                << p.arena_bytes << " bytes (live peak " << arena_peak(p, live).bytes << ")";
   return p;
 }
 
@@ -274,8 +267,7 @@ Lifetimes lifetimes(const ir::Program& p) {
   return l;
 }
 
-ArenaPeak arena_peak(const ir::Program& p) {
-  const Lifetimes l = lifetimes(p);
+ArenaPeak arena_peak(const ir::Program& p, const Lifetimes& l) {
   const int n = int(p.instrs.size());
   std::vector<int64_t> delta(size_t(n) + 2, 0);
   for (int s = 0; s < int(p.slots.size()); ++s) {

@@ -23,11 +23,12 @@ struct Lifetimes {
   std::vector<int> first, last;
 };
 Lifetimes lifetimes(const ir::Program& p);
-// The instruction at which the most arena bytes are alive (ties: the first), and how many.
+// The instruction at which the most arena bytes are alive (ties: the first), and how many,
+// from the program's lifetimes.
 struct ArenaPeak {
   int at = -1;
   int64_t bytes = 0;
 };
-ArenaPeak arena_peak(const ir::Program& p);
+ArenaPeak arena_peak(const ir::Program& p, const Lifetimes& l);
 
 }  // namespace autosp::sp

@@ -178,7 +178,7 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
     // reduction is waited for before an earlier one is due, or a small bucket's wait would
     // drain the queue behind it.
     std::vector<int> wait_pos = first_use;
-    std::vector<int> reductions;  // in issue ord
+    std::vector<int> reductions;  // in issue order
     for (int k = 0; k <= end; ++k)
       for (int c : issue_at[k])
         if (!read_in_step[c] && p.instrs[c].op != ir::Op::offload) reductions.push_back(c);
@@ -227,10 +227,12 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
       }
     }
     if (any) {
+      std::vector<std::vector<int>> before(order.size());  // moved instructions, in order, by target
+      for (int u : order)
+        if (target[u] >= 0) before[size_t(target[u])].push_back(u);
       std::vector<int> moved;
       for (int k = 0; k < int(order.size()); ++k) {
-        for (int u : order)
-          if (target[u] == k) moved.push_back(u);
+        moved.insert(moved.end(), before[size_t(k)].begin(), before[size_t(k)].end());
         if (target[order[k]] < 0) moved.push_back(order[k]);
       }
       order = std::move(moved);

@@ -173,22 +173,31 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
 // all-to-all buffers) and so its compute. Each strategy forced on every op is compiled too,
 // with the same recompute search, and the step predicted fastest that fits the budget wins;
 // the per-op choice keeps ties within 1%.
+}  // namespace
+
+StatusOr<ForcedCompile> compile_forced(const Options& opts, int world_size, const std::string& hardware,
+                                       const std::string& strategy) {
+  Options forced = opts;
+  forced.parallel.sp_strategy = strategy;
+  ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
+  Compiled::Forced f{strategy, fc.plan.attention.empty() ? strategy : sp::strategy_name(fc.plan.attention[0].strategy),
+                     sp::predict_step(fc.train, fc.hardware, world_size, opts.parallel.overlap)};
+  return ForcedCompile{std::move(fc), std::move(f)};
+}
+
+namespace {
+
 Status choose_whole_step(const Options& opts, int world_size, const std::string& hardware, Compiled& c) {
-  auto predicted = [&](const Compiled& x) {
-    return sp::predict_step(x.train, x.hardware, world_size, opts.parallel.overlap);
-  };
-  const double per_op = predicted(c).step_s();
+  const double per_op = sp::predict_step(c.train, c.hardware, world_size, opts.parallel.overlap).step_s();
   // A per-op choice over budget loses to any forced strategy that fits.
   const bool per_op_fits = fits_budgets(opts, c);
   double best = per_op_fits ? per_op : std::numeric_limits<double>::infinity();
   std::string best_name;
   std::vector<Compiled::Forced> costs;
-  for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
-    Options forced = opts;
-    forced.parallel.sp_strategy = strategy;
-    ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
-    costs.push_back({strategy, fc.plan.attention.empty() ? strategy : sp::strategy_name(fc.plan.attention[0].strategy),
-                     predicted(fc)});
+  for (const char* strategy : kForcedStrategies) {
+    ASSIGN_OR_RETURN(ForcedCompile f, compile_forced(opts, world_size, hardware, strategy));
+    Compiled& fc = f.compiled;
+    costs.push_back(std::move(f.forced));
     if (!fits_budgets(opts, fc)) {
       AUTOSP_LOG(1) << "sp_strategy auto: " << strategy
                     << " on every op does not fit train.memory_gib (or train.host_memory_gib)";
@@ -222,11 +231,9 @@ StatusOr<bool> some_plan_fits(const Options& opts, int world_size, const std::st
   ASSIGN_OR_RETURN(Compiled c, compile_once(opts, world_size, hardware));
   if (fits_budgets(opts, c)) return true;
   if (opts.parallel.sp_strategy != "auto" || c.mesh.sp <= 1) return false;
-  for (const char* strategy : {"ulysses", "ring", "hybrid"}) {  // choose_whole_step's candidates
-    Options forced = opts;
-    forced.parallel.sp_strategy = strategy;
-    ASSIGN_OR_RETURN(Compiled fc, compile_once(forced, world_size, hardware));
-    if (fits_budgets(opts, fc)) return true;
+  for (const char* strategy : kForcedStrategies) {
+    ASSIGN_OR_RETURN(ForcedCompile f, compile_forced(opts, world_size, hardware, strategy));
+    if (fits_budgets(opts, f.compiled)) return true;
   }
   return false;
 }

@@ -58,6 +58,18 @@ std::string hardware_preset(const Options& opts, const std::string& device_name)
 StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir = "",
                            const std::string& hardware = "cpu");
 
+// The SP strategies sp_strategy "auto" weighs against each other, each forced on every op.
+inline constexpr const char* kForcedStrategies[] = {"ulysses", "ring", "hybrid"};
+// The config compiled with `strategy` forced on every attention op, and what that gave: the
+// strategy the first op got (heads a strategy cannot split fall back) and the predicted
+// training program (one micro-batch).
+struct ForcedCompile {
+  Compiled compiled;
+  Compiled::Forced forced;
+};
+StatusOr<ForcedCompile> compile_forced(const Options& opts, int world_size, const std::string& hardware,
+                                       const std::string& strategy);
+
 // Whether some plan for this config fits train.memory_gib (and train.host_memory_gib): what
 // compile() would then pick fits. Faster than compile() under sp_strategy "auto", which
 // compiles every strategy to compare speeds: this stops at the first that fits (the per-op

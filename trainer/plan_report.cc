@@ -247,13 +247,13 @@ std::string format_plan(const Options& o, const Compiled& c) {
 
 ArenaPeakReport arena_peak_report(const ir::Program& p) {
   ArenaPeakReport r;
-  const sp::ArenaPeak peak = sp::arena_peak(p);
+  const sp::Lifetimes l = sp::lifetimes(p);
+  const sp::ArenaPeak peak = sp::arena_peak(p, l);
   r.at = peak.at;
   r.bytes = peak.bytes;
   r.instructions = int(p.instrs.size());
   if (peak.at < 0) return r;
   r.label = p.instrs[size_t(peak.at)].label;
-  const sp::Lifetimes l = sp::lifetimes(p);
   std::map<std::pair<std::string, int64_t>, int64_t> count;  // (op, bytes) -> tensors
   for (int s = 0; s < int(p.slots.size()); ++s) {
     if (p.slots[s].kind != ir::Slot::Kind::arena || l.first[s] < 0 || l.first[s] > peak.at || l.last[s] < peak.at)
@@ -306,12 +306,9 @@ StatusOr<Prediction> predict(const Options& o, const Compiled& c) {
   if (c.mesh.sp <= 1) return r;
   std::vector<Compiled::Forced> forced = c.forced;  // compiled already when sp_strategy is auto
   if (forced.empty())
-    for (const char* strategy : {"ulysses", "ring", "hybrid"}) {
-      Options one = o;
-      one.parallel.sp_strategy = strategy;
-      ASSIGN_OR_RETURN(Compiled fc, compile(one, world, "", c.hardware.name));
-      forced.push_back({strategy, fc.plan.attention.empty() ? strategy : sp::strategy_name(fc.plan.attention[0].strategy),
-                        sp::predict_step(fc.train, fc.hardware, world, o.parallel.overlap)});
+    for (const char* strategy : kForcedStrategies) {
+      ASSIGN_OR_RETURN(ForcedCompile f, compile_forced(o, world, c.hardware.name, strategy));
+      forced.push_back(std::move(f.forced));
     }
   for (const Compiled::Forced& f : forced) add(f.got == f.strategy ? f.strategy : f.strategy + " -> " + f.got, f.cost);
   return r;
