@@ -42,6 +42,9 @@ class Backend {
   // Called once per program before it runs: a backend allocates the workspace its kernels
   // need for the largest instruction here, so that steps allocate nothing.
   virtual void prepare(const ir::Program&) {}
+  // Called at the start of every run of a program: what the step's inputs determine (the CUDA
+  // attention's document tables) is computed again.
+  virtual void begin_run() {}
   // Runs one instruction; ins/outs are views already shaped like the instruction's slots.
   virtual void launch(const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out) = 0;
 

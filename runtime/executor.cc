@@ -199,6 +199,7 @@ Status Executor::run() {
   // Allocate every unbound output now: the communication thread must only read external_.
   for (int s : program_.outputs) external(s);
   exposed_comm_s_ = 0;
+  backend_.begin_run();
   run_start_ = clock_type::now();
   if (tracing_) trace_.clear();
   {

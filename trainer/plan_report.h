@@ -29,8 +29,10 @@ MemoryPlan memory_plan(const Compiled& c);
 // that all stay: one workspace shared by the compute stream's kernels (the fused
 // cross-entropy's tiles, kernels/cuda/cross_entropy.cu; norm and embedding backward
 // scratch), the attention contexts' scratch (attention backward's fp32 dQ accumulator and row
-// statistics; cuDNN keeps [B, H, T, D] fp32), ring attention's buffers (ring_buffer_bytes) and
-// the cuBLASLt workspace, each the largest any instruction needs. CPU, the largest
+// statistics; cuDNN keeps [B, H, T, D] fp32, and with packed documents its token-major
+// statistics, [B, T, H] fp32), ring attention's buffers (ring_buffer_bytes) and the cuBLASLt
+// workspace, each the largest any instruction needs, and each segment tensor's document starts
+// (B·T + 1 int32, kept for cuDNN's ragged tables). CPU, the largest
 // instruction's (kernels allocate per call): attention backward's row statistics, ring
 // attention's buffers and, in a bf16 program, the f32 copies of the op's operands (the CPU
 // runs bf16 through f32 kernels); per-thread tiles are left out (kilobytes).

@@ -603,9 +603,9 @@ AttentionContext::AttentionContext() {
 }
 
 AttentionContext::~AttentionContext() {
-  release_cudnn_attention(cudnn);
+  const int64_t held = release_cudnn_attention(cudnn);
   cudaFree(scratch_);
-  if (on_resize) on_resize(-int64_t(scratch_bytes_));
+  if (on_resize) on_resize(-int64_t(scratch_bytes_) - held);
 }
 
 void* AttentionContext::scratch(size_t bytes) {
@@ -673,8 +673,9 @@ bool attention_backward_cudnn(AttentionContext&, const AttentionArgs&, const bf1
                               const bf16*, const float*, const bf16*, bf16*, bf16*, bf16*, cudaStream_t) {
   return false;
 }
+bool attention_cudnn_documents() { return false; }
 int64_t attention_cudnn_workspace(AttentionContext&, const AttentionArgs&, bool) { return -1; }
-void release_cudnn_attention(CudnnAttention*) {}
+int64_t release_cudnn_attention(CudnnAttention*) { return 0; }
 #endif
 
 }  // namespace autosp::kernels::cuda

@@ -7,9 +7,10 @@
 //   that sees no key gets o = 0 and lse = -inf.
 //
 // Two implementations:
-//   cuDNN SDPA (attention_cudnn.cc, through the cuDNN frontend graph API) for the plain cases:
-//     default positions, no segments, D % 8 == 0 and whatever else cuDNN's support check
-//     accepts for the shape. Built only when CMake finds the frontend headers.
+//   cuDNN SDPA (attention_cudnn.cc, through the cuDNN frontend graph API) for default
+//     positions, D % 8 == 0 and whatever else cuDNN's support check accepts for the shape,
+//     packed documents included (one segment tensor for queries and keys, run as cuDNN's
+//     ragged layout; attention_documents.h). Built only when CMake finds the frontend headers.
 //   our flash-attention kernels (attention.cu), for everything: explicit positions (ring and
 //     zigzag blocks), segments (packed documents), any D <= 256. Deterministic: the backward
 //     writes dK/dV and dQ in two passes without atomics.
@@ -64,12 +65,20 @@ struct AttentionContext {
   // device memory held beside its arena; may be empty.
   std::function<void(int64_t)> on_resize;
 
+  // Steps: the owner calls begin_step() before each step's attention calls, declaring that a
+  // segment tensor (by address and shape) holds the same documents for the rest of the step,
+  // so cuDNN's document tables are built once per step, not once per call. Until the first
+  // begin_step() they are built on every call.
+  void begin_step() { ++step_; }
+  int64_t step() const { return step_; }
+
   bool force_fallback = false;      // AUTOSP_ATTENTION=fallback
   CudnnAttention* cudnn = nullptr;  // created by the first cuDNN call, owned
 
  private:
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  int64_t step_ = -1;
 };
 
 void attention_forward(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k, const bf16* v,
@@ -90,9 +99,13 @@ void attention_backward_fallback(AttentionContext& ctx, const AttentionArgs& a, 
                                  bf16* dk, bf16* dv, cudaStream_t s);
 
 // cuDNN SDPA directly: false, having done nothing, when this build has no cuDNN frontend, the
-// arguments need the fallback (positions, segments, D % 8 != 0, misaligned pointers) or cuDNN
-// rejects the shape (the first rejection of a shape prints cuDNN's reason to stderr).
+// arguments need the fallback (positions, segments other than one tensor over the same rows,
+// documents whose ids repeat in a row, D % 8 != 0, misaligned pointers) or cuDNN rejects the
+// shape (the first rejection of a shape prints cuDNN's reason to stderr). With segments it
+// waits for the stream once (once per step after begin_step()): the document count picks the graph.
 bool attention_cudnn_built();
+// Whether the cuDNN path takes packed documents here (a cuDNN runtime of 9.6 or later).
+bool attention_cudnn_documents();
 bool attention_forward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
                              const bf16* v, bf16* o, float* lse, cudaStream_t s);
 bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
@@ -100,10 +113,12 @@ bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, con
                               bf16* dv, cudaStream_t s);
 
 // The device workspace of cuDNN's graph for these arguments (built now if new), or -1 when
-// cuDNN does not take them or this build has no cuDNN frontend. For tests.
+// cuDNN does not take them, they have segments (the graph depends on the documents) or this
+// build has no cuDNN frontend. For tests.
 int64_t attention_cudnn_workspace(AttentionContext& ctx, const AttentionArgs& a, bool backward);
 
-// Releases what attention_cudnn.cc created for the context (its destructor calls this).
-void release_cudnn_attention(CudnnAttention* c);
+// Releases what attention_cudnn.cc created for the context (its destructor calls this) and
+// returns the device bytes it held beyond the scratch (reported through on_resize).
+int64_t release_cudnn_attention(CudnnAttention* c);
 
 }  // namespace autosp::kernels::cuda

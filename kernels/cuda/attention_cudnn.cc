@@ -8,19 +8,34 @@
 // natural-log logsumexp of the scaled scores (the frontend's default; set_stats_use_log2 would
 // make it base 2) — exactly our lse [B, H, Tq]. Causal is cuDNN's top-left diagonal band with
 // right bound 0: key j visible to query i iff j <= i, which is our causal mask with default
-// positions (0..Tq-1 and 0..Tk-1), Tq != Tk included. Positions and segments have no cuDNN
+// positions (0..Tq-1 and 0..Tk-1), Tq != Tk included. Explicit positions have no cuDNN
 // equivalent here and go to the fallback kernels.
 //
-// A graph is built once per shape (B, Tq, Tk, rows, H, Hkv, D, causal, scale, direction) and cached
-// in the context with its workspace size; a shape cuDNN rejects is cached as rejected, and
-// its reason printed once. The backward asks for cuDNN's deterministic algorithm (like the
-// fallback, repeated steps give identical gradients) and takes the default one when that is
-// not supported for the shape, or when its workspace is too large: on Hopper the frontend
-// serves a deterministic request by materialising dP, B·H·Tq·Tk bf16 values, in the
-// workspace (scaled_dot_product_flash_attention.h, "use_dp_workspace"; cuDNN < 9.25 has no
-// other deterministic Hopper path) — 16 GiB at 32k tokens with 8 heads, far past the memory
-// plan, and a cudaMalloc failure (an abort) at longer sequences. The default algorithm's
-// workspace is linear in Tq (an fp32 dQ accumulator).
+// Packed documents (segment ids, one tensor for queries and keys, default positions) run as
+// cuDNN's ragged (THD) layout, the way Transformer Engine drives it: each run of equal ids in a
+// row is one sequence of a variable-length batch (attention_documents.h), given by a padding
+// mask (per-sequence lengths) and ragged offsets (each sequence's first element in Q, K, V, O
+// and their gradients), so cuDNN does only the documents' own squares. The graph's batch is
+// the document count rounded up to a power of two (at least 16; the rest are empty sequences)
+// and its sequence extent the longest document's, rounded up likewise (capped at the row), so
+// a few graphs serve every step. The tables come from the segment ids on the device; the
+// count must reach the host to pick the graph, so each segment tensor costs one wait for the
+// stream, once per step when the owner declares steps (AttentionContext::begin_step). Ragged
+// statistics are token-major [tokens, H] (our lse is [B, H, T]): they pass through the
+// scratch, transposed. Needs cuDNN 9.6 (ragged statistics; GQA with ragged offsets); older
+// runtimes, rows whose ids repeat after another id, and shapes cuDNN rejects take the
+// fallback.
+//
+// A graph is built once per shape (B, Tq, Tk, rows, H, Hkv, D, causal, scale, direction, and for
+// documents the batch and sequence extents) and cached in the context with its workspace size; a
+// shape cuDNN rejects is cached as rejected, and its reason printed once. The backward asks for
+// cuDNN's deterministic algorithm (like the fallback, repeated steps give identical gradients) and
+// takes the default one when that is not supported for the shape, or when its workspace is too
+// large: on Hopper the frontend serves a deterministic request by materialising dP, B·H·Tq·Tk bf16
+// values, in the workspace (scaled_dot_product_flash_attention.h, "use_dp_workspace"; cuDNN < 9.25
+// has no other deterministic Hopper path) — 16 GiB at 32k tokens with 8 heads, far past the memory
+// plan, and a cudaMalloc failure (an abort) at longer sequences. The default algorithm's workspace
+// is linear in Tq (an fp32 dQ accumulator).
 #include <cudnn_frontend.h>
 
 #include <cstdio>
@@ -34,6 +49,7 @@
 
 #include "core/check.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_documents.h"
 #include "kernels/cuda/check.h"
 
 #define CUDNN_CHECK(call)                                                                                       \
@@ -51,10 +67,16 @@ namespace {
 using Tensor = std::shared_ptr<fe::graph::Tensor_attributes>;
 using Graph = std::shared_ptr<fe::graph::Graph>;
 
-enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV };
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV, kSeqQ, kSeqKV, kOffQ, kOffO, kOffK, kOffV, kOffStats };
 
-// B, Tq, Tk, q_rows, k_rows, H, Hkv, D, causal, scale, backward
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, float, bool>;
+// B, Tq, Tk, q_rows, k_rows, H, Hkv, D, causal, scale, backward, document slots, document extent
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, float, bool,
+                       int64_t, int64_t>;
+
+// A packed-documents graph's extents: `slots` sequences of at most `S` tokens, `tokens` (B·T) in all.
+struct Ragged {
+  int64_t slots = 0, S = 0, tokens = 0;
+};
 
 struct Built {
   Graph graph;  // null: cuDNN rejected the shape
@@ -68,9 +90,20 @@ constexpr int64_t kMaxDeterministicWorkspace = int64_t(256) << 20;
 
 }  // namespace
 
+// One segment tensor's documents (document_scan), computed once per step.
+struct Documents {
+  int32_t* starts = nullptr;  // device, B·T + 1 entries, kept across steps
+  DocumentScan scan;
+  int64_t step = -1;  // the context's step it was computed in
+};
+
 struct CudnnAttention {
   cudnnHandle_t handle = nullptr;  // null: cudnnCreate failed, every call takes the fallback
   std::map<Key, Built> graphs;
+  std::map<std::tuple<const int32_t*, int64_t, int64_t>, Documents> documents;  // by (segments, B, T)
+  DocumentScan* scan_dev = nullptr;   // document_scan's result on the device
+  DocumentScan* scan_host = nullptr;  // and its pinned host copy
+  int64_t bytes = 0;                  // device memory the documents' starts hold
 };
 
 namespace {
@@ -82,24 +115,57 @@ struct Side {
   std::vector<int64_t> strides() const { return {R * heads * D, D, heads * D, 1}; }
 };
 int64_t rows_of(int64_t rows, int64_t T) { return rows > 0 ? rows : T; }
-Side q_side(const AttentionArgs& a) { return {a.B, a.H, a.Tq, rows_of(a.q_rows, a.Tq), a.D}; }
-Side k_side(const AttentionArgs& a) { return {a.B, a.Hkv, a.Tk, rows_of(a.k_rows, a.Tk), a.D}; }
+// Ragged: `slots` sequences of extent S over [tokens, heads, D] memory; each sequence's rows
+// start at its ragged offset, so the batch stride is never used.
+Side q_side(const AttentionArgs& a, const Ragged& r) {
+  return r.slots ? Side{r.slots, a.H, r.S, r.S, a.D} : Side{a.B, a.H, a.Tq, rows_of(a.q_rows, a.Tq), a.D};
+}
+Side k_side(const AttentionArgs& a, const Ragged& r) {
+  return r.slots ? Side{r.slots, a.Hkv, r.S, r.S, a.D} : Side{a.B, a.Hkv, a.Tk, rows_of(a.k_rows, a.Tk), a.D};
+}
 
-Tensor input(fe::graph::Graph& g, const char* name, Uid uid, const Side& x) {
+// One of the ragged index tensors: [n, 1, 1, 1] int32 lengths or int64 offsets.
+Tensor index_tensor(fe::graph::Graph& g, const char* name, Uid uid, int64_t n, fe::DataType_t type) {
   return g.tensor(
+      fe::graph::Tensor_attributes().set_name(name).set_uid(uid).set_dim({n, 1, 1, 1}).set_stride({1, 1, 1, 1}).set_data_type(
+          type));
+}
+Tensor offsets(fe::graph::Graph& g, const char* name, Uid uid, const Ragged& r) {
+  return r.slots ? index_tensor(g, name, uid, r.slots + 1, fe::DataType_t::INT64) : nullptr;
+}
+
+Tensor input(fe::graph::Graph& g, const char* name, Uid uid, const Side& x, const Tensor& offset) {
+  Tensor t = g.tensor(
       fe::graph::Tensor_attributes().set_name(name).set_uid(uid).set_dim(x.dims()).set_stride(x.strides()));
+  if (offset) t->set_ragged_offset(offset);
+  return t;
 }
 
-void output(const Tensor& t, Uid uid, const Side& x) {
+void output(const Tensor& t, Uid uid, const Side& x, const Tensor& offset) {
   t->set_output(true).set_uid(uid).set_dim(x.dims()).set_stride(x.strides());
+  if (offset) t->set_ragged_offset(offset);
 }
 
-// Stats, [B, H, Tq, 1] fp32: our lse [B, H, Tq], packed in a row window too.
-fe::graph::Tensor_attributes& stats_layout(fe::graph::Tensor_attributes& t, const AttentionArgs& a) {
-  return t.set_uid(kStats)
-      .set_data_type(fe::DataType_t::FLOAT)
-      .set_dim({a.B, a.H, a.Tq, 1})
-      .set_stride({a.H * a.Tq, a.Tq, 1, 1});
+// Stats, [B, H, Tq, 1] fp32: our lse [B, H, Tq], packed in a row window too. Ragged: token-major
+// [tokens, H] from each sequence's offset (the layout cuDNN's ragged statistics take).
+void stats_layout(fe::graph::Tensor_attributes& t, const AttentionArgs& a, const Ragged& r, const Tensor& offset) {
+  t.set_uid(kStats).set_data_type(fe::DataType_t::FLOAT);
+  if (r.slots) {
+    t.set_dim({r.slots, a.H, r.S, 1}).set_stride({a.H * r.S, 1, a.H, 1}).set_ragged_offset(offset);
+  } else {
+    t.set_dim({a.B, a.H, a.Tq, 1}).set_stride({a.H * a.Tq, a.Tq, 1, 1});
+  }
+}
+
+// Ragged graphs: a padding mask with each sequence's length (queries and keys alike).
+template <class Attributes>
+void set_documents(fe::graph::Graph& g, Attributes& opts, const Ragged& r) {
+  if (!r.slots) return;
+  opts.set_padding_mask(true)
+      .set_seq_len_q(index_tensor(g, "seq_q", kSeqQ, r.slots, fe::DataType_t::INT32))
+      .set_seq_len_kv(index_tensor(g, "seq_kv", kSeqKV, r.slots, fe::DataType_t::INT32))
+      .set_max_total_seq_len_q(r.tokens)
+      .set_max_total_seq_len_kv(r.tokens);
 }
 
 Graph new_graph() {
@@ -110,36 +176,50 @@ Graph new_graph() {
   return g;
 }
 
-Graph forward_graph(const AttentionArgs& a) {
+// The ragged offsets of Q, O (and dO, dQ), K (dK), V (dV) and Stats; null tensors when dense.
+struct Offsets {
+  Tensor q, o, k, v, stats;
+  Offsets(fe::graph::Graph& g, const Ragged& r)
+      : q(offsets(g, "offset_q", kOffQ, r)), o(offsets(g, "offset_o", kOffO, r)), k(offsets(g, "offset_k", kOffK, r)),
+        v(offsets(g, "offset_v", kOffV, r)), stats(offsets(g, "offset_stats", kOffStats, r)) {}
+};
+
+Graph forward_graph(const AttentionArgs& a, const Ragged& r) {
   Graph g = new_graph();
-  const Tensor q = input(*g, "Q", kQ, q_side(a));
-  const Tensor k = input(*g, "K", kK, k_side(a));
-  const Tensor v = input(*g, "V", kV, k_side(a));
+  const Offsets off(*g, r);
+  const Tensor q = input(*g, "Q", kQ, q_side(a, r), off.q);
+  const Tensor k = input(*g, "K", kK, k_side(a, r), off.k);
+  const Tensor v = input(*g, "V", kV, k_side(a, r), off.v);
   auto opts = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(true).set_attn_scale(a.scale);
   if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
+  set_documents(*g, opts, r);
   auto [o, stats] = g->sdpa(q, k, v, opts);
-  output(o, kO, q_side(a));
-  stats_layout(stats->set_output(true), a);
+  output(o, kO, q_side(a, r), off.o);
+  stats_layout(stats->set_output(true), a, r, off.stats);
   return g;
 }
 
-Graph backward_graph(const AttentionArgs& a, bool deterministic) {
+Graph backward_graph(const AttentionArgs& a, const Ragged& r, bool deterministic) {
   Graph g = new_graph();
-  const Tensor q = input(*g, "Q", kQ, q_side(a));
-  const Tensor k = input(*g, "K", kK, k_side(a));
-  const Tensor v = input(*g, "V", kV, k_side(a));
-  const Tensor o = input(*g, "O", kO, q_side(a));
-  const Tensor dout = input(*g, "dO", kdO, q_side(a));
-  const Tensor stats = g->tensor(stats_layout(fe::graph::Tensor_attributes().set_name("Stats"), a));
+  const Offsets off(*g, r);
+  const Tensor q = input(*g, "Q", kQ, q_side(a, r), off.q);
+  const Tensor k = input(*g, "K", kK, k_side(a, r), off.k);
+  const Tensor v = input(*g, "V", kV, k_side(a, r), off.v);
+  const Tensor o = input(*g, "O", kO, q_side(a, r), off.o);
+  const Tensor dout = input(*g, "dO", kdO, q_side(a, r), off.o);
+  fe::graph::Tensor_attributes stats_attributes;
+  stats_layout(stats_attributes.set_name("Stats"), a, r, off.stats);
+  const Tensor stats = g->tensor(stats_attributes);
   auto opts = fe::graph::SDPA_backward_attributes()
                   .set_name("sdpa_backward")
                   .set_attn_scale(a.scale)
                   .set_deterministic_algorithm(deterministic);
   if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
+  set_documents(*g, opts, r);
   auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, opts);
-  output(dq, kdQ, q_side(a));
-  output(dk, kdK, k_side(a));
-  output(dv, kdV, k_side(a));
+  output(dq, kdQ, q_side(a, r), off.q);
+  output(dk, kdK, k_side(a, r), off.k);
+  output(dv, kdV, k_side(a, r), off.v);
   return g;
 }
 
@@ -160,17 +240,18 @@ std::string build(fe::graph::Graph& g, cudnnHandle_t handle) {
   }
 }
 
-std::string describe(const AttentionArgs& a, bool backward) {
+std::string describe(const AttentionArgs& a, const Ragged& r, bool backward) {
   const int64_t qr = rows_of(a.q_rows, a.Tq), kr = rows_of(a.k_rows, a.Tk);
   const std::string window =
       qr > a.Tq || kr > a.Tk ? " in windows of " + std::to_string(qr) + "/" + std::to_string(kr) + " rows" : "";
+  const std::string docs =
+      r.slots ? " as " + std::to_string(r.slots) + " ragged sequences of <= " + std::to_string(r.S) + " tokens" : "";
   return std::string(backward ? "backward" : "forward") + " B=" + std::to_string(a.B) + " Tq=" + std::to_string(a.Tq) +
-         " Tk=" + std::to_string(a.Tk) + window + " H=" + std::to_string(a.H) + " Hkv=" + std::to_string(a.Hkv) +
+         " Tk=" + std::to_string(a.Tk) + window + docs + " H=" + std::to_string(a.H) + " Hkv=" + std::to_string(a.Hkv) +
          " D=" + std::to_string(a.D) + (a.causal ? " causal" : "");
 }
 
-// The cached graph for these arguments, built on first use; null when cuDNN rejects them.
-const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, bool backward) {
+CudnnAttention& state(AttentionContext& ctx) {
   if (!ctx.cudnn) {
     ctx.cudnn = new CudnnAttention;
     // A cuDNN that cannot start here (a libcudnn whose engine libraries or driver do not match
@@ -182,12 +263,18 @@ const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, bool backw
                    cudnnGetErrorString(st));
     }
   }
+  return *ctx.cudnn;
+}
+
+// The cached graph for these arguments, built on first use; null when cuDNN rejects them.
+const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, const Ragged& r, bool backward) {
+  CudnnAttention& c = state(ctx);
   static const Built kNone;
-  if (!ctx.cudnn->handle) return kNone;
-  const Key key{a.B,   a.Tq,     a.Tk,    rows_of(a.q_rows, a.Tq), rows_of(a.k_rows, a.Tk), a.H, a.Hkv,
-                a.D,   a.causal, a.scale, backward};
-  auto it = ctx.cudnn->graphs.find(key);
-  if (it != ctx.cudnn->graphs.end()) return it->second;
+  if (!c.handle) return kNone;
+  const Key key{a.B, a.Tq,    a.Tk,     rows_of(a.q_rows, a.Tq), rows_of(a.k_rows, a.Tk), a.H, a.Hkv, a.D, a.causal,
+                a.scale, backward, r.slots, r.S};
+  auto it = c.graphs.find(key);
+  if (it != c.graphs.end()) return it->second;
 
   Built built;
   std::string why;
@@ -197,13 +284,13 @@ const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, bool backw
     return bytes;
   };
   if (!backward) {
-    Graph g = forward_graph(a);
-    why = build(*g, ctx.cudnn->handle);
+    Graph g = forward_graph(a, r);
+    why = build(*g, c.handle);
     if (why.empty()) built = {g, workspace_of(*g)};
   } else {
     for (bool deterministic : {true, false}) {
-      Graph g = backward_graph(a, deterministic);
-      std::string reason = build(*g, ctx.cudnn->handle);
+      Graph g = backward_graph(a, r, deterministic);
+      std::string reason = build(*g, c.handle);
       if (reason.empty()) {
         const int64_t workspace = workspace_of(*g);
         if (!deterministic || workspace <= kMaxDeterministicWorkspace) {
@@ -217,32 +304,133 @@ const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, bool backw
     }
     if (built.graph && !why.empty())  // took the default algorithm: say once why
       std::fprintf(stderr, "autosp: cuDNN SDPA %s uses the non-deterministic algorithm (%s)\n",
-                   describe(a, backward).c_str(), why.c_str());
+                   describe(a, r, backward).c_str(), why.c_str());
   }
   if (!built.graph) {
     std::fprintf(stderr, "autosp: cuDNN SDPA %s not supported, using the fallback kernels: %s\n",
-                 describe(a, backward).c_str(), why.c_str());
+                 describe(a, r, backward).c_str(), why.c_str());
   }
-  return ctx.cudnn->graphs.emplace(key, std::move(built)).first->second;
+  return c.graphs.emplace(key, std::move(built)).first->second;
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// What cuDNN is never asked to do: masks beyond causal, head dims its kernels do not take
-// (multiples of 8 up to 256; the support check narrows that per GPU), empty problems, and
-// operands its vectorised loads cannot read.
+// Packed documents as cuDNN can take them: one segment tensor for queries and keys, which
+// are the same rows (default positions, no windows).
+bool documents(const AttentionArgs& a) {
+  return a.q_seg && a.q_seg == a.k_seg && !a.q_pos && !a.k_pos && a.Tq == a.Tk && rows_of(a.q_rows, a.Tq) == a.Tq &&
+         rows_of(a.k_rows, a.Tk) == a.Tk;
+}
+
+// What cuDNN is never asked to do: masks beyond causal and packed documents, head dims its
+// kernels do not take (multiples of 8 up to 256; the support check narrows that per GPU),
+// empty problems, and operands its vectorised loads cannot read.
 bool applicable(const AttentionArgs& a, std::initializer_list<const void*> ptrs) {
-  if (a.q_pos || a.k_pos || a.q_seg || a.k_seg) return false;
+  if ((a.q_pos || a.k_pos || a.q_seg || a.k_seg) && !documents(a)) return false;
   if (a.D % 8 != 0 || a.D > 256 || a.B == 0 || a.Tq == 0 || a.Tk == 0) return false;
   for (const void* p : ptrs)
     if (!aligned16(p)) return false;
   return true;
 }
 
-void execute(AttentionContext& ctx, const Built& built, std::unordered_map<int64_t, void*>& pack, cudaStream_t s) {
-  void* workspace = built.workspace > 0 ? ctx.scratch(size_t(built.workspace)) : nullptr;
+int64_t pow2_at_least(int64_t n, int64_t floor) {
+  int64_t p = floor;
+  while (p < n) p *= 2;
+  return p;
+}
+
+// The documents of this call's segment tensor: scanned on the device, the scan's summary
+// copied to the host (the one wait for the stream), then kept for the rest of the context's
+// step. Null, with nothing left to do, when cuDNN cannot take them exactly.
+const Documents* documents_for(AttentionContext& ctx, const AttentionArgs& a, cudaStream_t s) {
+  // cuDNN 9.6: ragged statistics and GQA with ragged offsets (as Transformer Engine requires).
+  static const bool supported = cudnnGetVersion() >= 90600;
+  if (!supported) return nullptr;
+  CudnnAttention& c = state(ctx);
+  auto [it, fresh] = c.documents.try_emplace({a.q_seg, a.B, a.Tq});
+  Documents& d = it->second;
+  if (fresh) {
+    const int64_t bytes = (a.B * a.Tq + 1) * int64_t(sizeof(int32_t));
+    CUDA_CHECK(cudaMalloc(&d.starts, size_t(bytes)));
+    c.bytes += bytes;
+    if (ctx.on_resize) ctx.on_resize(bytes);
+  }
+  if (fresh || ctx.step() < 0 || d.step != ctx.step()) {
+    if (!c.scan_dev) {
+      CUDA_CHECK(cudaMalloc(&c.scan_dev, sizeof(DocumentScan)));
+      CUDA_CHECK(cudaMallocHost(&c.scan_host, sizeof(DocumentScan)));
+    }
+    document_scan(a.q_seg, a.B, a.Tq, d.starts, c.scan_dev, s);
+    CUDA_CHECK(cudaMemcpyAsync(c.scan_host, c.scan_dev, sizeof(DocumentScan), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    d.scan = *c.scan_host;
+    d.step = ctx.step();
+  }
+  return d.scan.ordered ? &d : nullptr;
+}
+
+// A ragged call's device memory, carved from the context's scratch after cuDNN's workspace:
+// the sequence lengths, the three offset tables and the token-major statistics.
+struct RaggedScratch {
+  void* workspace = nullptr;
+  int32_t* seq_len = nullptr;
+  int64_t *q_offset = nullptr, *kv_offset = nullptr, *stats_offset = nullptr;
+  float* stats = nullptr;
+};
+
+int64_t align256(int64_t b) { return (b + 255) / 256 * 256; }
+
+RaggedScratch carve(AttentionContext& ctx, const Built& built, const Ragged& r, int64_t H) {
+  const int64_t ws = align256(built.workspace), lens = align256(r.slots * 4), table = align256((r.slots + 1) * 8);
+  char* base = static_cast<char*>(ctx.scratch(size_t(ws + lens + 3 * table + r.tokens * H * 4)));
+  RaggedScratch m;
+  m.workspace = built.workspace > 0 ? base : nullptr;
+  m.seq_len = reinterpret_cast<int32_t*>(base + ws);
+  m.q_offset = reinterpret_cast<int64_t*>(base + ws + lens);
+  m.kv_offset = reinterpret_cast<int64_t*>(base + ws + lens + table);
+  m.stats_offset = reinterpret_cast<int64_t*>(base + ws + lens + 2 * table);
+  m.stats = reinterpret_cast<float*>(base + ws + lens + 3 * table);
+  return m;
+}
+
+// The graph for this call and, for documents, its extents and filled tables; false when the
+// call must take the fallback.
+struct Prepared {
+  const Built* built = nullptr;
+  Ragged ragged;
+  RaggedScratch scratch;
+};
+
+bool prepare(AttentionContext& ctx, const AttentionArgs& a, bool backward, cudaStream_t s, Prepared& p) {
+  if (!state(ctx).handle) return false;
+  if (documents(a)) {
+    const Documents* d = documents_for(ctx, a, s);
+    if (!d) return false;
+    p.ragged = {pow2_at_least(d->scan.count, 16), std::min(a.Tq, pow2_at_least(d->scan.max_len, 64)), a.B * a.Tq};
+  }
+  p.built = &graph_for(ctx, a, p.ragged, backward);
+  if (!p.built->graph) return false;
+  if (p.ragged.slots) {
+    const Documents& d = ctx.cudnn->documents.at({a.q_seg, a.B, a.Tq});
+    p.scratch = carve(ctx, *p.built, p.ragged, a.H);
+    ragged_tables(d.starts, d.scan.count, p.ragged.slots, a.H, a.Hkv, a.D, p.scratch.seq_len, p.scratch.q_offset,
+                  p.scratch.kv_offset, p.scratch.stats_offset, s);
+  } else {
+    p.scratch.workspace = p.built->workspace > 0 ? ctx.scratch(size_t(p.built->workspace)) : nullptr;
+  }
+  return true;
+}
+
+void execute(AttentionContext& ctx, const Prepared& p, std::unordered_map<int64_t, void*>& pack, cudaStream_t s) {
+  if (p.ragged.slots) {
+    const RaggedScratch& m = p.scratch;
+    pack[kSeqQ] = pack[kSeqKV] = m.seq_len;
+    pack[kOffQ] = pack[kOffO] = m.q_offset;
+    pack[kOffK] = pack[kOffV] = m.kv_offset;
+    pack[kOffStats] = m.stats_offset;
+  }
   CUDNN_CHECK(cudnnSetStream(ctx.cudnn->handle, s));
-  fe::error_t e = built.graph->execute(ctx.cudnn->handle, pack, workspace);
+  fe::error_t e = p.built->graph->execute(ctx.cudnn->handle, pack, p.scratch.workspace);
   AUTOSP_CHECK(e.is_good()) << "cuDNN SDPA execute failed: " << e.get_message();
 }
 
@@ -252,41 +440,53 @@ bool attention_cudnn_built() { return true; }
 
 bool attention_forward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
                              const bf16* v, bf16* o, float* lse, cudaStream_t s) {
-  if (!applicable(a, {q, k, v, o, lse})) return false;
-  const Built& built = graph_for(ctx, a, false);
-  if (!built.graph) return false;
+  Prepared p;
+  if (!applicable(a, {q, k, v, o, lse}) || !prepare(ctx, a, false, s, p)) return false;
+  float* stats = p.ragged.slots ? p.scratch.stats : lse;
   std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<bf16*>(q)}, {kK, const_cast<bf16*>(k)},
                                              {kV, const_cast<bf16*>(v)}, {kO, o},
-                                             {kStats, lse}};
-  execute(ctx, built, pack, s);
+                                             {kStats, stats}};
+  execute(ctx, p, pack, s);
+  if (p.ragged.slots) lse_from_token_major(stats, lse, a.B, a.H, a.Tq, s);
   return true;
 }
 
 bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
                               const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
                               bf16* dv, cudaStream_t s) {
-  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv})) return false;
-  const Built& built = graph_for(ctx, a, true);
-  if (!built.graph) return false;
+  Prepared p;
+  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv}) || !prepare(ctx, a, true, s, p)) return false;
+  float* stats = const_cast<float*>(lse);
+  if (p.ragged.slots) {
+    stats = p.scratch.stats;
+    lse_to_token_major(lse, stats, a.B, a.H, a.Tq, s);
+  }
   std::unordered_map<int64_t, void*> pack = {
       {kQ, const_cast<bf16*>(q)},    {kK, const_cast<bf16*>(k)},      {kV, const_cast<bf16*>(v)},
-      {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, const_cast<float*>(lse)},
+      {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, stats},
       {kdQ, dq},                     {kdK, dk},                       {kdV, dv}};
-  execute(ctx, built, pack, s);
+  execute(ctx, p, pack, s);
   return true;
 }
 
+bool attention_cudnn_documents() { return cudnnGetVersion() >= 90600; }
+
 int64_t attention_cudnn_workspace(AttentionContext& ctx, const AttentionArgs& a, bool backward) {
-  if (!applicable(a, {})) return -1;
-  const Built& built = graph_for(ctx, a, backward);
+  if (!applicable(a, {}) || documents(a)) return -1;  // a documents graph depends on the data
+  const Built& built = graph_for(ctx, a, Ragged{}, backward);
   return built.graph ? built.workspace : -1;
 }
 
-void release_cudnn_attention(CudnnAttention* c) {
-  if (!c) return;
+int64_t release_cudnn_attention(CudnnAttention* c) {
+  if (!c) return 0;
   c->graphs.clear();  // plans hold cuDNN descriptors: gone before the handle
   if (c->handle) cudnnDestroy(c->handle);
+  for (auto& [key, d] : c->documents) cudaFree(d.starts);
+  cudaFree(c->scan_dev);
+  cudaFreeHost(c->scan_host);
+  const int64_t bytes = c->bytes;
   delete c;
+  return bytes;
 }
 
 }  // namespace autosp::kernels::cuda

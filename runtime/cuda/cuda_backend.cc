@@ -87,6 +87,8 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMalloc(&sum_squares_scratch_, sizeof(double) * k::kSumSquaresScratch));
   }
 
+  void begin_run() override { attention_->begin_step(); }
+
   ~CudaBackend() override {
     cudaSetDevice(device_);
     cudaDeviceSynchronize();

@@ -44,6 +44,10 @@ struct Case {
   int64_t B = 1, Tq = 0, Tk = 0, H = 1, Hkv = 1, D = 64;
   bool causal = true;
   std::vector<int32_t> q_pos, k_pos, q_seg, k_seg;  // [B, T] each, or empty for the defaults
+  // One device segment tensor for queries and keys (q_seg == k_seg), as the model passes them:
+  // what cuDNN's ragged path takes. seg_device: that tensor, uploaded by the test, else here.
+  bool shared_segments = false;
+  const int32_t* seg_device = nullptr;
 
   float scale() const { return 1.0f / std::sqrt(float(D)); }
   size_t q_elems() const { return size_t(B * Tq * H * D); }
@@ -171,11 +175,13 @@ void fill_nan(T* dev, size_t n) {
 }
 
 // The GPU forward and backward of the case along `path`, compared with the CPU.
-void check_against_cpu(const Case& c, Path path, uint32_t seed) {
+void check_against_cpu(const Case& c, Path path, uint32_t seed, gpu::AttentionContext& ctx) {
   const Reference ref(c, seed);
-  const DeviceInts qp(c.q_pos), kp(c.k_pos), qs(c.q_seg), ks(c.k_seg);
-  const gpu::AttentionArgs a{c.B, c.Tq, c.Tk, c.H, c.Hkv, c.D, c.causal, c.scale(), qp.ptr, kp.ptr, qs.ptr, ks.ptr};
-  gpu::AttentionContext ctx;
+  const DeviceInts qp(c.q_pos), kp(c.k_pos), qs(c.seg_device ? std::vector<int32_t>{} : c.q_seg),
+      ks(c.shared_segments ? std::vector<int32_t>{} : c.k_seg);
+  const int32_t* q_seg = c.seg_device ? c.seg_device : qs.ptr;
+  const int32_t* k_seg = c.shared_segments ? q_seg : ks.ptr;
+  const gpu::AttentionArgs a{c.B, c.Tq, c.Tk, c.H, c.Hkv, c.D, c.causal, c.scale(), qp.ptr, kp.ptr, q_seg, k_seg};
 
   Buf o(c.q_elems());
   float* lse = device_copy(std::vector<float>(c.rows()));
@@ -219,6 +225,11 @@ void check_against_cpu(const Case& c, Path path, uint32_t seed) {
   require_close("dv", dv.download(), ref.dv, ref.dv_mag);
   cudaFree(lse);
   cudaFree(lse_in);
+}
+
+void check_against_cpu(const Case& c, Path path, uint32_t seed) {
+  gpu::AttentionContext ctx;
+  check_against_cpu(c, path, seed, ctx);
 }
 
 // Both implementations on a case cuDNN can take; the cuDNN section skips, saying why, in a
@@ -301,6 +312,105 @@ TEST_CASE("CUDA attention over packed documents (segments and positions) matches
       check_against_cpu(c, Path::kAuto, 500);
     }
   }
+}
+
+// Packed documents as the model passes them: one segment tensor, default (row) positions.
+// `docs[b]`: row b's document lengths; a negative length is that many padding tokens (id -1).
+Case documents_case(const std::vector<std::vector<int>>& docs, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                    bool causal) {
+  Case c;
+  c.B = int64_t(docs.size()), c.Tq = c.Tk = T, c.H = H, c.Hkv = Hkv, c.D = D, c.causal = causal;
+  c.shared_segments = true;
+  for (const std::vector<int>& row : docs) {
+    int32_t id = 0;
+    for (int len : row) {
+      for (int t = 0; t < std::abs(len); ++t) c.q_seg.push_back(len < 0 ? -1 : id);
+      ++id;
+    }
+  }
+  REQUIRE(c.q_seg.size() == size_t(c.B * T));
+  c.k_seg = c.q_seg;
+  return c;
+}
+
+bool cudnn_takes_documents() {
+  if (!gpu::attention_cudnn_built()) {
+    WARN("cuDNN path skipped: built without the cuDNN frontend (see kernels/cuda/CMakeLists.txt)");
+    return false;
+  }
+  if (!gpu::attention_cudnn_documents()) {
+    WARN("cuDNN path skipped: this cuDNN runtime is older than 9.6 (no ragged statistics)");
+    return false;
+  }
+  return true;
+}
+
+TEST_CASE("cuDNN runs packed documents as ragged sequences like the CPU kernel", "[cuda][attention]") {
+  REQUIRE_GPU();
+  // Row 0: documents of 37, 80 and 43 tokens; row 1: 50, 90, then 20 padding tokens.
+  const std::vector<std::vector<int>> docs = {{37, 80, 43}, {50, 90, -20}};
+  for (int64_t D : {64, 128})
+    for (bool causal : {true, false}) {
+      DYNAMIC_SECTION("D = " << D << (causal ? " causal" : " bidirectional")) {
+        const Case c = documents_case(docs, 160, 4, 2, D, causal);
+        check_against_cpu(c, Path::kAuto, 900);
+        if (cudnn_takes_documents()) check_against_cpu(c, Path::kCudnn, 900);
+      }
+    }
+}
+
+TEST_CASE("cuDNN's ragged batch grows past 16 documents and takes one-token ones", "[cuda][attention]") {
+  REQUIRE_GPU();
+  // 40 documents (the graph's batch rounds up to 64), lengths 1 to 97, in one 1000-token row.
+  std::vector<int> row;
+  int left = 1000;
+  for (int i = 0; left > 0; ++i) {
+    const int len = std::min(left, i % 5 == 0 ? 1 : 1 + (i * 37) % 97);
+    row.push_back(len);
+    left -= len;
+  }
+  REQUIRE(row.size() > 16);
+  const Case c = documents_case({row}, 1000, 2, 1, 64, true);
+  if (cudnn_takes_documents()) check_against_cpu(c, Path::kCudnn, 910);
+}
+
+TEST_CASE("documents whose ids repeat in a row take the fallback kernels", "[cuda][attention]") {
+  REQUIRE_GPU();
+  // Ids 0, 1, 0: the third run shares id 0 with the first, so its tokens see the first run's
+  // too; cuDNN's ragged sequences cannot say that, so the cuDNN path declines and the
+  // dispatcher's fallback matches the CPU.
+  Case c = documents_case({{50, 40, 30}}, 120, 2, 2, 64, true);
+  std::fill(c.q_seg.begin() + 90, c.q_seg.end(), 0);
+  c.k_seg = c.q_seg;
+  check_against_cpu(c, Path::kAuto, 920);
+  if (!gpu::attention_cudnn_built()) return;
+  const Reference ref(c, 920);
+  const DeviceInts seg(c.q_seg);
+  const gpu::AttentionArgs a{c.B, c.Tq, c.Tk, c.H, c.Hkv, c.D, c.causal, c.scale(), nullptr, nullptr, seg.ptr, seg.ptr};
+  Buf o(c.q_elems());
+  float* lse = device_copy(std::vector<float>(c.rows()));
+  gpu::AttentionContext ctx;
+  REQUIRE_FALSE(gpu::attention_forward_cudnn(ctx, a, ref.q.dev, ref.k.dev, ref.v.dev, o.dev, lse, nullptr));
+  cudaFree(lse);
+}
+
+TEST_CASE("a context's document tables follow the segments from step to step", "[cuda][attention]") {
+  REQUIRE_GPU();
+  if (!cudnn_takes_documents()) return;
+  // One segment buffer, rewritten between steps (as the trainer's input is): each step's
+  // begin_step() makes the cuDNN path scan it again.
+  const Case first = documents_case({{100, 60}}, 160, 2, 2, 64, true);
+  const Case second = documents_case({{30, 20, 110}}, 160, 2, 2, 64, true);
+  int32_t* seg = device_copy(first.q_seg);
+  gpu::AttentionContext ctx;
+  for (const Case* step : {&first, &second, &first}) {
+    REQUIRE(cudaMemcpy(seg, step->q_seg.data(), step->q_seg.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+    ctx.begin_step();
+    Case c = *step;
+    c.seg_device = seg;
+    check_against_cpu(c, Path::kCudnn, 930, ctx);
+  }
+  cudaFree(seg);
 }
 
 TEST_CASE("CUDA attention of a ring block (explicit positions, Tq != Tk, rows that see no key) matches the CPU",

@@ -1,0 +1,146 @@
+// The packed-documents tables of cuDNN's ragged attention (kernels/cuda/attention_documents.h)
+// against the same tables computed naively here. Integer results and float copies: exact.
+#include <catch2/catch.hpp>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/cuda/attention_documents.h"
+#include "tests/cuda/cuda_test_util.h"
+
+namespace gpu = autosp::kernels::cuda;
+
+using namespace autosp::cuda_test;
+
+namespace {
+
+struct Expected {
+  std::vector<int32_t> starts;  // the runs' first tokens, then B·T
+  int32_t max_len = 0;
+  bool ordered = true;
+};
+
+// Runs of equal ids per row; ordered iff each row's run ids increase, -1 counting as the largest.
+Expected naive_scan(const std::vector<int32_t>& seg, int64_t B, int64_t T) {
+  Expected e;
+  auto key = [](int32_t id) { return id < 0 ? int64_t(1) << 40 : int64_t(id); };
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const size_t g = size_t(b * T + t);
+      if (t == 0 || seg[g] != seg[g - 1]) {
+        e.starts.push_back(int32_t(g));
+        if (t > 0 && key(seg[g]) <= key(seg[g - 1])) e.ordered = false;
+      }
+    }
+  e.starts.push_back(int32_t(B * T));
+  for (size_t i = 0; i + 1 < e.starts.size(); ++i) e.max_len = std::max(e.max_len, e.starts[i + 1] - e.starts[i]);
+  return e;
+}
+
+// Rows of documents of random lengths (1 to max_doc tokens), ids counting up from a random
+// first id, some rows ending in padding (-1).
+std::vector<int32_t> random_documents(int64_t B, int64_t T, int max_doc, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> seg;
+  for (int64_t b = 0; b < B; ++b) {
+    int32_t id = int32_t(rng() % 5);
+    const int64_t padding = b % 2 ? int64_t(rng() % 40) : 0;
+    for (int64_t t = 0; t < T - padding;) {
+      const int64_t len = std::min<int64_t>(T - padding - t, 1 + int64_t(rng() % uint32_t(max_doc)));
+      seg.insert(seg.end(), size_t(len), id++);
+      t += len;
+    }
+    seg.insert(seg.end(), size_t(padding), -1);
+  }
+  return seg;
+}
+
+void check_scan(const std::vector<int32_t>& seg, int64_t B, int64_t T) {
+  const Expected want = naive_scan(seg, B, T);
+  int32_t* seg_dev = device_copy(seg);
+  int32_t* starts = device_copy(std::vector<int32_t>(size_t(B * T + 1), -7));
+  gpu::DocumentScan* scan = nullptr;
+  REQUIRE(cudaMalloc(&scan, sizeof(gpu::DocumentScan)) == cudaSuccess);
+  gpu::document_scan(seg_dev, B, T, starts, scan, nullptr);
+  gpu::DocumentScan got;
+  REQUIRE(cudaMemcpy(&got, scan, sizeof got, cudaMemcpyDeviceToHost) == cudaSuccess);
+  REQUIRE(got.count == int32_t(want.starts.size() - 1));
+  REQUIRE(got.max_len == want.max_len);
+  REQUIRE(bool(got.ordered) == want.ordered);
+  REQUIRE(host_copy(starts, want.starts.size()) == want.starts);
+
+  // The ragged tables for a batch of twice the documents: the extra slots are empty sequences
+  // at the end of the tokens.
+  const int64_t count = got.count, slots = 2 * count, H = 3, Hkv = 1, D = 8;
+  int32_t* lens = device_copy(std::vector<int32_t>(size_t(slots), -7));
+  std::vector<int64_t*> tables(3);
+  for (int64_t*& t : tables) REQUIRE(cudaMalloc(&t, size_t(slots + 1) * 8) == cudaSuccess);
+  gpu::ragged_tables(starts, count, slots, H, Hkv, D, lens, tables[0], tables[1], tables[2], nullptr);
+  const std::vector<int32_t> got_lens = host_copy(lens, size_t(slots));
+  std::vector<std::vector<int64_t>> got_tables;
+  for (int64_t* t : tables) {
+    std::vector<int64_t> h(size_t(slots + 1));
+    REQUIRE(cudaMemcpy(h.data(), t, h.size() * 8, cudaMemcpyDeviceToHost) == cudaSuccess);
+    got_tables.push_back(h);
+  }
+  for (int64_t i = 0; i <= slots; ++i) {
+    const int64_t first = want.starts[size_t(std::min(i, count))];
+    if (i < slots) REQUIRE(got_lens[size_t(i)] == (i < count ? want.starts[size_t(i + 1)] - first : 0));
+    REQUIRE(got_tables[0][size_t(i)] == first * H * D);
+    REQUIRE(got_tables[1][size_t(i)] == first * Hkv * D);
+    REQUIRE(got_tables[2][size_t(i)] == first * H);
+  }
+  for (int64_t* t : tables) cudaFree(t);
+  cudaFree(lens);
+  cudaFree(scan);
+  cudaFree(starts);
+  cudaFree(seg_dev);
+}
+
+}  // namespace
+
+TEST_CASE("document_scan finds each row's documents and checks their order", "[cuda][attention]") {
+  REQUIRE_GPU();
+  SECTION("random documents, short rows") { check_scan(random_documents(4, 300, 60, 1), 4, 300); }
+  // 1,500,000 tokens: every one of the scan's 1024 threads walks ~1465 of them.
+  SECTION("random documents, long rows") { check_scan(random_documents(3, 500000, 20000, 2), 3, 500000); }
+  SECTION("one-token documents") {
+    std::vector<int32_t> seg(777);
+    for (size_t i = 0; i < seg.size(); ++i) seg[i] = int32_t(i);
+    check_scan(seg, 1, 777);
+  }
+  SECTION("an id that comes back is out of order") {
+    std::vector<int32_t> seg;
+    for (int32_t id : {0, 1, 0, 2}) seg.insert(seg.end(), 50, id);
+    check_scan(seg, 1, 200);
+    REQUIRE_FALSE(naive_scan(seg, 1, 200).ordered);
+  }
+  SECTION("padding before a document is out of order") {
+    std::vector<int32_t> seg(100, -1);
+    std::fill(seg.begin() + 40, seg.end(), 0);
+    check_scan(seg, 1, 100);
+    REQUIRE_FALSE(naive_scan(seg, 1, 100).ordered);
+  }
+}
+
+TEST_CASE("lse moves between [B, H, T] and token-major [B*T, H] exactly", "[cuda][attention]") {
+  REQUIRE_GPU();
+  const int64_t B = 2, H = 3, T = 37;
+  const std::vector<float> lse = random(size_t(B * H * T), 5);
+  float* lse_dev = device_copy(lse);
+  float* stats = device_copy(std::vector<float>(lse.size()));
+  float* back = device_copy(std::vector<float>(lse.size()));
+  gpu::lse_to_token_major(lse_dev, stats, B, H, T, nullptr);
+  gpu::lse_from_token_major(stats, back, B, H, T, nullptr);
+  const std::vector<float> got = host_copy(stats, lse.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t) REQUIRE(got[size_t((b * T + t) * H + h)] == lse[size_t((b * H + h) * T + t)]);
+  REQUIRE(host_copy(back, lse.size()) == lse);
+  cudaFree(lse_dev);
+  cudaFree(stats);
+  cudaFree(back);
+}
