@@ -11,8 +11,9 @@
 //     only the late half of the queries sees the block, all of it. cuDNN runs that piece on
 //     row windows (runtime/cuda/ring_attention_cuda.cc); the fallback attends the whole
 //     block by position and skips the hidden tiles.
-//   documents: packed documents of 4096 tokens (segment ids), fallback only (cuDNN is not
-//     given segments); FLOPs count each document's causal square.
+//   documents: packed documents of 4096 tokens (segment ids): cuDNN's ragged layout (the
+//     document table scanned once, as once per training step; kernels/cuda/attention_cudnn.cc)
+//     and the fallback; FLOPs count each document's causal square.
 //
 // FLOPs convention (FlashAttention's): the forward is two matmuls, Q·Kᵀ and P·V, of 2·T²·D each
 // per head, 4·B·H·T²·D in all, halved for causal masking; the backward counts 2.5× the forward
@@ -225,6 +226,18 @@ int main(int argc, char** argv) {
       for (int64_t start = 0; start < T; start += L) {
         const double n = double(std::min(L, T - start));
         flop += 4.0 * double(H) * n * n * double(D) / 2.0;
+      }
+      gpu::AttentionContext cctx;
+      cctx.begin_step();  // one step: the document table is scanned by the first call only
+      if (gpu::attention_forward_cudnn(cctx, docs, q, k, v, o, lse, nullptr)) {
+        const float f = time_ms(opt.iters, [&] { gpu::attention_forward_cudnn(cctx, docs, q, k, v, o, lse, nullptr); });
+        bool ok = true;
+        const float b = time_ms(opt.iters, [&] {
+          ok = gpu::attention_backward_cudnn(cctx, docs, q, k, v, o, lse, dout, dq, dk, dv, nullptr) && ok;
+        });
+        if (ok) print_line("cudnn", "documents", prop, T, H, D, f, b, flop);
+      } else {
+        std::fprintf(stderr, "bench_attention_cuda: cuDNN declined packed documents (needs cuDNN 9.6)\n");
       }
       gpu::AttentionContext fctx;
       const float f = time_ms(opt.iters, [&] { gpu::attention_forward_fallback(fctx, docs, q, k, v, o, lse, nullptr); });
