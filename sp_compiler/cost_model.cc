@@ -114,6 +114,7 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
         break;
       }
       case ir::Op::pack:  // parts written in place by their producers (lower.cc) move no bytes here
+      case ir::Op::concat:
         for (int s : in)
           if (p.root(s) != ins.out[0]) mem_bytes += 2 * bytes(p, s);
         break;

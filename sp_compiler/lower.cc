@@ -81,35 +81,55 @@ void accumulate_in_place(Program& p) {
   }
 }
 
-// A pack's part that is a whole arena tensor dying at the pack is written in place instead:
-// the part becomes a view of its place in the packed buffer (as DeepSpeed's contiguous
-// gradient buffer), so the gradients of a ZeRO bucket are not copied, and the bucket's bytes
-// do not sit beside its parts' at the pack. The pack then only zeroes the padding (its
-// kernels skip a part already where it belongs) and still orders the reduction after every
-// part. The packed buffer lives from its first part's producer instead of from the pack.
-void pack_in_place(Program& p) {
+// A split or concat along `axis` of `shape` whose parts are consecutive byte ranges of the
+// whole (every axis before `axis` has size 1, as the sequence axis of one row: chunk_mlp's
+// slices), each starting on an arena tensor's alignment.
+bool contiguous_parts(const Shape& shape, int64_t axis, const std::vector<int64_t>& sizes, DType dtype) {
+  int64_t outer = 1;
+  for (int d = 0; d < int(axis); ++d) outer *= shape[d];
+  if (outer != 1) return false;
+  const int64_t row = shape.numel() / shape[int(axis)] * int64_t(dtype_size(dtype));
+  for (int64_t size : sizes)
+    if (size * row % kAlign != 0) return false;
+  return true;
+}
+
+// A part of a pack, or of a concat whose parts are consecutive byte ranges, that is a whole
+// arena tensor dying there is written in place instead: the part becomes a view of its place
+// in the result (as DeepSpeed's contiguous gradient buffer), so the gradients of a ZeRO
+// bucket, or chunk_mlp's slices, are not copied, and the result's bytes do not sit beside its
+// parts'. The instruction's kernels skip a part already where it belongs (a pack then only
+// zeroes its padding), and it still orders what reads the result after every part. The
+// result lives from its first part's producer instead of from the instruction.
+void parts_in_place(Program& p) {
   const Lifetimes live = lifetimes(p);
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
-    if (ins.op != ir::Op::pack || p.slots[ins.out[0]].kind != Slot::Kind::arena) continue;
-    const int packed = ins.out[0];
+    if ((ins.op != ir::Op::pack && ins.op != ir::Op::concat) || p.slots[ins.out[0]].kind != Slot::Kind::arena)
+      continue;
+    const int result = ins.out[0];
+    if (ins.op == ir::Op::concat) {
+      const int64_t axis = std::get<ir::ConcatAttrs>(ins.attrs).axis;
+      std::vector<int64_t> sizes;
+      for (int part : ins.in) sizes.push_back(p.slots[part].type.shape[int(axis)]);
+      if (!contiguous_parts(p.slots[result].type.shape, axis, sizes, p.slots[result].type.dtype)) continue;
+    }
     int64_t offset = 0;
     for (int part : ins.in) {
       const int r = p.root(part);
-      const int64_t bytes = p.slots[part].type.shape.numel() * int64_t(dtype_size(p.slots[part].type.dtype));
       const bool whole = p.slots[r].kind == Slot::Kind::arena && p.slots[part].alias_offset == 0 &&
                          p.slots[r].type == p.slots[part].type;
-      if (whole && live.last[r] == i && r != packed) {
-        for (Slot& v : p.slots)  // views of the part now view the packed buffer
+      if (whole && live.last[r] == i && r != result) {
+        for (Slot& v : p.slots)  // views of the part now view the result
           if (v.kind == Slot::Kind::alias && v.alias_of == r) {
-            v.alias_of = packed;
+            v.alias_of = result;
             v.alias_offset += offset;
           }
         p.slots[r].kind = Slot::Kind::alias;
-        p.slots[r].alias_of = packed;
+        p.slots[r].alias_of = result;
         p.slots[r].alias_offset = offset;
       }
-      offset += bytes;
+      offset += p.slots[part].type.shape.numel() * int64_t(dtype_size(p.slots[part].type.dtype));
     }
   }
 }
@@ -184,13 +204,19 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
     }
     // reshape and unpack are views of their input unless a result must land in an output
     // buffer of its own; so is the pack of one tensor that needs no padding (a ZeRO bucket
-    // holding one large matrix: the packed copy would double its bytes where it is made).
+    // holding one large matrix: the packed copy would double its bytes where it is made), and
+    // a split into consecutive byte ranges (chunk_mlp's sequence slices of one row: the
+    // slices' copies would double the MLP input's bytes where they are made).
     bool any_output = false;
     for (ValueId v : n.outputs) any_output = any_output || output_name.count(v);
     const bool whole_pack = n.op == ir::Op::pack && n.inputs.size() == 1 &&
                             g.type(n.inputs[0]).shape.numel() == g.type(n.outputs[0]).shape.numel() &&
                             g.type(n.inputs[0]).dtype == g.type(n.outputs[0]).dtype;
-    if ((n.op == ir::Op::reshape || n.op == ir::Op::unpack || whole_pack) && !any_output) {
+    const bool view_split = n.op == ir::Op::split && [&] {
+      const auto& a = std::get<ir::SplitAttrs>(n.attrs);
+      return contiguous_parts(g.type(n.inputs[0]).shape, a.axis, a.sizes, g.type(n.inputs[0]).dtype);
+    }();
+    if ((n.op == ir::Op::reshape || n.op == ir::Op::unpack || whole_pack || view_split) && !any_output) {
       const int src = slot_of[n.inputs[0]];
       const bool src_alias = p.slots[src].kind == Slot::Kind::alias;
       const int root = src_alias ? p.slots[src].alias_of : src;
@@ -235,9 +261,9 @@ StatusOr<ir::Program> lower(const ir::Graph& g, const ScheduleOptions& schedule_
   label(p);
   schedule(p, schedule_opts);
   accumulate_in_place(p);
-  pack_in_place(p);
+  parts_in_place(p);
 
-  // Liveness of arena slots, after accumulate_in_place and pack_in_place made some views.
+  // Liveness of arena slots, after the *_in_place steps made some views.
   const Lifetimes live = lifetimes(p);
   const std::vector<int>& first = live.first;
   const std::vector<int>& last = live.last;

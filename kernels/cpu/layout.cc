@@ -87,7 +87,9 @@ void concat(const std::vector<const void*>& parts, void* out, const std::vector<
   for (int64_t o = 0; o < outer; ++o) {
     char* dst = static_cast<char*>(out) + o * row;
     for (size_t k = 0; k < parts.size(); ++k) {
-      std::memcpy(dst, static_cast<const char*>(parts[k]) + o * sizes[k] * inner, size_t(sizes[k] * inner));
+      // A part already in its place (written there by its producer: sp_compiler/lower.cc) is not copied.
+      const char* src = static_cast<const char*>(parts[k]) + o * sizes[k] * inner;
+      if (src != dst) std::memcpy(dst, src, size_t(sizes[k] * inner));
       dst += sizes[k] * inner;
     }
   }

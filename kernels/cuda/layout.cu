@@ -130,7 +130,8 @@ void concat(const std::vector<const void*>& parts, void* out, const std::vector<
   const int64_t pitch = shape[size_t(axis)] * inner;
   char* dst = static_cast<char*>(out);
   for (size_t k = 0; k < parts.size(); ++k) {
-    copy_rows(dst, pitch, parts[k], sizes[k] * inner, sizes[k] * inner, outer, s);
+    // A part already in its place (one row, written there by its producer: sp_compiler/lower.cc) is not copied.
+    if (outer != 1 || parts[k] != dst) copy_rows(dst, pitch, parts[k], sizes[k] * inner, sizes[k] * inner, outer, s);
     dst += sizes[k] * inner;
   }
 }

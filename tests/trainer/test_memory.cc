@@ -19,6 +19,19 @@ Options with(std::vector<std::string> sets) {
   return sp_test_options(sets);
 }
 
+// One training step touches the planned activation arena: no more (the executor would write
+// past it), and at least 95% (a plan much larger than the step's real peak wastes memory).
+void check_arena_touched(const Options& o) {
+  auto t = Trainer::create(o);
+  REQUIRE(t.ok());
+  REQUIRE(t.value()->train_step().ok());
+  const int64_t planned = t.value()->memory_plan().train_arena;
+  const int64_t touched = t.value()->train_executor().arena_high_water();
+  INFO("planned " << planned << " bytes, touched " << touched);
+  CHECK(touched <= planned);
+  CHECK(double(touched) >= 0.95 * double(planned));
+}
+
 }  // namespace
 
 TEST_CASE("recompute policies give bit-identical losses and gradients, with less activation memory",
@@ -85,15 +98,7 @@ TEST_CASE("the planned activation arena is what a training step touches (within 
   for (const char* policy : {"none", "selective", "layer"})
     for (const char* seq : {"64", "256"}) {
       DYNAMIC_SECTION(policy << " seq_len " << seq) {
-        const Options o = with({std::string("train.recompute=") + policy, std::string("train.seq_len=") + seq});
-        auto t = Trainer::create(o);
-        REQUIRE(t.ok());
-        REQUIRE(t.value()->train_step().ok());
-        const int64_t planned = t.value()->memory_plan().train_arena;
-        const int64_t touched = t.value()->train_executor().arena_high_water();
-        INFO("planned " << planned << " bytes, touched " << touched);
-        CHECK(touched <= planned);
-        CHECK(double(touched) >= 0.95 * double(planned));
+        check_arena_touched(with({std::string("train.recompute=") + policy, std::string("train.seq_len=") + seq}));
       }
     }
 }
@@ -169,6 +174,37 @@ TEST_CASE("chunking the MLP over the sequence keeps the numbers and shrinks the 
     return c->train.arena_bytes;
   };
   CHECK(arena("8") < arena("1"));
+}
+
+// With one row the slices are consecutive byte ranges: lower makes the split's slices views of
+// the MLP input and writes the slices' outputs in place into the concatenated result (and the
+// same for their gradients), so no split is left and no concat copies a part already in place.
+TEST_CASE("one row's MLP slices are views and concatenate in place", "[memory][chunk]") {
+  const StepRecord whole = record_single(with({"train.recompute=full", "train.mlp_chunks=1", "train.batch_size=1"}), 2);
+  for (const char* chunks : {"2", "3"}) {
+    DYNAMIC_SECTION(chunks << " chunks") {
+      const Options o = with({"train.recompute=full", "train.batch_size=1", std::string("train.mlp_chunks=") + chunks});
+      CHECK(compare_records(whole, record_single(o, 2), 1e-5) == "");
+      auto c = trainer::compile(o, 1);
+      REQUIRE(c.ok());
+      int splits = 0, concats = 0, in_place = 0;
+      for (const ir::Instr& ins : c->train.instrs) {
+        splits += ins.op == ir::Op::split;
+        if (ins.op != ir::Op::concat) continue;
+        ++concats;
+        for (int part : ins.in) in_place += c->train.root(part) == ins.out[0];
+      }
+      CHECK(splits == 0);
+      CHECK(concats > 0);
+      CHECK(in_place > 0);
+      check_arena_touched(o);  // the plan is still what a step touches
+    }
+  }
+  // Two rows: a slice is strided, so the split copies.
+  auto c = trainer::compile(with({"train.recompute=full", "train.mlp_chunks=2"}), 1);
+  REQUIRE(c.ok());
+  CHECK(std::any_of(c->train.instrs.begin(), c->train.instrs.end(),
+                    [](const ir::Instr& ins) { return ins.op == ir::Op::split; }));
 }
 
 TEST_CASE("auto chunks the MLP only when no unchunked policy fits the budget", "[memory][chunk]") {
