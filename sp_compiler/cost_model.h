@@ -1,8 +1,9 @@
 // The cost model: per-hardware constants and a step-time prediction for a lowered program,
 // from its FLOPs (matmul, attention, fused cross-entropy), the bytes its memory-bound ops
-// move, and the bytes its collectives send over the links their group spans. Used by
-// `--plan --hardware` (predicted step time and MFU) and by sp_strategy "auto" (bandwidth-
-// weighted communication per strategy).
+// move, and the bytes its collectives send over the links their group spans. How much of
+// the communication the step waits for comes from replaying the program's two streams with
+// those durations, as the executor runs them. Used by `--plan --hardware` (predicted step
+// time and MFU) and by sp_strategy "auto" (whole-step comparison of strategies).
 #pragma once
 #include <string>
 
@@ -40,7 +41,7 @@ struct StepCost {
   double compute_s = 0;       // matmul-class work at peak × efficiency
   double memory_s = 0;        // memory-bound ops at HBM bandwidth
   double comm_s = 0;          // all collectives (and host transfers, at host_bw), serially
-  double exposed_comm_s = 0;  // what overlap cannot hide
+  double exposed_comm_s = 0;  // the simulated step's end beyond compute_s + memory_s
   double optimizer_s = 0;     // after the program (optimizer_step_s); predict_step leaves it 0
   double step_s() const { return compute_s + memory_s + exposed_comm_s + optimizer_s; }
 };
@@ -52,7 +53,16 @@ struct StepCost {
 // dK/dV accumulators). Tensors count their dtype's size (bf16 activations in a bf16 program).
 double comm_bytes(const ir::Program& p, const ir::Instr& ins);
 
-// `world` ranks; overlap as the schedule would run it.
+// `world` ranks. With overlap, the step's length is simulated as runtime/executor.cc runs
+// p: instructions in list order on the compute stream, each taking its compute plus memory
+// time (and its whole communication time if it is a collective left on that stream);
+// comm-stream instructions queued, when the compute stream reaches them, on one FIFO stream
+// whose k-th completes k-th; the compute stream waiting before each instruction for as many
+// of them as the instructions up to it need (their wait_before), and for all at the end.
+// Ring attention stays on the compute stream, pipelined: P steps each attending to one block
+// while the next block's transfer runs, (P-1)·max(compute/P, comm/(P-1)) + compute/P, its
+// transfers starting no earlier than the communication stream is free (they share the link;
+// NCCL orders them after what was queued). Without overlap all communication is exposed.
 StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap);
 
 // The optimizer step, which runs after the program (runtime/param_state.h): AdamW over
