@@ -12,10 +12,10 @@ StatusOr<Hardware> hardware(const std::string& name) {
   // 15%); attention fwd+bwd ~170 GFLOP/s, 45% of it; ~15 GB/s memory; MPI over shared memory
   // ~5 GB/s per rank. GPUs: one efficiency for GEMMs of every size and for attention until
   // a device check measures them.
-  if (name == "cpu") return Hardware{"cpu", 380e9, 1.0, 15e9, 5e9, 5e9, 1 << 20, 10e9, 0.45, 180};
+  if (name == "cpu") return Hardware{"cpu", 380e9, 1.0, 15e9, 5e9, 5e9, 1 << 20, 10e9, 0.45, 180, false};
   if (name == "h100" || name == "h100x8-nvlink")
-    return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8, 50e9, 0.6, 0};
-  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8, 50e9, 0.6, 0};
+    return Hardware{name, 989e12, 0.6, 3.35e12, 370e9, 48e9, 8, 50e9, 0.6, 0, true};
+  if (name == "h200") return Hardware{"h200", 989e12, 0.6, 4.8e12, 370e9, 48e9, 8, 50e9, 0.6, 0, true};
   return InvalidArgument("--hardware: unknown \"" + name + "\" (expected cpu, h100, h200 or h100x8-nvlink)");
 }
 
@@ -207,7 +207,11 @@ StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool 
   c.memory_s = mem_bytes / hw.hbm_bw;
   // Without overlap every collective runs inline; counted whole even where the program was
   // scheduled for overlap (and for ring attention, whose exchange overlaps its blocks anyway).
-  c.exposed_comm_s = overlap ? std::max(0.0, simulate(p, cost, hw) - (c.compute_s + c.memory_s)) : c.comm_s;
+  // Where communication takes compute's cores (the CPU), what it hides it adds to compute:
+  // counted whole too.
+  c.exposed_comm_s = overlap && hw.concurrent_comm
+                         ? std::max(0.0, simulate(p, cost, hw) - (c.compute_s + c.memory_s))
+                         : c.comm_s;
   return c;
 }
 

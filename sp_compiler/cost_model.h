@@ -25,6 +25,10 @@ struct Hardware {
   // Small GEMMs run below matmul_eff: an M×N×K GEMM reaches matmul_eff · g / (g + knee), g the
   // geometric mean of M, N, K. 0: every GEMM reaches matmul_eff.
   double gemm_knee;
+  // Whether communication runs beside compute without slowing it: NCCL has its own SMs and
+  // copy engines; the CPU's MPI moves bytes with the rank's own cores (shared-memory copies),
+  // so a collective overlapped there slows compute by about as long as it hides.
+  bool concurrent_comm;
 };
 
 // Fraction of peak an M×N×K GEMM reaches on hw.

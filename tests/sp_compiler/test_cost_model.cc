@@ -19,7 +19,7 @@ namespace {
 
 // 1 TFLOP/s at full efficiency, 1 GB/s of memory and of every link: an add over 1000 f32
 // elements moves 12 kB (12 µs); an all_reduce of them over 2 ranks sends 4 kB (4 µs).
-const sp::Hardware kRound{"round", 1e12, 1.0, 1e9, 1e9, 1e9, 8, 1e9, 1.0, 0};
+const sp::Hardware kRound{"round", 1e12, 1.0, 1e9, 1e9, 1e9, 8, 1e9, 1.0, 0, true};
 
 int slot(ir::Program& p, Shape s) {
   ir::Slot slot;
@@ -114,6 +114,12 @@ TEST_CASE("a collective is hidden by the compute between its issue and its wait"
     instr(p, ir::Op::add, {}, {r, r}, {y});
     CHECK(sp::predict_step(p, kRound, 2, true).exposed_comm_s == Approx(0).margin(1e-15));
     CHECK(sp::predict_step(p, kRound, 2, false).exposed_comm_s == Approx(4e-6));  // no overlap: all of it
+    // Where communication takes compute's cores, nothing hides it.
+    sp::Hardware shared = kRound;
+    shared.concurrent_comm = false;
+    CHECK(sp::predict_step(p, shared, 2, true).exposed_comm_s == Approx(4e-6));
+    CHECK_FALSE(sp::hardware("cpu").value().concurrent_comm);
+    CHECK(sp::hardware("h100").value().concurrent_comm);
   }
   SECTION("shorter compute: the rest is exposed") {
     const int z = slot(p, {250}), u = slot(p, {250});
