@@ -77,8 +77,15 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
     if (cuda && (ins.op == ir::Op::attention || ins.op == ir::Op::attention_backward)) {
       const auto& a = std::get<ir::AttentionAttrs>(ins.attrs);
       const size_t fixed = ins.op == ir::Op::attention ? 3 : 6;
-      if (ins.in.size() == fixed + 1 + size_t(a.indexed) &&
-          std::find(segments.begin(), segments.end(), p.root(ins.in[fixed])) == segments.end()) {
+      // Segments and no token index: what cuDNN takes as packed documents (kernels/cuda/attention_cudnn.cc).
+      const bool packed = !a.indexed && ins.in.size() == fixed + 1;
+      if (packed && ins.op == ir::Op::attention_backward && shape(ins.in[1])[2] != shape(ins.in[0])[2]) {
+        // With GQA the ragged backward keeps dK and dV for every query head in fp32 in its
+        // workspace, 2·B·T·H·D·4 bytes, beside the dQ accumulator and statistics counted below.
+        const Shape& q = shape(ins.in[0]);
+        attention = std::max(attention, q[0] * q[1] * q[2] * 4 * (3 * q[3] + 2));
+      }
+      if (packed && std::find(segments.begin(), segments.end(), p.root(ins.in[fixed])) == segments.end()) {
         segments.push_back(p.root(ins.in[fixed]));
         // and the ragged tables, carved from the attention scratch past its estimate: 28 bytes a
         // document, 1 MiB for 37k of them

@@ -193,6 +193,10 @@ Graph forward_graph(const AttentionArgs& a, const Ragged& r) {
   auto opts = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(true).set_attn_scale(a.scale);
   if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
   set_documents(*g, opts, r);
+  // The frontend prefers its "unified" SDPA where its support check passes (cuDNN >= 9.15
+  // takes padding masks), but that check does not look at ragged offsets: documents take the
+  // composite implementation, the one Transformer Engine's ragged layout runs on.
+  if (r.slots) opts.set_implementation(fe::AttentionImplementation_t::COMPOSITE);
   auto [o, stats] = g->sdpa(q, k, v, opts);
   output(o, kO, q_side(a, r), off.o);
   stats_layout(stats->set_output(true), a, r, off.stats);
@@ -345,7 +349,7 @@ int64_t pow2_at_least(int64_t n, int64_t floor) {
 const Documents* documents_for(AttentionContext& ctx, const AttentionArgs& a, cudaStream_t s) {
   // cuDNN 9.6: ragged statistics and GQA with ragged offsets (as Transformer Engine requires).
   static const bool supported = cudnnGetVersion() >= 90600;
-  if (!supported) return nullptr;
+  if (!supported || a.B * a.Tq >= INT32_MAX) return nullptr;  // the starts are int32 token indices
   CudnnAttention& c = state(ctx);
   auto [it, fresh] = c.documents.try_emplace({a.q_seg, a.B, a.Tq});
   Documents& d = it->second;

@@ -107,6 +107,7 @@ TEST_CASE("document_scan finds each row's documents and checks their order", "[c
   SECTION("random documents, short rows") { check_scan(random_documents(4, 300, 60, 1), 4, 300); }
   // 1,500,000 tokens: every one of the scan's 1024 threads walks ~1465 of them.
   SECTION("random documents, long rows") { check_scan(random_documents(3, 500000, 20000, 2), 3, 500000); }
+  SECTION("rows of one document each, all id 0") { check_scan(std::vector<int32_t>(2 * 150, 0), 2, 150); }
   SECTION("one-token documents") {
     std::vector<int32_t> seg(777);
     for (size_t i = 0; i < seg.size(); ++i) seg[i] = int32_t(i);
