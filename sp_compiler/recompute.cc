@@ -60,6 +60,19 @@ bool always_kept(Op op, RecomputePolicy policy) {
   return op == Op::cross_entropy || op == Op::pack || op == Op::unpack || op == Op::embedding;
 }
 
+// Under "layer", attention's output is kept for attention's backward, and the all-to-all that
+// takes it back to the sequence layout (Ulysses, and hybrid's inner part) is re-run in
+// backward for o_proj's weight gradient instead of kept: the step holds O once, not twice,
+// for one more all-to-all of O per layer (communication traded for memory, as "full" trades
+// all of a layer's collectives; "selective" keeps both copies and repeats nothing). The
+// schedule issues the repeat about a layer ahead of its use.
+bool repeats_attention_exchange(const ir::Graph& g, const ir::Node& n, const std::vector<int>& producer,
+                                RecomputePolicy policy) {
+  if (n.op != Op::all_to_all || policy != RecomputePolicy::layer) return false;
+  const int p = producer[n.inputs[0]];
+  return p >= 0 && (g.nodes[size_t(p)].op == Op::attention || g.nodes[size_t(p)].op == Op::ring_attention);
+}
+
 class Recompute final : public Pass {
  public:
   explicit Recompute(RecomputePolicy p) : policy_(p) {}
@@ -86,6 +99,7 @@ class Recompute final : public Pass {
     std::vector<bool> recompute(n, false);
     const std::vector<int> layer = layers(g, is_bwd);
     for (size_t i = 0; i < n; ++i) {
+      if (!is_bwd[i] && repeats_attention_exchange(g, g.nodes[i], producer, policy_)) recompute[i] = true;
       if (is_bwd[i] || always_kept(g.nodes[i].op, policy_)) continue;
       if (policy_ == RecomputePolicy::selective) {
         recompute[i] = cheap(g.nodes[i].op);

@@ -5,14 +5,16 @@
 //   none      — keep everything the backward reads;
 //   selective — recompute cheap per-token ops (norms, rope, activations, elementwise, views);
 //               keep matmul outputs, attention O/LSE, the loss;
-//   layer     — keep only each layer's input, attention O/LSE and collective results;
-//               recompute the rest of the layer (projections and MLP included) in backward;
+//   layer     — keep only each layer's input, attention O/LSE and collective results, except
+//               the all-to-all of O back to the sequence layout (Ulysses), which is re-run
+//               from the kept O; recompute the rest of the layer (projections and MLP
+//               included) in backward;
 //   full      — keep only each layer's input: attention and the layer's collectives (Ulysses
 //               all-to-alls) run again in backward, trading their compute and communication
 //               for the memory of O (as large as the layer's input) and the collectives'
 //               results.
-// Below "full", attention O/LSE and collective results are kept, so recompute never repeats
-// communication or the quadratic attention forward.
+// Below "full", attention O/LSE are kept, so recompute never repeats the quadratic attention
+// forward; "selective" repeats no communication, "layer" only O's all-to-all.
 #pragma once
 #include <memory>
 #include <string>

@@ -172,7 +172,8 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
 // strategy also decides what the step must recompute to fit (ring holds K/V blocks and no
 // all-to-all buffers) and so its compute. Each strategy forced on every op is compiled too,
 // with the same recompute search, and the step predicted fastest that fits the budget wins;
-// the per-op choice keeps ties within 1%.
+// within 1% of each other two steps are a tie (the model is not that precise), which goes to
+// the plan that needs less memory: the headroom is worth more than a predicted 1%.
 }  // namespace
 
 StatusOr<ForcedCompile> compile_forced(const Options& opts, int world_size, const std::string& hardware,
@@ -192,6 +193,8 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
   // A per-op choice over budget loses to any forced strategy that fits.
   const bool per_op_fits = fits_budgets(opts, c);
   double best = per_op_fits ? per_op : std::numeric_limits<double>::infinity();
+  const int64_t per_op_bytes = memory_plan(c).total();
+  int64_t best_bytes = per_op_bytes;
   std::string best_name;
   std::vector<Compiled::Forced> costs;
   for (const char* strategy : kForcedStrategies) {
@@ -206,18 +209,25 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
     const double t = costs.back().cost.step_s();
     AUTOSP_LOG(1) << "sp_strategy auto: whole step " << t << " s with " << strategy << " on every op, " << per_op
                   << " s with the per-op choice";
-    if (t < 0.99 * best) {
+    const int64_t bytes = memory_plan(fc).total();
+    const bool tie = t <= 1.01 * best && best <= 1.01 * t;
+    if (tie ? bytes < best_bytes : t < best) {
       best = t;
+      best_bytes = bytes;
       best_name = strategy;
       c = std::move(fc);
     }
   }
   c.forced = std::move(costs);  // after `c = fc`, which has none
   if (best_name.empty()) return Status::Ok();
-  char why[256];
+  char why[384];
+  const double gib = double(1ll << 30);
   if (per_op_fits)
-    std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op, %.3g s with each op's least-communication choice",
-                  best, best_name.c_str(), per_op);
+    std::snprintf(why, sizeof why,
+                  "auto: the whole step predicts %.4g s and %.1f GiB per rank with %s on every op, %.4g s and %.1f GiB "
+                  "with each op's least-communication choice%s",
+                  best, double(best_bytes) / gib, best_name.c_str(), per_op, double(per_op_bytes) / gib,
+                  best >= per_op / 1.01 ? " (within 1%, a tie: the smaller plan wins)" : "");
   else
     std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op; each op's least-communication choice does not fit the memory budget",
                   best, best_name.c_str());

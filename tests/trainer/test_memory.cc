@@ -52,7 +52,7 @@ TEST_CASE("recompute policies give bit-identical losses and gradients, with less
   }
 }
 
-TEST_CASE("recompute under sequence parallelism: numbers unchanged, collectives repeated only under full",
+TEST_CASE("recompute under sequence parallelism: numbers unchanged, collectives repeated by layer and full",
           "[memory][recompute]") {
   auto losses = [](const Options& o) {
     std::vector<double> out;
@@ -86,10 +86,17 @@ TEST_CASE("recompute under sequence parallelism: numbers unchanged, collectives 
       layer.train.recompute = "layer";
       full.train.recompute = "full";
       const std::string kind = std::string(strategy) == "ulysses" ? "all_to_all (sp)" : "ring_attention (sp)";
-      // "layer" keeps every collective's result: no communication is repeated.
-      CHECK(calls(layer, kind) == calls(base, kind));
-      if (std::string(strategy) == "ulysses")  // "full" re-runs Q, K, V and O's all-to-alls: 4 per layer
+      Options selective = base;
+      selective.train.recompute = "selective";
+      CHECK(calls(selective, kind) == calls(base, kind));  // keeps every collective's result
+      if (std::string(strategy) == "ulysses") {
+        // "layer" re-runs O's all-to-all from the kept O (one per layer, 3 layers), "full" Q,
+        // K, V and O's: 4 per layer.
+        CHECK(calls(layer, kind) == calls(base, kind) + 3);
         CHECK(calls(full, kind) == calls(base, kind) + 4 * 3);
+      } else {
+        CHECK(calls(layer, kind) == calls(base, kind));
+      }
     }
   }
 }

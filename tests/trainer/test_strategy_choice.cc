@@ -39,7 +39,11 @@ Compiled check_auto_is_fastest(const Options& o, int world, const std::string& h
     CHECK(trainer::fits_budgets(o, f.value()) == fits(f.value()));
     if (!fits(f.value())) continue;
     INFO(strategy << ": " << step_s(f.value(), forced) << " s, auto: " << step_s(c.value(), o) << " s");
-    CHECK(step_s(c.value(), o) <= step_s(f.value(), forced) * (1 + 1e-9));
+    // Within 1% two steps tie, and the plan with less memory wins: auto is never slower by
+    // more, and where it is slower at all it needs no more memory.
+    CHECK(step_s(c.value(), o) <= step_s(f.value(), forced) * 1.01);
+    if (step_s(c.value(), o) > step_s(f.value(), forced) * (1 + 1e-9))
+      CHECK(trainer::memory_plan(c.value()).total() <= trainer::memory_plan(f.value()).total());
   }
   return std::move(c).value();
 }
@@ -58,14 +62,15 @@ TEST_CASE("the cost model's preset follows train.hardware, the device and the GP
   CHECK(trainer::hardware_preset(o, "NVIDIA H200") == "h100x8-nvlink");
 }
 
-TEST_CASE("auto's step is predicted no slower than any strategy forced on every op", "[plan][sp]") {
-  SECTION("Llama-3-8B, 1M tokens on two 8-GPU nodes: ring beats the per-op choice") {
+TEST_CASE("auto's step is predicted no slower than any strategy forced on every op but for ties", "[plan][sp]") {
+  SECTION("Llama-3-8B, 1M tokens on two 8-GPU nodes: ring ties the per-op choice in less memory") {
     auto o = trainer::load_options(std::string(AUTOSP_SOURCE_DIR) + "/configs/llama3-8b-1m.json", {});
     REQUIRE(o.ok());
     const Compiled c = check_auto_is_fastest(o.value(), 16, "h100x8-nvlink");
     REQUIRE(!c.plan.attention.empty());
     CHECK(c.plan.attention[0].strategy == sp::Strategy::ring);
     CHECK(c.plan.attention[0].reason.find("whole step") != std::string::npos);
+    CHECK(c.plan.attention[0].reason.find("the smaller plan wins") != std::string::npos);
   }
   SECTION("the tiny config over 4 CPU ranks, with and without GQA") {
     for (const char* kv : {"model.n_kv_heads=4", "model.n_kv_heads=2"})
