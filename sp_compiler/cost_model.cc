@@ -124,7 +124,7 @@ InstrCost instr_cost(const ir::Program& p, const ir::Instr& ins, const Hardware&
     case ir::Op::pack:  // parts written in place by their producers (lower.cc) move no bytes here
     case ir::Op::concat:
       for (int s : in)
-        if (p.root(s) != ins.out[0]) c.mem_bytes += 2 * bytes(p, s);
+        if (p.root(s) != p.root(ins.out[0])) c.mem_bytes += 2 * bytes(p, s);
       break;
     default:
       if (ir::is_collective(ins.op) || ir::is_transfer(ins.op)) break;

@@ -126,6 +126,26 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
           if (p.instrs[c].op == ir::Op::offload) gate[fetches[0]] = std::max(gate[fetches[0]], first_use[c]);
       }
     }
+    // All-to-alls that recompute repeats from kept inputs (layer's re-run of O's exchange: the
+    // same op over the same slots as a forward one) are ready from the forward on; issued
+    // there, their results would be held to the backward, which is what the repeat avoids. Like
+    // fetches, each may start once compute reaches the first use of the repeat needed before
+    // it, and the first once every forward original has been read.
+    {
+      std::map<std::vector<int>, int> original;  // input slots -> the first all-to-all reading them
+      std::vector<int> repeats;
+      int forward_done = 0;
+      for (int c : comm_list) {
+        if (p.instrs[c].op != ir::Op::all_to_all) continue;
+        auto [it, fresh] = original.try_emplace(p.instrs[c].in, c);
+        if (fresh) continue;
+        repeats.push_back(c);
+        forward_done = std::max(forward_done, first_use[it->second]);
+      }
+      std::stable_sort(repeats.begin(), repeats.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
+      for (size_t j = 0; j < repeats.size(); ++j)
+        gate[repeats[j]] = std::max(gate[repeats[j]], j == 0 ? forward_done + 1 : first_use[repeats[j - 1]]);
+    }
     std::vector<int> by_urgency = comm_list;
     std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
     // The budget, by default, is relative to each collective: it may start ahead of its use

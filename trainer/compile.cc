@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include "core/log.h"
 #include "ir/program_printer.h"
@@ -188,20 +189,41 @@ StatusOr<ForcedCompile> compile_forced(const Options& opts, int world_size, cons
 
 namespace {
 
+}  // namespace
+
+size_t pick_plan(const std::vector<PlanCost>& plans) {
+  size_t fastest = 0;
+  for (size_t k = 1; k < plans.size(); ++k)
+    if (plans[k].step_s < plans[fastest].step_s) fastest = k;
+  size_t pick = fastest;
+  for (size_t k = 0; k < plans.size(); ++k) {
+    if (plans[k].step_s > 1.01 * plans[fastest].step_s) continue;
+    if (plans[k].bytes < plans[pick].bytes || (plans[k].bytes == plans[pick].bytes && plans[k].step_s < plans[pick].step_s))
+      pick = k;
+  }
+  return pick;
+}
+
+namespace {
+
 Status choose_whole_step(const Options& opts, int world_size, const std::string& hardware, Compiled& c) {
+  // The candidates that fit: the per-op choice (index 0, c itself) and each forced strategy.
+  struct Candidate {
+    std::string name;
+    double step_s;
+    int64_t bytes;
+    std::optional<Compiled> compiled;  // forced ones; the per-op choice is c
+  };
+  std::vector<Candidate> fit;
   const double per_op = sp::predict_step(c.train, c.hardware, world_size, opts.parallel.overlap).step_s();
-  // A per-op choice over budget loses to any forced strategy that fits.
-  const bool per_op_fits = fits_budgets(opts, c);
-  double best = per_op_fits ? per_op : std::numeric_limits<double>::infinity();
   const int64_t per_op_bytes = memory_plan(c).total();
-  int64_t best_bytes = per_op_bytes;
-  std::string best_name;
+  const bool per_op_fits = fits_budgets(opts, c);
+  if (per_op_fits) fit.push_back({"", per_op, per_op_bytes, std::nullopt});
   std::vector<Compiled::Forced> costs;
   for (const char* strategy : kForcedStrategies) {
     ASSIGN_OR_RETURN(ForcedCompile f, compile_forced(opts, world_size, hardware, strategy));
-    Compiled& fc = f.compiled;
     costs.push_back(std::move(f.forced));
-    if (!fits_budgets(opts, fc)) {
+    if (!fits_budgets(opts, f.compiled)) {
       AUTOSP_LOG(1) << "sp_strategy auto: " << strategy
                     << " on every op does not fit train.memory_gib (or train.host_memory_gib)";
       continue;
@@ -209,17 +231,25 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
     const double t = costs.back().cost.step_s();
     AUTOSP_LOG(1) << "sp_strategy auto: whole step " << t << " s with " << strategy << " on every op, " << per_op
                   << " s with the per-op choice";
-    const int64_t bytes = memory_plan(fc).total();
-    const bool tie = t <= 1.01 * best && best <= 1.01 * t;
-    if (tie ? bytes < best_bytes : t < best) {
-      best = t;
-      best_bytes = bytes;
-      best_name = strategy;
-      c = std::move(fc);
-    }
+    fit.push_back({strategy, t, memory_plan(f.compiled).total(), std::move(f.compiled)});
   }
-  c.forced = std::move(costs);  // after `c = fc`, which has none
-  if (best_name.empty()) return Status::Ok();
+  std::vector<PlanCost> plans;
+  for (const Candidate& k : fit) plans.push_back({k.step_s, k.bytes});
+  const size_t pick = pick_plan(plans);
+  size_t fastest = 0;
+  for (size_t k = 1; k < fit.size(); ++k)
+    if (fit[k].step_s < fit[fastest].step_s) fastest = k;
+  if (fit.empty() || fit[pick].name.empty()) {  // the per-op choice stands (or nothing fits)
+    c.forced = std::move(costs);
+    return Status::Ok();
+  }
+  const Candidate& won = fit[pick];
+  const double best = won.step_s;
+  const int64_t best_bytes = won.bytes;
+  const std::string best_name = won.name;
+  const bool tie = pick != fastest;
+  c = std::move(*fit[pick].compiled);
+  c.forced = std::move(costs);  // after `c = ...`, which has none
   char why[384];
   const double gib = double(1ll << 30);
   if (per_op_fits)
@@ -227,10 +257,12 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
                   "auto: the whole step predicts %.4g s and %.1f GiB per rank with %s on every op, %.4g s and %.1f GiB "
                   "with each op's least-communication choice%s",
                   best, double(best_bytes) / gib, best_name.c_str(), per_op, double(per_op_bytes) / gib,
-                  best >= per_op / 1.01 ? " (within 1%, a tie: the smaller plan wins)" : "");
+                  tie ? " (within 1% of the fastest, a tie: the smaller plan wins)" : "");
   else
-    std::snprintf(why, sizeof why, "auto: the whole step predicts %.3g s with %s on every op; each op's least-communication choice does not fit the memory budget",
-                  best, best_name.c_str());
+    std::snprintf(why, sizeof why,
+                  "auto: the whole step predicts %.4g s with %s on every op%s; each op's least-communication choice "
+                  "does not fit the memory budget",
+                  best, best_name.c_str(), tie ? " (within 1% of the fastest, with less memory)" : "");
   for (sp::AttentionDecision& d : c.plan.attention) d.reason = why;
   return Status::Ok();
 }

@@ -53,6 +53,15 @@ bool fits_budgets(const Options& opts, const Compiled& c);
 // presets differ only in HBM bandwidth).
 std::string hardware_preset(const Options& opts, const std::string& device_name);
 
+// sp_strategy "auto"'s whole-step choice among plans that fit: the fastest, unless another
+// within 1% of its predicted step needs less memory (within 1% the predictions tie, and the
+// smaller plan keeps more headroom); the least memory among those, then the faster. The index.
+struct PlanCost {
+  double step_s;
+  int64_t bytes;
+};
+size_t pick_plan(const std::vector<PlanCost>& plans);
+
 // dump_ir_dir: when set, the training graph is written there before and after each pass.
 // hardware: a name for sp::hardware() ("cpu" for the CPU runtime).
 StatusOr<Compiled> compile(const Options& opts, int world_size, const std::string& dump_ir_dir = "",

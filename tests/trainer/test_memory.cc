@@ -3,6 +3,9 @@
 // the budget while 1.25x that length would not fit.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <map>
+
 #include "runtime/comm.h"
 #include "sp_equivalence.h"
 #include "trainer/plan_report.h"
@@ -93,6 +96,30 @@ TEST_CASE("recompute under sequence parallelism: numbers unchanged, collectives 
         // "layer" re-runs O's all-to-all from the kept O (one per layer, 3 layers), "full" Q,
         // K, V and O's: 4 per layer.
         CHECK(calls(layer, kind) == calls(base, kind) + 3);
+        // The repeats start in the backward: after every forward exchange of O has been read
+        // (issued in the forward, their results would be held to the backward after all).
+        auto c = trainer::compile(layer, 2);
+        REQUIRE(c.ok());
+        const auto& ins = c->train.instrs;
+        std::map<std::vector<int>, int> first;  // input slots -> the first all-to-all reading them
+        int originals_read = -1, repeats = 0, earliest_repeat = int(ins.size());
+        for (int i = 0; i < int(ins.size()); ++i) {
+          if (ins[size_t(i)].op != ir::Op::all_to_all) continue;
+          auto [it, fresh] = first.try_emplace(ins[size_t(i)].in, i);
+          if (!fresh) {
+            ++repeats;
+            earliest_repeat = std::min(earliest_repeat, i);
+            const int out = c->train.root(ins[size_t(it->second)].out[0]);
+            for (int j = it->second + 1; j < int(ins.size()); ++j)
+              if (std::any_of(ins[size_t(j)].in.begin(), ins[size_t(j)].in.end(),
+                              [&](int s) { return c->train.root(s) == out; })) {
+                originals_read = std::max(originals_read, j);
+                break;
+              }
+          }
+        }
+        CHECK(repeats == 3);
+        CHECK(earliest_repeat > originals_read);
         CHECK(calls(full, kind) == calls(base, kind) + 4 * 3);
       } else {
         CHECK(calls(layer, kind) == calls(base, kind));
