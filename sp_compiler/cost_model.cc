@@ -193,6 +193,13 @@ double simulate(const ir::Program& p, const std::vector<InstrCost>& cost, const 
 
 }  // namespace
 
+Hardware cpu_share(Hardware cpu, double cores) {
+  const double share = cores / 2.0;  // the preset's measurements used 2 threads on 2 cores
+  cpu.peak_flops *= share;
+  cpu.hbm_bw *= share;
+  return cpu;
+}
+
 StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap) {
   StepCost c;
   std::vector<InstrCost> cost;

@@ -69,6 +69,11 @@ double comm_bytes(const ir::Program& p, const ir::Instr& ins);
 // NCCL orders them after what was queued). Without overlap all communication is exposed.
 StepCost predict_step(const ir::Program& p, const Hardware& hw, int world, bool overlap);
 
+// The cpu preset for a rank that keeps `cores` cores busy: its compute and memory bandwidth
+// were measured with both cores of this 2-core machine, and a rank gets its share of them (two
+// ranks here: half each). Linear beyond 2 cores: on a larger machine, an extrapolation.
+Hardware cpu_share(Hardware cpu, double cores);
+
 // The optimizer step, which runs after the program (runtime/param_state.h): AdamW over
 // `updated` f32 elements on each rank, memory-bound (it reads the parameter, its gradient and
 // both moments and writes all but the gradient: 28 bytes an element), then at ZeRO stages 1-2

@@ -68,6 +68,8 @@ sp::ZeroOptions zero_options(const Options& opts, int world_size) {
 StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::string& hardware) {
   Compiled c;
   ASSIGN_OR_RETURN(c.hardware, sp::hardware(hardware));
+  if (c.hardware.name == "cpu" && opts.cpu_cores_per_rank > 0)
+    c.hardware = sp::cpu_share(c.hardware, opts.cpu_cores_per_rank);
   c.device = opts.train.device;
   c.accumulate_gradients = opts.train.grad_accum_steps > 1;
   const int sp_degree = int(opts.parallel.sp);

@@ -97,6 +97,10 @@ struct Options {
   ParallelOptions parallel;
   CheckpointOptions checkpoint;
   LogOptions log;
+  // Not configuration (no key, not saved): the CPU cores each rank keeps busy, to which the
+  // cpu cost-model preset is scaled (sp::cpu_share). Trainer::create sets it as every rank
+  // agrees, --plan for the ranks it plans; 0 = the preset as measured.
+  double cpu_cores_per_rank = 0;
 };
 
 // Reads `path` (JSON; // comments allowed), applies each "section.key=VALUE" of `sets` in

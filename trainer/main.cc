@@ -152,9 +152,8 @@ int run(const Flags& f) {
   if (world && !std::getenv("OMP_NUM_THREADS")) {
     // Ranks on one machine share its cores. OpenMP's default, every core for every rank, makes
     // 4 ranks on 2 cores spin against each other (tiny config: 1.2 s a step instead of 21 ms).
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    const int ranks_here = std::max(1, local ? std::atoi(local) : world_size);
-    const int threads = std::max(1, kernels::cpu::available_cores() / ranks_here);
+    const int ranks_here = kernels::cpu::ranks_on_this_machine(world_size);
+    const int threads = kernels::cpu::default_cpu_threads(ranks_here);
     kernels::cpu::set_cpu_threads(threads);
     AUTOSP_LOG(1) << ranks_here << " ranks share " << kernels::cpu::available_cores() << " cores here: " << threads
                   << " CPU kernel thread(s) each (OMP_NUM_THREADS overrides)";
@@ -172,6 +171,14 @@ int run(const Flags& f) {
   if (world)
     if (Status s = agree_on_config(*world, opts); !s.ok()) return fail(2, s);
   if (Status s = validate(opts, plan_world, "config " + f.config); !s.ok()) return fail(2, s);
+  if (f.plan) {
+    // The cpu preset per planned rank: outside mpirun the ranks would start here, sharing its
+    // cores as mpirun's ranks do (above); under mpirun, the threads this rank was given.
+    const int here = world ? kernels::cpu::ranks_on_this_machine(world_size) : plan_world;
+    const int threads = world || std::getenv("OMP_NUM_THREADS") ? kernels::cpu::cpu_threads()
+                                                                : kernels::cpu::default_cpu_threads(here);
+    opts.cpu_cores_per_rank = kernels::cpu::cpu_cores_per_rank(threads, here);
+  }
 
   int64_t longest = -1;  // --max-seq's answer, for --plan-json
   if (f.plan && f.max_seq) {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "kernels/cpu/threads.h"
 #include "runtime/pretrained.h"
 #include "sp_compiler/autodiff.h"
 #ifdef AUTOSP_HAVE_CUDA
@@ -73,8 +74,21 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::create(const Options& opts, const st
     world->all_reduce_sum(&h200, 1);
     hw = h200 == float(world_size) ? "h200" : "h100";
   }
+  // On the CPU the preset is scaled to the cores a rank keeps busy, as every rank agrees: each
+  // one's share may differ (affinity, threads), and ranks must compile the same program. The
+  // mean of shares rounded to 1/16 of a core sums exactly, so every rank gets the same value.
+  Options compiled_opts = opts;
+  if (hw == "cpu") {
+    const int here = kernels::cpu::ranks_on_this_machine(world_size);
+    float share = std::round(16.0f * float(kernels::cpu::cpu_cores_per_rank(kernels::cpu::cpu_threads(), here))) / 16.0f;
+    if (world_size > 1) {
+      world->all_reduce_sum(&share, 1);
+      share /= float(world_size);
+    }
+    compiled_opts.cpu_cores_per_rank = std::max(1.0 / 16, double(share));
+  }
   // Only rank 0 dumps: every rank's graph is the same program.
-  ASSIGN_OR_RETURN(Compiled c, compile(opts, world_size, t->rank() == 0 ? dump_ir_dir : "", hw));
+  ASSIGN_OR_RETURN(Compiled c, compile(compiled_opts, world_size, t->rank() == 0 ? dump_ir_dir : "", hw));
   const sp::SpOptions spo = c.mesh;
   t->plan_ = c.plan;
   const bool device = t->backend_->device() != Device::host;

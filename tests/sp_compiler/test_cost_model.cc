@@ -79,6 +79,19 @@ TEST_CASE("the optimizer step costs AdamW's bytes and, at ZeRO 1-2, the paramete
 
 // Small GEMMs reach less of the peak than large ones on the CPU (measured there: 120 GFLOP/s
 // for 128x128x64, 354 for 1024³, of ~380); GPUs keep one efficiency until measured.
+// The cpu preset was measured with both of this machine's cores; a rank gets its cores' part of
+// compute and memory bandwidth, nothing else changes.
+TEST_CASE("ranks sharing the CPU share its preset", "[cost]") {
+  const sp::Hardware cpu = sp::hardware("cpu").value();
+  const sp::Hardware half = sp::cpu_share(cpu, 1.0), quarter = sp::cpu_share(cpu, 0.5);
+  CHECK(half.peak_flops == Approx(cpu.peak_flops / 2));
+  CHECK(half.hbm_bw == Approx(cpu.hbm_bw / 2));
+  CHECK(quarter.peak_flops == Approx(cpu.peak_flops / 4));
+  CHECK(sp::cpu_share(cpu, 2.0).peak_flops == cpu.peak_flops);
+  CHECK(half.intra_bw == cpu.intra_bw);
+  CHECK(half.gemm_knee == cpu.gemm_knee);
+}
+
 TEST_CASE("GEMM efficiency grows with the GEMM on the CPU and is one constant on GPUs", "[cost]") {
   const sp::Hardware cpu = sp::hardware("cpu").value(), h100 = sp::hardware("h100").value();
   const double tiny = sp::gemm_efficiency(cpu, 128, 128, 64), mid = sp::gemm_efficiency(cpu, 1024, 1024, 1024),
