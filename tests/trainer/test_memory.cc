@@ -234,6 +234,20 @@ TEST_CASE("one row's MLP slices are views and concatenate in place", "[memory][c
       check_arena_touched(o);  // the plan is still what a step touches
     }
   }
+  // Under SP too (each rank's slices of its shard are views): the same numbers as one process
+  // with the MLP whole, for each strategy and the policies below full.
+  for (const char* strategy : {"ulysses", "ring"})
+    for (const char* policy : {"selective", "layer"}) {
+      DYNAMIC_SECTION("sp 2 " << strategy << " " << policy) {
+        const Options o = with({"parallel.sp=2", std::string("parallel.sp_strategy=") + strategy, "train.batch_size=1",
+                                std::string("train.recompute=") + policy, "train.mlp_chunks=2"});
+        Options one = o;
+        one.parallel.sp = 1;
+        one.train.mlp_chunks = 1;
+        const StepRecord reference = record_single(one, 2);
+        for (const StepRecord& r : record_local(o, 2, 2)) CHECK(compare_records(reference, r, 1e-5) == "");
+      }
+    }
   // Two rows: a slice is strided, so the split copies.
   auto c = trainer::compile(with({"train.recompute=full", "train.mlp_chunks=2"}), 1);
   REQUIRE(c.ok());
