@@ -9,7 +9,9 @@
 // case guards.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "kernels/cpu/rope.h"
@@ -90,4 +92,28 @@ TEST_CASE("rope's adjoint is inverse rope: <rope(x), w> = <x, rope_inv(w)>", "[r
     rhs += double{x[i]} * rw[i];
   }
   REQUIRE(std::abs(lhs - rhs) <= 1e-5);
+}
+
+// The angles are kept per (theta, D) and per thread: switching theta on a thread, or running
+// on a new thread (with a position past the table's 1 MiB, computed per row), gives the same
+// bits as the first call. (Accuracy in and past the table: the double-reference test above,
+// whose positions up to 4095 come from the table and past 26214 are computed.)
+TEST_CASE("rope's angle table gives the same bits whatever ran before on the thread", "[rope]") {
+  const Shape s{1, 6, 2, 64};
+  const std::vector<int32_t> small = {0, 5, 100, 4095, 17, 3}, past = {0, 5, 100, 4095, 17, 1 << 20};
+  const auto x = random_vec(s.n(), 2);
+  auto run = [&](const std::vector<int32_t>& pos, float theta) {
+    std::vector<float> y(s.n());
+    rope(x.data(), pos.data(), y.data(), s.B, s.T, s.H, s.D, theta, false);
+    return y;
+  };
+  const std::vector<float> first = run(small, 10000.0f);
+  const std::vector<float> other = run(small, 500000.0f);  // another theta on the same thread
+  const std::vector<float> again = run(small, 10000.0f);
+  std::vector<float> fresh;
+  std::thread([&] { fresh = run(past, 10000.0f); }).join();
+  CHECK(first == again);
+  CHECK(first != other);
+  const int64_t row = s.H * s.D;  // rows 0-4 have the same positions in both calls
+  CHECK(std::equal(first.begin(), first.begin() + 5 * row, fresh.begin()));
 }
