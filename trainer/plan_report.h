@@ -35,7 +35,8 @@ MemoryPlan memory_plan(const Compiled& c);
 // (B·T + 1 int32, kept for cuDNN's ragged tables). CPU, the largest
 // instruction's (kernels allocate per call): attention backward's row statistics, ring
 // attention's buffers and, in a bf16 program, the f32 copies of the op's operands (the CPU
-// runs bf16 through f32 kernels); per-thread tiles are left out (kilobytes).
+// runs bf16 through f32 kernels); per-thread tiles (kilobytes) and rope's angle tables (at
+// most 1 MiB per thread, kernels/cpu/rope.cc) are left out.
 int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device);
 
 // What one training step sends per rank, by collective kind.
