@@ -312,7 +312,8 @@ class Bench:
             steps, warm = self.default_steps(T)
         case = dict(impl=label, seq_len=T, steps=steps, warmup_steps_excluded=warm, plan=plan)
         pred = plan.get("pred_step_s") or self.est_step_s(T)
-        timeout = a.timeout or (120 if T <= BIG else max(120, 90 + 3 * steps * pred))
+        # ~15 s at 32k tokens: a hang there must not eat the budget of the longer cases.
+        timeout = a.timeout or (60 if T <= BIG else max(120, 90 + 3 * steps * pred))
         need = min(timeout, 30 + 1.5 * steps * pred)
         if not os.path.exists(a.bin):
             case["error"] = f"{a.bin} not built"
@@ -342,6 +343,12 @@ class Bench:
         m = re.search(r"activation arena (\S+ \S+)", r["text"])
         if m:
             case["arena"] = m.group(1)
+        # What the kernels said about themselves ("autosp: cuDNN SDPA ... not supported, using
+        # the fallback kernels", "... non-deterministic algorithm"): why a run is slower than planned.
+        notes = sorted({line.strip() for line in r["text"].splitlines() if line.startswith("autosp: ")})
+        if notes:
+            case["notes"] = notes[:20]
+            log("\n".join("    " + n for n in notes[:20]))
         if rows:
             measured = [x for x in rows if x["step"] > warm] or rows[-1:]
             case["includes_first_step"] = measured[0]["step"] == 1  # start-up costs (allocation, plans) inside
@@ -441,12 +448,16 @@ class Bench:
         for T in a.seqs:
             self.train(T, plans[T])
         if not a.no_torch:
-            variants = [("eager", lambda T: T <= BIG), ("compile", lambda T: T <= BIG and not a.no_compile),
-                        ("ckpt", lambda T: T > BIG)]
-            for variant, wanted in variants:
-                for T in a.seqs:
-                    if wanted(T):
-                        self.torch(T, variant)
+            # The comparisons the targets name first (eager at the shorter lengths, torch.compile
+            # at the longest compiled one), then the others: a cold torch.compile takes minutes,
+            # and the deadline must cut the runs that matter least.
+            short = [T for T in a.seqs if T <= BIG]
+            top = max(short, default=None)
+            first = [(T, "compile" if T == top and not a.no_compile else "eager") for T in short]
+            rest = [(T, v) for v in ("eager", "compile") for T in short
+                    if (T, v) not in first and (v == "eager" or not a.no_compile)]
+            for T, variant in first + rest + [(T, "ckpt") for T in a.seqs if T > BIG]:
+                self.torch(T, variant)
         self.ratios()
         if a.long and not a.no_max_seq:
             self.max_seq()
