@@ -1,8 +1,8 @@
 #include "trainer/compile.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <limits>
 #include <optional>
 
 #include "core/log.h"
@@ -175,8 +175,8 @@ StatusOr<Compiled> compile_once(const Options& opts, int world_size, const std::
 // strategy also decides what the step must recompute to fit (ring holds K/V blocks and no
 // all-to-all buffers) and so its compute. Each strategy forced on every op is compiled too,
 // with the same recompute search, and the step predicted fastest that fits the budget wins;
-// within 1% of each other two steps are a tie (the model is not that precise), which goes to
-// the plan that needs less memory: the headroom is worth more than a predicted 1%.
+// plans within 1% of the fastest are a tie (the model is not that precise), which goes to the
+// plan that needs less memory: the headroom is worth more than a predicted 1% (pick_plan).
 }  // namespace
 
 StatusOr<ForcedCompile> compile_forced(const Options& opts, int world_size, const std::string& hardware,
@@ -188,10 +188,6 @@ StatusOr<ForcedCompile> compile_forced(const Options& opts, int world_size, cons
                      sp::predict_step(fc.train, fc.hardware, world_size, opts.parallel.overlap)};
   return ForcedCompile{std::move(fc), std::move(f)};
 }
-
-namespace {
-
-}  // namespace
 
 size_t pick_plan(const std::vector<PlanCost>& plans) {
   size_t fastest = 0;
@@ -238,19 +234,14 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
   std::vector<PlanCost> plans;
   for (const Candidate& k : fit) plans.push_back({k.step_s, k.bytes});
   const size_t pick = pick_plan(plans);
-  size_t fastest = 0;
-  for (size_t k = 1; k < fit.size(); ++k)
-    if (fit[k].step_s < fit[fastest].step_s) fastest = k;
   if (fit.empty() || fit[pick].name.empty()) {  // the per-op choice stands (or nothing fits)
     c.forced = std::move(costs);
     return Status::Ok();
   }
-  const Candidate& won = fit[pick];
-  const double best = won.step_s;
-  const int64_t best_bytes = won.bytes;
-  const std::string best_name = won.name;
-  const bool tie = pick != fastest;
-  c = std::move(*fit[pick].compiled);
+  Candidate& won = fit[pick];
+  // A tie: something else predicts a faster step, but within 1%.
+  const bool tie = std::any_of(fit.begin(), fit.end(), [&](const Candidate& k) { return k.step_s < won.step_s; });
+  c = std::move(*won.compiled);
   c.forced = std::move(costs);  // after `c = ...`, which has none
   char why[384];
   const double gib = double(1ll << 30);
@@ -258,13 +249,13 @@ Status choose_whole_step(const Options& opts, int world_size, const std::string&
     std::snprintf(why, sizeof why,
                   "auto: the whole step predicts %.4g s and %.1f GiB per rank with %s on every op, %.4g s and %.1f GiB "
                   "with each op's least-communication choice%s",
-                  best, double(best_bytes) / gib, best_name.c_str(), per_op, double(per_op_bytes) / gib,
+                  won.step_s, double(won.bytes) / gib, won.name.c_str(), per_op, double(per_op_bytes) / gib,
                   tie ? " (within 1% of the fastest, a tie: the smaller plan wins)" : "");
   else
     std::snprintf(why, sizeof why,
                   "auto: the whole step predicts %.4g s with %s on every op%s; each op's least-communication choice "
                   "does not fit the memory budget",
-                  best, best_name.c_str(), tie ? " (within 1% of the fastest, with less memory)" : "");
+                  won.step_s, won.name.c_str(), tie ? " (within 1% of the fastest, with less memory)" : "");
   for (sp::AttentionDecision& d : c.plan.attention) d.reason = why;
   return Status::Ok();
 }

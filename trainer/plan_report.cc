@@ -71,25 +71,21 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
   // allocations that all stay: the kernels' shared workspace, the attention contexts'
   // scratch, and ring attention's buffers; each is the largest any op needs.
   int64_t most = 0, attention = 0, ring = 0, documents = 0;
+  // Segments and no token index: what cuDNN takes as packed documents (kernels/cuda/attention_cudnn.cc).
+  auto packed = [&](const ir::Instr& ins) {
+    if (ins.op != ir::Op::attention && ins.op != ir::Op::attention_backward) return false;
+    return !std::get<ir::AttentionAttrs>(ins.attrs).indexed && ins.in.size() == (ins.op == ir::Op::attention ? 4u : 7u);
+  };
   std::vector<int> segments;  // CUDA: each segment tensor's document starts, B·T + 1 int32, stay
   for (const ir::Instr& ins : p.instrs) {
     int64_t b = 0;
-    if (cuda && (ins.op == ir::Op::attention || ins.op == ir::Op::attention_backward)) {
-      const auto& a = std::get<ir::AttentionAttrs>(ins.attrs);
-      const size_t fixed = ins.op == ir::Op::attention ? 3 : 6;
-      // Segments and no token index: what cuDNN takes as packed documents (kernels/cuda/attention_cudnn.cc).
-      const bool packed = !a.indexed && ins.in.size() == fixed + 1;
-      if (packed && ins.op == ir::Op::attention_backward && shape(ins.in[1])[2] != shape(ins.in[0])[2]) {
-        // With GQA the ragged backward keeps dK and dV for every query head in fp32 in its
-        // workspace, 2·B·T·H·D·4 bytes, beside the dQ accumulator and statistics counted below.
-        const Shape& q = shape(ins.in[0]);
-        attention = std::max(attention, q[0] * q[1] * q[2] * 4 * (3 * q[3] + 2));
-      }
-      if (packed && std::find(segments.begin(), segments.end(), p.root(ins.in[fixed])) == segments.end()) {
-        segments.push_back(p.root(ins.in[fixed]));
+    if (cuda && packed(ins)) {
+      const int seg = p.root(ins.in.back());
+      if (std::find(segments.begin(), segments.end(), seg) == segments.end()) {
+        segments.push_back(seg);
         // and the ragged tables, carved from the attention scratch past its estimate: 28 bytes a
         // document, 1 MiB for 37k of them
-        documents += align(4 * (shape(ins.in[fixed]).numel() + 1)) + (int64_t(1) << 20);
+        documents += align(4 * (shape(ins.in.back()).numel() + 1)) + (int64_t(1) << 20);
       }
     }
     switch (ins.op) {
@@ -106,7 +102,11 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
       case ir::Op::attention_backward:
       case ir::Op::ring_attention_backward: {
         const Shape& q = shape(ins.in[0]);  // [B, T, H, D]
-        const int64_t scratch = q[0] * q[2] * q[1] * 4 * (cuda ? q[3] + 2 : 2);
+        // fp32 values per query row and head: CUDA's dQ accumulator and two statistics, and with
+        // GQA over packed documents cuDNN's per-query-head dK and dV as well; the CPU's statistics.
+        const bool gqa_documents = packed(ins) && shape(ins.in[1])[2] != q[2];
+        const int64_t per_row = cuda ? (gqa_documents ? 3 : 1) * q[3] + 2 : 2;
+        const int64_t scratch = q[0] * q[2] * q[1] * 4 * per_row;
         const int64_t buffers = ins.op == ir::Op::ring_attention_backward ? ring_op_buffer_bytes(p, ins, cuda) : 0;
         if (cuda) {
           attention = std::max(attention, scratch);

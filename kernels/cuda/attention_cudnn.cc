@@ -348,7 +348,7 @@ int64_t pow2_at_least(int64_t n, int64_t floor) {
 // step. Null, with nothing left to do, when cuDNN cannot take them exactly.
 const Documents* documents_for(AttentionContext& ctx, const AttentionArgs& a, cudaStream_t s) {
   // cuDNN 9.6: ragged statistics and GQA with ragged offsets (as Transformer Engine requires).
-  static const bool supported = cudnnGetVersion() >= 90600;
+  static const bool supported = attention_cudnn_documents();
   if (!supported || a.B * a.Tq >= INT32_MAX) return nullptr;  // the starts are int32 token indices
   CudnnAttention& c = state(ctx);
   auto [it, fresh] = c.documents.try_emplace({a.q_seg, a.B, a.Tq});
@@ -407,17 +407,17 @@ struct Prepared {
 
 bool prepare(AttentionContext& ctx, const AttentionArgs& a, bool backward, cudaStream_t s, Prepared& p) {
   if (!state(ctx).handle) return false;
+  const Documents* d = nullptr;
   if (documents(a)) {
-    const Documents* d = documents_for(ctx, a, s);
+    d = documents_for(ctx, a, s);
     if (!d) return false;
     p.ragged = {pow2_at_least(d->scan.count, 16), std::min(a.Tq, pow2_at_least(d->scan.max_len, 64)), a.B * a.Tq};
   }
   p.built = &graph_for(ctx, a, p.ragged, backward);
   if (!p.built->graph) return false;
-  if (p.ragged.slots) {
-    const Documents& d = ctx.cudnn->documents.at({a.q_seg, a.B, a.Tq});
+  if (d) {
     p.scratch = carve(ctx, *p.built, p.ragged, a.H);
-    ragged_tables(d.starts, d.scan.count, p.ragged.slots, a.H, a.Hkv, a.D, p.scratch.seq_len, p.scratch.q_offset,
+    ragged_tables(d->starts, d->scan.count, p.ragged.slots, a.H, a.Hkv, a.D, p.scratch.seq_len, p.scratch.q_offset,
                   p.scratch.kv_offset, p.scratch.stats_offset, s);
   } else {
     p.scratch.workspace = p.built->workspace > 0 ? ctx.scratch(size_t(p.built->workspace)) : nullptr;
