@@ -70,17 +70,25 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
   // CPU: one op's scratch at a time (its kernels allocate per call). CUDA: three separate
   // allocations that all stay: the kernels' shared workspace, the attention contexts'
   // scratch, and ring attention's buffers; each is the largest any op needs.
-  int64_t most = 0, attention = 0, ring = 0, documents = 0;
-  // Segments and no token index: what cuDNN takes as packed documents (kernels/cuda/attention_cudnn.cc).
+  int64_t most = 0, attention = 0, ring_buffers = 0, documents = 0;
+  // What cuDNN takes as packed documents (kernels/cuda/attention_cudnn.cc): an attention with
+  // segments and no token index, and a ring attention's own block when it has segments
+  // (runtime/cuda/ring_attention_cuda.cc).
+  auto ring = [](const ir::Instr& ins) {
+    return ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward;
+  };
   auto packed = [&](const ir::Instr& ins) {
+    if (ring(ins)) return ins.in.size() > (ins.op == ir::Op::ring_attention ? 4u : 7u);
     if (ins.op != ir::Op::attention && ins.op != ir::Op::attention_backward) return false;
     return !std::get<ir::AttentionAttrs>(ins.attrs).indexed && ins.in.size() == (ins.op == ir::Op::attention ? 4u : 7u);
   };
-  std::vector<int> segments;  // CUDA: each segment tensor's document starts, B·T + 1 int32, stay
+  // CUDA: each segment tensor's document starts, B·T + 1 int32, stay; per attention context
+  // (the backend's, and ring attention's own).
+  std::vector<std::pair<bool, int>> segments;
   for (const ir::Instr& ins : p.instrs) {
     int64_t b = 0;
     if (cuda && packed(ins)) {
-      const int seg = p.root(ins.in.back());
+      const std::pair<bool, int> seg{ring(ins), p.root(ins.in.back())};
       if (std::find(segments.begin(), segments.end(), seg) == segments.end()) {
         segments.push_back(seg);
         // and the ragged tables, carved from the attention scratch past its estimate: 28 bytes a
@@ -110,7 +118,7 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
         const int64_t buffers = ins.op == ir::Op::ring_attention_backward ? ring_op_buffer_bytes(p, ins, cuda) : 0;
         if (cuda) {
           attention = std::max(attention, scratch);
-          ring = std::max(ring, buffers);
+          ring_buffers = std::max(ring_buffers, buffers);
         } else {
           b = scratch + buffers;
         }
@@ -118,7 +126,7 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
       }
       case ir::Op::ring_attention:
         if (cuda)
-          ring = std::max(ring, ring_op_buffer_bytes(p, ins, cuda));
+          ring_buffers = std::max(ring_buffers, ring_op_buffer_bytes(p, ins, cuda));
         else
           b = ring_op_buffer_bytes(p, ins, cuda);
         break;
@@ -145,7 +153,7 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
     most = std::max(most, b);
   }
   if (!cuda) return most;
-  return most + attention + ring + documents + (int64_t(32) << 20);  // and the cuBLASLt workspace (GemmContext)
+  return most + attention + ring_buffers + documents + (int64_t(32) << 20);  // and the cuBLASLt workspace (GemmContext)
 }
 
 // Bytes by collective kind, as the cost model counts them (sp::comm_bytes).
@@ -343,7 +351,7 @@ std::string format_prediction(const Options& o, const Compiled& c, const Predict
   s += line;
   if (o.data.documents && o.train.device == "cuda")
     s += "  note: with data.documents, attention does only each document's own square (cuDNN's ragged layout;\n"
-         "        ring attention's blocks take our own kernels), while the predictions count the whole causal\n"
+         "        a ring's visiting blocks take our own kernels), while the predictions count the whole causal\n"
          "        square: an upper bound\n";
   for (const StepPrediction& p : r.steps) {
     const sp::StepCost& k = p.cost;

@@ -675,6 +675,7 @@ bool attention_backward_cudnn(AttentionContext&, const AttentionArgs&, const bf1
 }
 bool attention_cudnn_documents() { return false; }
 int64_t attention_cudnn_workspace(AttentionContext&, const AttentionArgs&, bool) { return -1; }
+int64_t cudnn_attention_held_bytes(const CudnnAttention*) { return 0; }
 int64_t release_cudnn_attention(CudnnAttention*) { return 0; }
 #endif
 

@@ -117,6 +117,10 @@ bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, con
 // build has no cuDNN frontend. For tests.
 int64_t attention_cudnn_workspace(AttentionContext& ctx, const AttentionArgs& a, bool backward);
 
+// The device bytes attention_cudnn.cc holds for the context beyond its scratch (the packed
+// documents' starts, reported through on_resize as they are allocated).
+int64_t cudnn_attention_held_bytes(const CudnnAttention* c);
+
 // Releases what attention_cudnn.cc created for the context (its destructor calls this) and
 // returns the device bytes it held beyond the scratch (reported through on_resize).
 int64_t release_cudnn_attention(CudnnAttention* c);

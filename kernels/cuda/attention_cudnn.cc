@@ -481,6 +481,8 @@ int64_t attention_cudnn_workspace(AttentionContext& ctx, const AttentionArgs& a,
   return built.graph ? built.workspace : -1;
 }
 
+int64_t cudnn_attention_held_bytes(const CudnnAttention* c) { return c ? c->bytes : 0; }
+
 int64_t release_cudnn_attention(CudnnAttention* c) {
   if (!c) return 0;
   c->graphs.clear();  // plans hold cuDNN descriptors: gone before the handle

@@ -87,7 +87,12 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaMalloc(&sum_squares_scratch_, sizeof(double) * k::kSumSquaresScratch));
   }
 
-  void begin_run() override { attention_->begin_step(); }
+  // A step's segment ids are scanned into cuDNN's document tables once per attention context:
+  // the backend's and each ring attention's (its own block runs as packed documents).
+  void begin_run() override {
+    attention_->begin_step();
+    for (auto& r : ring_) r->attention().begin_step();
+  }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);

@@ -177,10 +177,15 @@ class CudaRingOps final : public RingOps {
   // the batch stride).
   int64_t q_row(int64_t t) const { return t * a_.H * a_.D; }
   int64_t kv_row(int64_t t) const { return t * a_.Hkv * a_.D; }
-  // The block's piece when cuDNN may run it: zigzag layout, no segment ids, not forced to
-  // the fallback (AUTOSP_ATTENTION=fallback), and something visible.
+  // The block's piece when cuDNN may run it: zigzag layout, not forced to the fallback
+  // (AUTOSP_ATTENTION=fallback), and something visible. With segment ids only the rank's own
+  // block: it is the rank's own rows, whose ids are a.seg, so cuDNN runs it as packed
+  // documents (window() passes them). A visiting block's ids are on the device and the
+  // document table of a (queries, visiting keys) pair would need them on the host; those
+  // blocks take the fallback kernels, which skip the tiles no document spans. With documents
+  // much shorter than a block, nearly all the work is in the rank's own block.
   std::optional<RingPiece> cudnn_piece(const RingBlock& blk) {
-    if (!a_.zigzag || a_.seg || r_.attention().force_fallback) return std::nullopt;
+    if (!a_.zigzag || r_.attention().force_fallback || (a_.seg && blk.origin != rank_)) return std::nullopt;
     const RingPiece p = zigzag_piece(a_.T, rank_, blk.origin, a_.causal);
     if (p.q1 <= p.q0 || p.k1 <= p.k0) return std::nullopt;
     return p;
@@ -198,12 +203,19 @@ class CudaRingOps final : public RingOps {
     }
     return lse_piece_;
   }
-  // The kernel arguments of a piece: default positions over row windows of the block.
+  // The kernel arguments of a piece: default positions over row windows of the block. With
+  // segment ids the piece is the rank's own block, every row (cudnn_piece): the local ids
+  // serve queries and keys, and default positions are causal by row, as the zigzag layout's
+  // positions increase along the rows.
   k::AttentionArgs window(const RingPiece& p) const {
     k::AttentionArgs w;
     w.B = a_.B, w.Tq = p.q1 - p.q0, w.Tk = p.k1 - p.k0, w.H = a_.H, w.Hkv = a_.Hkv, w.D = a_.D;
     w.causal = p.causal, w.scale = a_.scale;
     w.q_rows = a_.T, w.k_rows = a_.T;
+    if (a_.seg) {
+      AUTOSP_CHECK(w.Tq == a_.T && w.Tk == a_.T) << "ring attention: documents in a partial piece";
+      w.q_seg = w.k_seg = a_.seg;
+    }
     return w;
   }
 

@@ -4,11 +4,14 @@
 // output and every accumulator (dq, and the travelling dk/dv) are fp32, rounded to bf16 once
 // at the end, as the CPU's bf16 program rounds its fp32 ring attention.
 //
-// Blocks: with the zigzag layout (RingAttentionArgs::zigzag) and no segment ids, each block's
-// visible keys are one piece known on the host (zigzag_piece), which cuDNN runs as one plain
-// causal or full attention on row windows of the block (AttentionArgs::q_rows); its merge and
-// accumulation then touch only the piece's rows. Otherwise, or when cuDNN declines the
-// piece, the fallback kernels attend the whole block with explicit positions (and segments).
+// Blocks: with the zigzag layout (RingAttentionArgs::zigzag), each block's visible keys are
+// one piece known on the host (zigzag_piece), which cuDNN runs as one plain causal or full
+// attention on row windows of the block (AttentionArgs::q_rows); its merge and accumulation
+// then touch only the piece's rows. With segment ids, cuDNN runs the rank's own block as
+// packed documents (its ragged layout; the document count reaches the host once per step,
+// AttentionContext::begin_step) and the visiting blocks take the fallback kernels. Otherwise,
+// or when cuDNN declines the piece, the fallback kernels attend the whole block with explicit
+// positions (and segments).
 //
 // Streams: the exchanges run on the stream given at construction, the communicator's (an
 // NCCL communicator created on it, comm_nccl.h, enqueues its transfers there), and every

@@ -162,8 +162,9 @@ TEST_CASE("ring attention on one GPU (P ranks, blocking or queued transfers) equ
     for (const bool docs : {false, true})
       for (const bool zigzag : {false, true})
         for (const bool ordered : {false, true}) {
-      // zigzag: the layout is declared, so cuDNN runs each block's piece (without documents);
-      // else the fallback kernels attend every whole block by position. ordered: a
+      // zigzag: the layout is declared, so cuDNN runs each block's piece (with documents only
+      // the rank's own block, as packed documents); else the fallback kernels attend every
+      // whole block by position. ordered: a
       // stream-ordered communicator (tests/cuda/stream_comm.h, NCCL's semantics), so the
       // block kernels overlap the transfers and only the ring's events order them; else the
       // blocking local communicator.
@@ -179,6 +180,7 @@ TEST_CASE("ring attention on one GPU (P ranks, blocking or queued transfers) equ
           std::vector<float> o, lse, dq, dk, dv;           // the CPU ring's
           std::vector<float> g_o, g_lse, g_dq, g_dk, g_dv;  // the GPU ring's
           int64_t ring_bytes = 0, planned_ring_bytes = 0;
+          bool scanned_as_expected = false;
         };
         std::vector<Rank> ranks(static_cast<size_t>(P));
         for (int r = 0; r < P; ++r) {
@@ -244,8 +246,15 @@ TEST_CASE("ring attention on one GPU (P ranks, blocking or queued transfers) equ
                   ring.backward(c, a, q.dev, kk.dev, v.dev, o_cpu.dev, lse_cpu, dout.dev, dq.dev, dk.dev, dv.dev);
                   CUDA_CHECK(cudaStreamSynchronize(s));
                   // --plan counts the ring's own buffers exactly (its attention kernels' scratch
-                  // is the attention workspace, counted apart).
-                  x.ring_bytes = allocated - int64_t(ring.attention().scratch_bytes());
+                  // and, with documents, cuDNN's document starts are the attention workspace,
+                  // counted apart).
+                  const int64_t starts = k::cudnn_attention_held_bytes(ring.attention().cudnn);
+                  x.ring_bytes = allocated - int64_t(ring.attention().scratch_bytes()) - starts;
+                  // With documents and the zigzag layout the own block goes to cuDNN's packed
+                  // documents (which scan the ids), and only then.
+                  const bool cudnn_documents = k::attention_cudnn_built() && k::attention_cudnn_documents() &&
+                                               !ring.attention().force_fallback;
+                  x.scanned_as_expected = (starts > 0) == (docs && zigzag && cudnn_documents);
                   x.planned_ring_bytes = runtime::ring_buffer_bytes(a, /*cuda=*/true);
                   x.g_o = o.download();
                   x.g_lse = host_copy(lse.as<float>(), rows);
@@ -271,6 +280,7 @@ TEST_CASE("ring attention on one GPU (P ranks, blocking or queued transfers) equ
             REQUIRE(std::abs(x.g_lse[i] - x.lse[i]) <= 2e-4f * (1.0f + std::abs(x.lse[i])));
           }
           CHECK(x.ring_bytes == x.planned_ring_bytes);
+          CHECK(x.scanned_as_expected);
           require_similar("dq", x.g_dq, x.dq);
           require_similar("dk", x.g_dk, x.dk);
           require_similar("dv", x.g_dv, x.dv);
