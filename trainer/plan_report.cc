@@ -72,7 +72,7 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
   // scratch, and ring attention's buffers; each is the largest any op needs.
   int64_t most = 0, attention = 0, ring_buffers = 0, documents = 0;
   // What cuDNN takes as packed documents (kernels/cuda/attention_cudnn.cc): an attention with
-  // segments and no token index, and a ring attention's own block when it has segments
+  // segments and no token index, and a ring attention's blocks when it has segments
   // (runtime/cuda/ring_attention_cuda.cc).
   auto ring = [](const ir::Instr& ins) {
     return ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward;
@@ -91,8 +91,8 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
       const std::pair<bool, int> seg{ring(ins), p.root(ins.in.back())};
       if (std::find(segments.begin(), segments.end(), seg) == segments.end()) {
         segments.push_back(seg);
-        // and the ragged tables, carved from the attention scratch past its estimate: 28 bytes a
-        // document, 1 MiB for 37k of them
+        // and the ragged tables, carved from the attention scratch past its estimate: 32 bytes a
+        // document, 1 MiB for 32k of them
         documents += align(4 * (shape(ins.in.back()).numel() + 1)) + (int64_t(1) << 20);
       }
     }
@@ -350,9 +350,9 @@ std::string format_prediction(const Options& o, const Compiled& c, const Predict
                 tera ? "TFLOP/s" : "GFLOP/s", r.flops_per_token);
   s += line;
   if (o.data.documents && o.train.device == "cuda")
-    s += "  note: with data.documents, attention does only each document's own square (cuDNN's ragged layout;\n"
-         "        a ring's visiting blocks take our own kernels), while the predictions count the whole causal\n"
-         "        square: an upper bound\n";
+    s += "  note: with data.documents, attention does only each document's own square (cuDNN's ragged layout,\n"
+         "        ring attention's blocks included), while the predictions count the whole causal square: an\n"
+         "        upper bound\n";
   for (const StepPrediction& p : r.steps) {
     const sp::StepCost& k = p.cost;
     std::snprintf(line, sizeof line,

@@ -673,6 +673,15 @@ bool attention_backward_cudnn(AttentionContext&, const AttentionArgs&, const bf1
                               const bf16*, const float*, const bf16*, bf16*, bf16*, bf16*, cudaStream_t) {
   return false;
 }
+bool attention_forward_cudnn_visiting(AttentionContext&, const AttentionArgs&, const VisitingDocuments&, const bf16*,
+                                      const bf16*, const bf16*, bf16*, float*, cudaStream_t) {
+  return false;
+}
+bool attention_backward_cudnn_visiting(AttentionContext&, const AttentionArgs&, const VisitingDocuments&,
+                                       const bf16*, const bf16*, const bf16*, const bf16*, const float*, const bf16*,
+                                       bf16*, bf16*, bf16*, cudaStream_t) {
+  return false;
+}
 bool attention_cudnn_documents() { return false; }
 int64_t attention_cudnn_workspace(AttentionContext&, const AttentionArgs&, bool) { return -1; }
 int64_t cudnn_attention_held_bytes(const CudnnAttention*) { return 0; }

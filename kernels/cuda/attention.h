@@ -112,6 +112,30 @@ bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, con
                               const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
                               bf16* dv, cudaStream_t s);
 
+// A ring attention's visiting block of packed documents (runtime/cuda/ring_attention_cuda.cc):
+// the ids of the queries' and the block's whole rows, [B, q_rows] and [B, k_rows], and the
+// rows where the call's windows start. The queries' ids are the same tensor every step, and are
+// scanned once per step like any documents; the block's are read only on the device.
+struct VisitingDocuments {
+  const int32_t* q_seg = nullptr;
+  const int32_t* k_seg = nullptr;
+  int64_t q0 = 0, k0 = 0;
+};
+// cuDNN SDPA of queries (a.Tq rows of q_rows, from row d.q0) against a visiting block's keys
+// (a.Tk rows of k_rows, from row d.k0) where a key is visible iff its id is the query's. a has
+// no positions or segments and is not causal (a zigzag piece off the diagonal sees all its
+// keys). Each query document, cut to the window, is a ragged sequence paired with the keys of
+// its id, which must be one run: the block's ids in the order document_scan calls ordered (our
+// data's always are; a block seen out of order fails the context's next scan). Rows that see
+// no key get o = 0 and lse = -inf, and in backward zero gradients. False, having done nothing,
+// as attention_forward_cudnn (the queries' ids out of order included).
+bool attention_forward_cudnn_visiting(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments& d,
+                                      const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse,
+                                      cudaStream_t s);
+bool attention_backward_cudnn_visiting(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments& d,
+                                       const bf16* q, const bf16* k, const bf16* v, const bf16* o, const float* lse,
+                                       const bf16* dout, bf16* dq, bf16* dk, bf16* dv, cudaStream_t s);
+
 // The device workspace of cuDNN's graph for these arguments (built now if new), or -1 when
 // cuDNN does not take them, they have segments (the graph depends on the documents) or this
 // build has no cuDNN frontend. For tests.

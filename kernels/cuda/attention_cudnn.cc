@@ -22,7 +22,11 @@
 // count must reach the host to pick the graph, so each segment tensor costs one wait for the
 // stream, once per step when the owner declares steps (AttentionContext::begin_step). Ragged
 // statistics are token-major [tokens, H] (our lse is [B, H, T]): they pass through the
-// scratch, transposed. Needs cuDNN 9.6 (ragged statistics; GQA with ragged offsets); older
+// scratch, transposed. A ring attention's visiting block (attention_forward_cudnn_visiting)
+// runs the same way with different queries and keys: each local document, cut to the query
+// window, paired with the keys of its id in the block's window (visiting_tables, on the
+// device: the block's ids never reach the host), and the graph's key extent is the key
+// window. Needs cuDNN 9.6 (ragged statistics; GQA with ragged offsets); older
 // runtimes, rows whose ids repeat after another id, and shapes cuDNN rejects take the
 // fallback.
 //
@@ -41,6 +45,7 @@
 #include <cstdio>
 #include <exception>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,6 +56,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/attention_documents.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/ring.h"
 
 #define CUDNN_CHECK(call)                                                                                       \
   do {                                                                                                          \
@@ -69,13 +75,13 @@ using Graph = std::shared_ptr<fe::graph::Graph>;
 
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV, kSeqQ, kSeqKV, kOffQ, kOffO, kOffK, kOffV, kOffStats };
 
-// B, Tq, Tk, q_rows, k_rows, H, Hkv, D, causal, scale, backward, document slots, document extent
+// B, Tq, Tk, q_rows, k_rows, H, Hkv, D, causal, scale, backward, document slots, query and key extents
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, float, bool,
-                       int64_t, int64_t>;
+                       int64_t, int64_t, int64_t>;
 
-// A packed-documents graph's extents: `slots` sequences of at most `S` tokens, `tokens` (B·T) in all.
+// A packed-documents graph's extents: `slots` sequences of at most Sq queries and Skv keys.
 struct Ragged {
-  int64_t slots = 0, S = 0, tokens = 0;
+  int64_t slots = 0, Sq = 0, Skv = 0;
 };
 
 struct Built {
@@ -97,12 +103,20 @@ struct Documents {
   int64_t step = -1;  // the context's step it was computed in
 };
 
+// What a scan brings to the host: its result, and whether a ring's visiting block was seen out
+// of order since the context's first scan (visiting_tables; reported at the next scan, since
+// reading it sooner would mean another wait for the stream).
+struct ScanReport {
+  DocumentScan scan;
+  int32_t visiting_unordered = 0;
+};
+
 struct CudnnAttention {
   cudnnHandle_t handle = nullptr;  // null: cudnnCreate failed, every call takes the fallback
   std::map<Key, Built> graphs;
   std::map<std::tuple<const int32_t*, int64_t, int64_t>, Documents> documents;  // by (segments, B, T)
-  DocumentScan* scan_dev = nullptr;   // document_scan's result on the device
-  DocumentScan* scan_host = nullptr;  // and its pinned host copy
+  ScanReport* report_dev = nullptr;   // on the device, zeroed once
+  ScanReport* report_host = nullptr;  // and its pinned host copy
   int64_t bytes = 0;                  // device memory the documents' starts hold
 };
 
@@ -118,10 +132,10 @@ int64_t rows_of(int64_t rows, int64_t T) { return rows > 0 ? rows : T; }
 // Ragged: `slots` sequences of extent S over [tokens, heads, D] memory; each sequence's rows
 // start at its ragged offset, so the batch stride is never used.
 Side q_side(const AttentionArgs& a, const Ragged& r) {
-  return r.slots ? Side{r.slots, a.H, r.S, r.S, a.D} : Side{a.B, a.H, a.Tq, rows_of(a.q_rows, a.Tq), a.D};
+  return r.slots ? Side{r.slots, a.H, r.Sq, r.Sq, a.D} : Side{a.B, a.H, a.Tq, rows_of(a.q_rows, a.Tq), a.D};
 }
 Side k_side(const AttentionArgs& a, const Ragged& r) {
-  return r.slots ? Side{r.slots, a.Hkv, r.S, r.S, a.D} : Side{a.B, a.Hkv, a.Tk, rows_of(a.k_rows, a.Tk), a.D};
+  return r.slots ? Side{r.slots, a.Hkv, r.Skv, r.Skv, a.D} : Side{a.B, a.Hkv, a.Tk, rows_of(a.k_rows, a.Tk), a.D};
 }
 
 // One of the ragged index tensors: [n, 1, 1, 1] int32 lengths or int64 offsets.
@@ -151,21 +165,23 @@ void output(const Tensor& t, Uid uid, const Side& x, const Tensor& offset) {
 void stats_layout(fe::graph::Tensor_attributes& t, const AttentionArgs& a, const Ragged& r, const Tensor& offset) {
   t.set_uid(kStats).set_data_type(fe::DataType_t::FLOAT);
   if (r.slots) {
-    t.set_dim({r.slots, a.H, r.S, 1}).set_stride({a.H * r.S, 1, a.H, 1}).set_ragged_offset(offset);
+    t.set_dim({r.slots, a.H, r.Sq, 1}).set_stride({a.H * r.Sq, 1, a.H, 1}).set_ragged_offset(offset);
   } else {
     t.set_dim({a.B, a.H, a.Tq, 1}).set_stride({a.H * a.Tq, a.Tq, 1, 1});
   }
 }
 
-// Ragged graphs: a padding mask with each sequence's length (queries and keys alike).
+// Ragged graphs: a padding mask with each sequence's query and key lengths. The token totals
+// size cuDNN's per-token workspace (the backward's fp32 dQ, and GQA's per-head dK and dV): they
+// are the rows the offsets span, windows' gaps included, so that no offset reaches past them.
 template <class Attributes>
-void set_documents(fe::graph::Graph& g, Attributes& opts, const Ragged& r) {
+void set_documents(fe::graph::Graph& g, Attributes& opts, const AttentionArgs& a, const Ragged& r) {
   if (!r.slots) return;
   opts.set_padding_mask(true)
       .set_seq_len_q(index_tensor(g, "seq_q", kSeqQ, r.slots, fe::DataType_t::INT32))
       .set_seq_len_kv(index_tensor(g, "seq_kv", kSeqKV, r.slots, fe::DataType_t::INT32))
-      .set_max_total_seq_len_q(r.tokens)
-      .set_max_total_seq_len_kv(r.tokens);
+      .set_max_total_seq_len_q((a.B - 1) * rows_of(a.q_rows, a.Tq) + a.Tq)
+      .set_max_total_seq_len_kv((a.B - 1) * rows_of(a.k_rows, a.Tk) + a.Tk);
 }
 
 Graph new_graph() {
@@ -192,7 +208,7 @@ Graph forward_graph(const AttentionArgs& a, const Ragged& r) {
   const Tensor v = input(*g, "V", kV, k_side(a, r), off.v);
   auto opts = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(true).set_attn_scale(a.scale);
   if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
-  set_documents(*g, opts, r);
+  set_documents(*g, opts, a, r);
   // The frontend prefers its "unified" SDPA where its support check passes (cuDNN >= 9.15
   // takes padding masks), but that check does not look at ragged offsets: documents take the
   // composite implementation, the one Transformer Engine's ragged layout runs on.
@@ -219,7 +235,7 @@ Graph backward_graph(const AttentionArgs& a, const Ragged& r, bool deterministic
                   .set_attn_scale(a.scale)
                   .set_deterministic_algorithm(deterministic);
   if (a.causal) opts.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
-  set_documents(*g, opts, r);
+  set_documents(*g, opts, a, r);
   auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, opts);
   output(dq, kdQ, q_side(a, r), off.q);
   output(dk, kdK, k_side(a, r), off.k);
@@ -248,8 +264,9 @@ std::string describe(const AttentionArgs& a, const Ragged& r, bool backward) {
   const int64_t qr = rows_of(a.q_rows, a.Tq), kr = rows_of(a.k_rows, a.Tk);
   const std::string window =
       qr > a.Tq || kr > a.Tk ? " in windows of " + std::to_string(qr) + "/" + std::to_string(kr) + " rows" : "";
-  const std::string docs =
-      r.slots ? " as " + std::to_string(r.slots) + " ragged sequences of <= " + std::to_string(r.S) + " tokens" : "";
+  const std::string docs = r.slots ? " as " + std::to_string(r.slots) + " ragged sequences of <= " +
+                                         std::to_string(r.Sq) + "/" + std::to_string(r.Skv) + " tokens"
+                                   : "";
   return std::string(backward ? "backward" : "forward") + " B=" + std::to_string(a.B) + " Tq=" + std::to_string(a.Tq) +
          " Tk=" + std::to_string(a.Tk) + window + docs + " H=" + std::to_string(a.H) + " Hkv=" + std::to_string(a.Hkv) +
          " D=" + std::to_string(a.D) + (a.causal ? " causal" : "");
@@ -276,7 +293,7 @@ const Built& graph_for(AttentionContext& ctx, const AttentionArgs& a, const Ragg
   static const Built kNone;
   if (!c.handle) return kNone;
   const Key key{a.B, a.Tq,    a.Tk,     rows_of(a.q_rows, a.Tq), rows_of(a.k_rows, a.Tk), a.H, a.Hkv, a.D, a.causal,
-                a.scale, backward, r.slots, r.S};
+                a.scale, backward, r.slots, r.Sq, r.Skv};
   auto it = c.graphs.find(key);
   if (it != c.graphs.end()) return it->second;
 
@@ -343,57 +360,63 @@ int64_t pow2_at_least(int64_t n, int64_t floor) {
   return p;
 }
 
-// The documents of this call's segment tensor: scanned on the device, the scan's summary
+// The documents of the segment tensor seg [B, T]: scanned on the device, the scan's summary
 // copied to the host (the one wait for the stream), then kept for the rest of the context's
 // step. Null, with nothing left to do, when cuDNN cannot take them exactly.
-const Documents* documents_for(AttentionContext& ctx, const AttentionArgs& a, cudaStream_t s) {
+const Documents* documents_for(AttentionContext& ctx, const int32_t* seg, int64_t B, int64_t T, cudaStream_t s) {
   // cuDNN 9.6: ragged statistics and GQA with ragged offsets (as Transformer Engine requires).
   static const bool supported = attention_cudnn_documents();
-  if (!supported || a.B * a.Tq >= INT32_MAX) return nullptr;  // the starts are int32 token indices
+  if (!supported || B * T >= INT32_MAX) return nullptr;  // the starts are int32 token indices
   CudnnAttention& c = state(ctx);
-  auto [it, fresh] = c.documents.try_emplace({a.q_seg, a.B, a.Tq});
+  auto [it, fresh] = c.documents.try_emplace({seg, B, T});
   Documents& d = it->second;
   if (fresh) {
-    const int64_t bytes = (a.B * a.Tq + 1) * int64_t(sizeof(int32_t));
+    const int64_t bytes = (B * T + 1) * int64_t(sizeof(int32_t));
     CUDA_CHECK(cudaMalloc(&d.starts, size_t(bytes)));
     c.bytes += bytes;
     if (ctx.on_resize) ctx.on_resize(bytes);
   }
   if (fresh || ctx.step() < 0 || d.step != ctx.step()) {
-    if (!c.scan_dev) {
-      CUDA_CHECK(cudaMalloc(&c.scan_dev, sizeof(DocumentScan)));
-      CUDA_CHECK(cudaMallocHost(&c.scan_host, sizeof(DocumentScan)));
+    if (!c.report_dev) {
+      CUDA_CHECK(cudaMalloc(&c.report_dev, sizeof(ScanReport)));
+      CUDA_CHECK(cudaMemsetAsync(c.report_dev, 0, sizeof(ScanReport), s));
+      CUDA_CHECK(cudaMallocHost(&c.report_host, sizeof(ScanReport)));
     }
-    document_scan(a.q_seg, a.B, a.Tq, d.starts, c.scan_dev, s);
-    CUDA_CHECK(cudaMemcpyAsync(c.scan_host, c.scan_dev, sizeof(DocumentScan), cudaMemcpyDeviceToHost, s));
+    document_scan(seg, B, T, d.starts, &c.report_dev->scan, s);
+    CUDA_CHECK(cudaMemcpyAsync(c.report_host, c.report_dev, sizeof(ScanReport), cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaStreamSynchronize(s));
-    d.scan = *c.scan_host;
+    AUTOSP_CHECK(!c.report_host->visiting_unordered)
+        << "ring attention: a visiting block's document ids were out of order (they must count up along each row, "
+           "padding last, as the data loader's do), so cuDNN paired its documents wrongly";
+    d.scan = c.report_host->scan;
     d.step = ctx.step();
   }
   return d.scan.ordered ? &d : nullptr;
 }
 
 // A ragged call's device memory, carved from the context's scratch after cuDNN's workspace:
-// the sequence lengths, the three offset tables and the token-major statistics.
+// the sequence lengths (one table for queries and keys unless they differ), the three offset
+// tables and the token-major statistics.
 struct RaggedScratch {
   void* workspace = nullptr;
-  int32_t* seq_len = nullptr;
+  int32_t *seq_q = nullptr, *seq_kv = nullptr;
   int64_t *q_offset = nullptr, *kv_offset = nullptr, *stats_offset = nullptr;
   float* stats = nullptr;
 };
 
 int64_t align256(int64_t b) { return (b + 255) / 256 * 256; }
 
-RaggedScratch carve(AttentionContext& ctx, const Built& built, const Ragged& r, int64_t H) {
+RaggedScratch carve(AttentionContext& ctx, const Built& built, const Ragged& r, const AttentionArgs& a) {
   const int64_t ws = align256(built.workspace), lens = align256(r.slots * 4), table = align256((r.slots + 1) * 8);
-  char* base = static_cast<char*>(ctx.scratch(size_t(ws + lens + 3 * table + r.tokens * H * 4)));
+  char* base = static_cast<char*>(ctx.scratch(size_t(ws + 2 * lens + 3 * table + a.B * a.Tq * a.H * 4)));
   RaggedScratch m;
   m.workspace = built.workspace > 0 ? base : nullptr;
-  m.seq_len = reinterpret_cast<int32_t*>(base + ws);
-  m.q_offset = reinterpret_cast<int64_t*>(base + ws + lens);
-  m.kv_offset = reinterpret_cast<int64_t*>(base + ws + lens + table);
-  m.stats_offset = reinterpret_cast<int64_t*>(base + ws + lens + 2 * table);
-  m.stats = reinterpret_cast<float*>(base + ws + lens + 3 * table);
+  m.seq_q = reinterpret_cast<int32_t*>(base + ws);
+  m.seq_kv = reinterpret_cast<int32_t*>(base + ws + lens);
+  m.q_offset = reinterpret_cast<int64_t*>(base + ws + 2 * lens);
+  m.kv_offset = reinterpret_cast<int64_t*>(base + ws + 2 * lens + table);
+  m.stats_offset = reinterpret_cast<int64_t*>(base + ws + 2 * lens + 2 * table);
+  m.stats = reinterpret_cast<float*>(base + ws + 2 * lens + 3 * table);
   return m;
 }
 
@@ -405,20 +428,38 @@ struct Prepared {
   RaggedScratch scratch;
 };
 
-bool prepare(AttentionContext& ctx, const AttentionArgs& a, bool backward, cudaStream_t s, Prepared& p) {
+// visiting: a ring's visiting block of packed documents (a's windows), else null.
+bool prepare(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments* visiting, bool backward,
+             cudaStream_t s, Prepared& p) {
   if (!state(ctx).handle) return false;
   const Documents* d = nullptr;
-  if (documents(a)) {
-    d = documents_for(ctx, a, s);
+  if (visiting) {
+    // The queries' whole rows are scanned (once per step); a document cut by the window is no
+    // longer, and a key run no longer than the key window.
+    d = documents_for(ctx, visiting->q_seg, a.B, rows_of(a.q_rows, a.Tq), s);
     if (!d) return false;
-    p.ragged = {pow2_at_least(d->scan.count, 16), std::min(a.Tq, pow2_at_least(d->scan.max_len, 64)), a.B * a.Tq};
+    p.ragged = {pow2_at_least(d->scan.count, 16), std::min(a.Tq, pow2_at_least(d->scan.max_len, 64)), a.Tk};
+  } else if (documents(a)) {
+    d = documents_for(ctx, a.q_seg, a.B, a.Tq, s);
+    if (!d) return false;
+    const int64_t S = std::min(a.Tq, pow2_at_least(d->scan.max_len, 64));
+    p.ragged = {pow2_at_least(d->scan.count, 16), S, S};
   }
   p.built = &graph_for(ctx, a, p.ragged, backward);
   if (!p.built->graph) return false;
   if (d) {
-    p.scratch = carve(ctx, *p.built, p.ragged, a.H);
-    ragged_tables(d->starts, d->scan.count, p.ragged.slots, a.H, a.Hkv, a.D, p.scratch.seq_len, p.scratch.q_offset,
-                  p.scratch.kv_offset, p.scratch.stats_offset, s);
+    RaggedScratch& m = p.scratch;
+    m = carve(ctx, *p.built, p.ragged, a);
+    if (visiting) {
+      visiting_tables(visiting->q_seg, d->starts, d->scan.count, visiting->k_seg, a.B, rows_of(a.q_rows, a.Tq),
+                      rows_of(a.k_rows, a.Tk), visiting->q0, visiting->q0 + a.Tq, visiting->k0, visiting->k0 + a.Tk,
+                      p.ragged.slots, a.H, a.Hkv, a.D, m.seq_q, m.seq_kv, m.q_offset, m.kv_offset, m.stats_offset,
+                      &state(ctx).report_dev->visiting_unordered, s);
+    } else {
+      m.seq_kv = m.seq_q;  // each document's queries are its keys
+      ragged_tables(d->starts, d->scan.count, p.ragged.slots, a.H, a.Hkv, a.D, m.seq_q, m.q_offset, m.kv_offset,
+                    m.stats_offset, s);
+    }
   } else {
     p.scratch.workspace = p.built->workspace > 0 ? ctx.scratch(size_t(p.built->workspace)) : nullptr;
   }
@@ -428,7 +469,8 @@ bool prepare(AttentionContext& ctx, const AttentionArgs& a, bool backward, cudaS
 void execute(AttentionContext& ctx, const Prepared& p, std::unordered_map<int64_t, void*>& pack, cudaStream_t s) {
   if (p.ragged.slots) {
     const RaggedScratch& m = p.scratch;
-    pack[kSeqQ] = pack[kSeqKV] = m.seq_len;
+    pack[kSeqQ] = m.seq_q;
+    pack[kSeqKV] = m.seq_kv;
     pack[kOffQ] = pack[kOffO] = m.q_offset;
     pack[kOffK] = pack[kOffV] = m.kv_offset;
     pack[kOffStats] = m.stats_offset;
@@ -445,7 +487,7 @@ bool attention_cudnn_built() { return true; }
 bool attention_forward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
                              const bf16* v, bf16* o, float* lse, cudaStream_t s) {
   Prepared p;
-  if (!applicable(a, {q, k, v, o, lse}) || !prepare(ctx, a, false, s, p)) return false;
+  if (!applicable(a, {q, k, v, o, lse}) || !prepare(ctx, a, nullptr, false, s, p)) return false;
   float* stats = p.ragged.slots ? p.scratch.stats : lse;
   std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<bf16*>(q)}, {kK, const_cast<bf16*>(k)},
                                              {kV, const_cast<bf16*>(v)}, {kO, o},
@@ -459,7 +501,7 @@ bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, con
                               const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
                               bf16* dv, cudaStream_t s) {
   Prepared p;
-  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv}) || !prepare(ctx, a, true, s, p)) return false;
+  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv}) || !prepare(ctx, a, nullptr, true, s, p)) return false;
   float* stats = const_cast<float*>(lse);
   if (p.ragged.slots) {
     stats = p.scratch.stats;
@@ -468,6 +510,59 @@ bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, con
   std::unordered_map<int64_t, void*> pack = {
       {kQ, const_cast<bf16*>(q)},    {kK, const_cast<bf16*>(k)},      {kV, const_cast<bf16*>(v)},
       {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, stats},
+      {kdQ, dq},                     {kdK, dk},                       {kdV, dv}};
+  execute(ctx, p, pack, s);
+  return true;
+}
+
+namespace {
+
+// Zeroes rows [0, a.Tq) (or Tk) of each batch row of a window of q_rows (k_rows) rows.
+void zero_rows(void* x, const AttentionArgs& a, bool keys, cudaStream_t s) {
+  const int64_t heads = keys ? a.Hkv : a.H, T = keys ? a.Tk : a.Tq;
+  const int64_t rows = rows_of(keys ? a.k_rows : a.q_rows, T);
+  const size_t row = size_t(heads * a.D) * sizeof(bf16);
+  CUDA_CHECK(cudaMemset2DAsync(x, row * size_t(rows), 0, row * size_t(T), size_t(a.B), s));
+}
+
+void check_visiting(const AttentionArgs& a) {
+  AUTOSP_CHECK(!a.causal && !a.q_pos && !a.k_pos && !a.q_seg && !a.k_seg)
+      << "cuDNN visiting documents: the ids come in VisitingDocuments, and a visiting block has no causal edge";
+}
+
+}  // namespace
+
+bool attention_forward_cudnn_visiting(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments& d,
+                                      const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse,
+                                      cudaStream_t s) {
+  check_visiting(a);
+  Prepared p;
+  if (!applicable(a, {q, k, v, o, lse}) || !prepare(ctx, a, &d, false, s, p)) return false;
+  // Queries outside every sequence see no key here: o = 0, lse = -inf, which cuDNN leaves alone.
+  ring_fill(p.scratch.stats, a.B * a.Tq * a.H, -std::numeric_limits<float>::infinity(), s);
+  zero_rows(o, a, false, s);
+  std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<bf16*>(q)}, {kK, const_cast<bf16*>(k)},
+                                             {kV, const_cast<bf16*>(v)}, {kO, o},
+                                             {kStats, p.scratch.stats}};
+  execute(ctx, p, pack, s);
+  lse_from_token_major(p.scratch.stats, lse, a.B, a.H, a.Tq, s);
+  return true;
+}
+
+bool attention_backward_cudnn_visiting(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments& d,
+                                       const bf16* q, const bf16* k, const bf16* v, const bf16* o, const float* lse,
+                                       const bf16* dout, bf16* dq, bf16* dk, bf16* dv, cudaStream_t s) {
+  check_visiting(a);
+  Prepared p;
+  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv}) || !prepare(ctx, a, &d, true, s, p)) return false;
+  lse_to_token_major(lse, p.scratch.stats, a.B, a.H, a.Tq, s);
+  // Queries and keys outside every sequence get no gradient from this block; cuDNN leaves them alone.
+  zero_rows(dq, a, false, s);
+  zero_rows(dk, a, true, s);
+  zero_rows(dv, a, true, s);
+  std::unordered_map<int64_t, void*> pack = {
+      {kQ, const_cast<bf16*>(q)},    {kK, const_cast<bf16*>(k)},      {kV, const_cast<bf16*>(v)},
+      {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, p.scratch.stats},
       {kdQ, dq},                     {kdK, dk},                       {kdV, dv}};
   execute(ctx, p, pack, s);
   return true;
@@ -488,8 +583,8 @@ int64_t release_cudnn_attention(CudnnAttention* c) {
   c->graphs.clear();  // plans hold cuDNN descriptors: gone before the handle
   if (c->handle) cudnnDestroy(c->handle);
   for (auto& [key, d] : c->documents) cudaFree(d.starts);
-  cudaFree(c->scan_dev);
-  cudaFreeHost(c->scan_host);
+  cudaFree(c->report_dev);
+  cudaFreeHost(c->report_host);
   const int64_t bytes = c->bytes;
   delete c;
   return bytes;

@@ -3,8 +3,10 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include <algorithm>
 #include <climits>
 
+#include "core/check.h"
 #include "kernels/cuda/attention_documents.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device.cuh"
@@ -75,6 +77,55 @@ __global__ void ragged_tables_kernel(const int32_t* starts, int64_t count, int64
   }
 }
 
+// The first row in [lo, hi) of seg (an ordered window) whose id's order key is >= key (upper:
+// > key).
+__device__ int64_t search(const int32_t* seg, int64_t lo, int64_t hi, int64_t key, bool upper) {
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2, k = order_key(seg[mid]);
+    if (k < key || (upper && k == key))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+__global__ void visiting_tables_kernel(const int32_t* q_seg, const int32_t* starts, int64_t count,
+                                       const int32_t* k_seg, int64_t B, int64_t Tq, int64_t Tk, int64_t q0, int64_t q1,
+                                       int64_t k0, int64_t k1, int64_t slots, int64_t H, int64_t Hkv, int64_t D,
+                                       int32_t* seq_q, int32_t* seq_kv, int64_t* q_offset, int64_t* kv_offset,
+                                       int64_t* stats_offset, int32_t* unordered) {
+  const int64_t nq = q1 - q0, nk = k1 - k0;
+  AUTOSP_GRID_STRIDE(i, slots + 1) {
+    // The window rows [a0, a1) of the query document, the key rows [c0, c1) of its id; past
+    // the documents, empty sequences at the windows' end.
+    int64_t b = B - 1, a0 = q1, a1 = q1, c0 = k1, c1 = k1;
+    if (i < count) {
+      const int64_t g = starts[i], t = g % Tq;  // a document never crosses a row
+      b = g / Tq;
+      a0 = min(max(t, q0), q1);
+      a1 = min(max(t + (starts[i + 1] - g), q0), q1);
+      const int32_t* row = k_seg + b * Tk;
+      const int32_t id = q_seg[g];
+      c0 = search(row, k0, k1, order_key(id), false);
+      c1 = search(row, c0, k1, order_key(id), true);
+      // Every negative id sorts alike (padding): the run found must be this very id.
+      if (a1 == a0 || c1 == c0 || row[c0] != id) a1 = a0, c1 = c0;
+    }
+    if (i < slots) {
+      seq_q[i] = int32_t(a1 - a0);
+      seq_kv[i] = int32_t(c1 - c0);
+    }
+    q_offset[i] = (b * Tq + a0 - q0) * H * D;
+    kv_offset[i] = (b * Tk + c0 - k0) * Hkv * D;
+    stats_offset[i] = (b * nq + a0 - q0) * H;
+  }
+  AUTOSP_GRID_STRIDE(j, B * nk) {  // the key window's order: document_scan's rule
+    const int64_t t = k0 + j % nk, g = (j / nk) * Tk + t;
+    if (t > k0 && k_seg[g] != k_seg[g - 1] && order_key(k_seg[g]) <= order_key(k_seg[g - 1])) *unordered = 1;
+  }
+}
+
 __global__ void lse_to_token_major_kernel(const float* lse, float* stats, int64_t H, int64_t T, int64_t n) {
   AUTOSP_GRID_STRIDE(i, n) {  // i walks stats [B·T, H]
     const int64_t h = i % H, bt = i / H, b = bt / T, t = bt % T;
@@ -100,6 +151,20 @@ void ragged_tables(const int32_t* starts, int64_t count, int64_t slots, int64_t 
                    int32_t* seq_len, int64_t* q_offset, int64_t* kv_offset, int64_t* stats_offset, cudaStream_t s) {
   ragged_tables_kernel<<<detail::grid_for(slots + 1), 256, 0, s>>>(starts, count, slots, H, Hkv, D, seq_len, q_offset,
                                                                     kv_offset, stats_offset);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void visiting_tables(const int32_t* q_seg, const int32_t* starts, int64_t count, const int32_t* k_seg, int64_t B,
+                     int64_t Tq, int64_t Tk, int64_t q0, int64_t q1, int64_t k0, int64_t k1, int64_t slots, int64_t H,
+                     int64_t Hkv, int64_t D, int32_t* seq_q, int32_t* seq_kv, int64_t* q_offset, int64_t* kv_offset,
+                     int64_t* stats_offset, int32_t* unordered, cudaStream_t s) {
+  AUTOSP_CHECK(count <= slots && 0 <= q0 && q0 <= q1 && q1 <= Tq && 0 <= k0 && k0 <= k1 && k1 <= Tk)
+      << "visiting_tables: " << count << " documents in " << slots << " slots, windows [" << q0 << ", " << q1
+      << ") of " << Tq << " rows and [" << k0 << ", " << k1 << ") of " << Tk;
+  const int64_t n = std::max(slots + 1, B * (k1 - k0));
+  visiting_tables_kernel<<<detail::grid_for(n), 256, 0, s>>>(q_seg, starts, count, k_seg, B, Tq, Tk, q0, q1, k0, k1,
+                                                              slots, H, Hkv, D, seq_q, seq_kv, q_offset, kv_offset,
+                                                              stats_offset, unordered);
   CUDA_CHECK(cudaGetLastError());
 }
 

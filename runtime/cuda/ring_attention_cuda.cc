@@ -112,10 +112,8 @@ class CudaRingOps final : public RingOps {
 
   void attend(const RingBlock& blk, bool first) override {
     const auto piece = cudnn_piece(blk);
-    const int64_t qr = piece ? q_row(piece->q0) : 0, kr = piece ? kv_row(piece->k0) : 0;
     RingPiece done = whole();
-    if (piece && k::attention_forward_cudnn(r_.attention(), window(*piece), q_ + qr, B(blk.k) + kr, B(blk.v) + kr,
-                                            o_blk_ + qr, lse_blk_, s_))  // lse_blk_: the piece's rows, packed
+    if (piece && cudnn_forward(blk, *piece))
       done = *piece;
     else
       k::attention_forward(r_.attention(), block_args(blk), q_, B(blk.k), B(blk.v), o_blk_, lse_blk_, s_);
@@ -132,10 +130,7 @@ class CudaRingOps final : public RingOps {
 
   void attend_backward(const RingBlock& blk, bool first) override {
     const auto piece = cudnn_piece(blk);
-    const int64_t qr = piece ? q_row(piece->q0) : 0, kr = piece ? kv_row(piece->k0) : 0;
-    if (piece && k::attention_backward_cudnn(r_.attention(), window(*piece), q_ + qr, B(blk.k) + kr, B(blk.v) + kr,
-                                             o_in_ + qr, lse_of(*piece), dout_ + qr, dq_part_ + qr, dk_part_ + kr,
-                                             dv_part_ + kr, s_)) {
+    if (piece && cudnn_backward(blk, *piece)) {
       kept_ = *piece;
     } else {
       kept_ = whole();
@@ -178,18 +173,37 @@ class CudaRingOps final : public RingOps {
   int64_t q_row(int64_t t) const { return t * a_.H * a_.D; }
   int64_t kv_row(int64_t t) const { return t * a_.Hkv * a_.D; }
   // The block's piece when cuDNN may run it: zigzag layout, not forced to the fallback
-  // (AUTOSP_ATTENTION=fallback), and something visible. With segment ids only the rank's own
-  // block: it is the rank's own rows, whose ids are a.seg, so cuDNN runs it as packed
-  // documents (window() passes them). A visiting block's ids are on the device and the
-  // document table of a (queries, visiting keys) pair would need them on the host; those
-  // blocks take the fallback kernels, which skip the tiles no document spans. With documents
-  // much shorter than a block, nearly all the work is in the rank's own block.
+  // (AUTOSP_ATTENTION=fallback), and something visible.
   std::optional<RingPiece> cudnn_piece(const RingBlock& blk) {
-    if (!a_.zigzag || r_.attention().force_fallback || (a_.seg && blk.origin != rank_)) return std::nullopt;
+    if (!a_.zigzag || r_.attention().force_fallback) return std::nullopt;
     const RingPiece p = zigzag_piece(a_.T, rank_, blk.origin, a_.causal);
     if (p.q1 <= p.q0 || p.k1 <= p.k0) return std::nullopt;
     return p;
   }
+  // A piece on cuDNN (false: declined, nothing done). With segment ids, the rank's own block is
+  // its own rows, whose ids are a.seg: packed documents (window() passes them); a visiting
+  // block's pieces pair each local document with the keys of its id in the block (the block's
+  // ids stay on the device: attention_forward_cudnn_visiting).
+  bool cudnn_forward(const RingBlock& blk, const RingPiece& p) {
+    const int64_t qr = q_row(p.q0), kr = kv_row(p.k0);
+    const k::AttentionArgs w = window(p, blk);  // lse_blk_: the piece's rows, packed
+    if (visiting_documents(blk))
+      return k::attention_forward_cudnn_visiting(r_.attention(), w, {a_.seg, blk.seg, p.q0, p.k0}, q_ + qr,
+                                                 B(blk.k) + kr, B(blk.v) + kr, o_blk_ + qr, lse_blk_, s_);
+    return k::attention_forward_cudnn(r_.attention(), w, q_ + qr, B(blk.k) + kr, B(blk.v) + kr, o_blk_ + qr,
+                                      lse_blk_, s_);
+  }
+  bool cudnn_backward(const RingBlock& blk, const RingPiece& p) {
+    const int64_t qr = q_row(p.q0), kr = kv_row(p.k0);
+    const k::AttentionArgs w = window(p, blk);
+    if (visiting_documents(blk))
+      return k::attention_backward_cudnn_visiting(r_.attention(), w, {a_.seg, blk.seg, p.q0, p.k0}, q_ + qr,
+                                                  B(blk.k) + kr, B(blk.v) + kr, o_in_ + qr, lse_of(p), dout_ + qr,
+                                                  dq_part_ + qr, dk_part_ + kr, dv_part_ + kr, s_);
+    return k::attention_backward_cudnn(r_.attention(), w, q_ + qr, B(blk.k) + kr, B(blk.v) + kr, o_in_ + qr,
+                                       lse_of(p), dout_ + qr, dq_part_ + qr, dk_part_ + kr, dv_part_ + kr, s_);
+  }
+  bool visiting_documents(const RingBlock& blk) const { return a_.seg && blk.origin != rank_; }
   // The merged lse of a piece's rows, packed as cuDNN reads it. Zigzag pieces that leave
   // queries out all take the late half, so the rows are packed once per call.
   const float* lse_of(const RingPiece& p) {
@@ -204,15 +218,15 @@ class CudaRingOps final : public RingOps {
     return lse_piece_;
   }
   // The kernel arguments of a piece: default positions over row windows of the block. With
-  // segment ids the piece is the rank's own block, every row (cudnn_piece): the local ids
-  // serve queries and keys, and default positions are causal by row, as the zigzag layout's
-  // positions increase along the rows.
-  k::AttentionArgs window(const RingPiece& p) const {
+  // segment ids and the rank's own block the piece is every row: the local ids serve queries
+  // and keys, and default positions are causal by row, as the zigzag layout's positions
+  // increase along the rows. A visiting block's ids go beside (cudnn_forward).
+  k::AttentionArgs window(const RingPiece& p, const RingBlock& blk) const {
     k::AttentionArgs w;
     w.B = a_.B, w.Tq = p.q1 - p.q0, w.Tk = p.k1 - p.k0, w.H = a_.H, w.Hkv = a_.Hkv, w.D = a_.D;
     w.causal = p.causal, w.scale = a_.scale;
     w.q_rows = a_.T, w.k_rows = a_.T;
-    if (a_.seg) {
+    if (a_.seg && !visiting_documents(blk)) {
       AUTOSP_CHECK(w.Tq == a_.T && w.Tk == a_.T) << "ring attention: documents in a partial piece";
       w.q_seg = w.k_seg = a_.seg;
     }

@@ -7,11 +7,12 @@
 // Blocks: with the zigzag layout (RingAttentionArgs::zigzag), each block's visible keys are
 // one piece known on the host (zigzag_piece), which cuDNN runs as one plain causal or full
 // attention on row windows of the block (AttentionArgs::q_rows); its merge and accumulation
-// then touch only the piece's rows. With segment ids, cuDNN runs the rank's own block as
-// packed documents (its ragged layout; the document count reaches the host once per step,
-// AttentionContext::begin_step) and the visiting blocks take the fallback kernels. Otherwise,
-// or when cuDNN declines the piece, the fallback kernels attend the whole block with explicit
-// positions (and segments).
+// then touch only the piece's rows. With segment ids cuDNN runs them in its ragged layout: the
+// rank's own block as packed documents, a visiting block's piece as each local document paired
+// with the keys of its id in the block (attention_forward_cudnn_visiting). The local ids are
+// scanned once per step (the document count reaches the host: AttentionContext::begin_step);
+// the visiting block's never leave the device. Otherwise, or when cuDNN declines the piece,
+// the fallback kernels attend the whole block with explicit positions (and segments).
 //
 // Streams: the exchanges run on the stream given at construction, the communicator's (an
 // NCCL communicator created on it, comm_nccl.h, enqueues its transfers there), and every

@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/attention.h"
@@ -170,8 +171,9 @@ void require_close_lse(const std::vector<float>& got, const std::vector<float>& 
 }
 
 // Which implementation a run goes through: cuDNN (required to accept the case), the fallback
-// kernels, or attention_forward/backward's own choice.
-enum class Path { kCudnn, kFallback, kAuto };
+// kernels, or attention_forward/backward's own choice; or cuDNN as a ring's visiting block of
+// packed documents (the case's segments as VisitingDocuments over whole rows; not causal).
+enum class Path { kCudnn, kFallback, kAuto, kVisiting };
 
 struct DeviceInts {
   int32_t* ptr = nullptr;
@@ -192,6 +194,9 @@ void check_against_cpu(const Case& c, Path path, uint32_t seed, gpu::AttentionCo
   const int32_t* q_seg = c.seg_device ? c.seg_device : qs.ptr;
   const int32_t* k_seg = c.shared_segments ? q_seg : ks.ptr;
   const gpu::AttentionArgs a{c.B, c.Tq, c.Tk, c.H, c.Hkv, c.D, c.causal, c.scale(), qp.ptr, kp.ptr, q_seg, k_seg};
+  gpu::AttentionArgs window = a;  // Path::kVisiting: the ids go beside
+  window.q_seg = window.k_seg = nullptr;
+  const gpu::VisitingDocuments visiting{q_seg, k_seg, 0, 0};
 
   Buf o(c.q_elems());
   float* lse = device_copy(std::vector<float>(c.rows()));
@@ -206,6 +211,10 @@ void check_against_cpu(const Case& c, Path path, uint32_t seed, gpu::AttentionCo
       break;
     case Path::kAuto:
       gpu::attention_forward(ctx, a, ref.q.dev, ref.k.dev, ref.v.dev, o.dev, lse, nullptr);
+      break;
+    case Path::kVisiting:
+      REQUIRE(gpu::attention_forward_cudnn_visiting(ctx, window, visiting, ref.q.dev, ref.k.dev, ref.v.dev, o.dev, lse,
+                                                    nullptr));
       break;
   }
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
@@ -227,6 +236,10 @@ void check_against_cpu(const Case& c, Path path, uint32_t seed, gpu::AttentionCo
       break;
     case Path::kAuto:
       gpu::attention_backward(ctx, a, q, k, v, o_in, lse_in, dout, dq.dev, dk.dev, dv.dev, nullptr);
+      break;
+    case Path::kVisiting:
+      REQUIRE(gpu::attention_backward_cudnn_visiting(ctx, window, visiting, q, k, v, o_in, lse_in, dout, dq.dev, dk.dev,
+                                                     dv.dev, nullptr));
       break;
   }
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
@@ -417,6 +430,27 @@ TEST_CASE("documents whose ids repeat in a row take the fallback kernels", "[cud
   gpu::AttentionContext ctx;
   REQUIRE_FALSE(gpu::attention_forward_cudnn(ctx, a, ref.q.dev, ref.k.dev, ref.v.dev, o.dev, lse, nullptr));
   cudaFree(lse);
+}
+
+TEST_CASE("cuDNN runs a ring's visiting block of packed documents like the CPU kernel", "[cuda][attention]") {
+  REQUIRE_GPU();
+  if (!cudnn_takes_documents()) return;
+  // Queries: row 0 documents 0, 1, 2 of 37, 80 and 43 tokens; row 1 documents 0, 1 of 50 and 90,
+  // then 20 padding tokens. The block's keys (later tokens of the same rows): row 0 documents
+  // 1, 2, 3 of 30, 50 and 40; row 1 document 1 of 70, then 50 padding. So row 0's document 0 and
+  // row 1's document 0 see no key (o = 0, lse = -inf, zero gradients), document 3's keys no query,
+  // and padding sees padding, as the CPU's id mask says.
+  for (int64_t D : {64, 128}) {
+    DYNAMIC_SECTION("D = " << D) {
+      Case c = documents_case({{37, 80, 43}, {50, 90, -20}}, 160, 4, 2, D, /*causal=*/false);
+      c.shared_segments = false;
+      c.Tk = 120;
+      c.k_seg.clear();
+      for (auto [id, n] : std::vector<std::pair<int32_t, int>>{{1, 30}, {2, 50}, {3, 40}, {1, 70}, {-1, 50}})
+        c.k_seg.insert(c.k_seg.end(), size_t(n), id);
+      check_against_cpu(c, Path::kVisiting, 925);
+    }
+  }
 }
 
 TEST_CASE("a context's document tables follow the segments from step to step", "[cuda][attention]") {

@@ -1,5 +1,6 @@
 // The packed-documents tables of cuDNN's ragged attention (kernels/cuda/attention_documents.h)
-// against the same tables computed naively here. Integer results and float copies: exact.
+// against the same tables computed naively here, or (a ring's visiting block) against the
+// pairs of equal ids they must cover. Integer results and float copies: exact.
 #include <catch2/catch.hpp>
 #include <cuda_runtime.h>
 
@@ -100,7 +101,112 @@ void check_scan(const std::vector<int32_t>& seg, int64_t B, int64_t T) {
   cudaFree(seg_dev);
 }
 
+// visiting_tables for query window [q0, q1) of q_seg's [B, Tq] rows and key window [k0, k1) of
+// k_seg's [B, Tk] rows, checked by what the tables mean rather than how they are built: read
+// back into (row, query, key) pairs, the sequences must cover exactly the pairs of equal ids,
+// each once, with every offset in its window, offsets never decreasing, and the slots past the
+// documents empty. Returns the unordered flag (then only the flag is checked).
+bool check_visiting(const std::vector<int32_t>& q_seg, const std::vector<int32_t>& k_seg, int64_t B, int64_t Tq,
+                    int64_t Tk, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
+  const Expected scan = naive_scan(q_seg, B, Tq);
+  const int64_t count = int64_t(scan.starts.size()) - 1, slots = count + 5, H = 3, Hkv = 1, D = 8;
+  const int64_t nq = q1 - q0, nk = k1 - k0;
+  int32_t* q_dev = device_copy(q_seg);
+  int32_t* k_dev = device_copy(k_seg);
+  int32_t* starts = device_copy(scan.starts);
+  int32_t* seq_q = device_copy(std::vector<int32_t>(size_t(slots), -7));
+  int32_t* seq_kv = device_copy(std::vector<int32_t>(size_t(slots), -7));
+  int32_t* unordered = device_copy(std::vector<int32_t>(1, 0));
+  std::vector<int64_t*> tables(3);
+  for (int64_t*& t : tables) REQUIRE(cudaMalloc(&t, size_t(slots + 1) * 8) == cudaSuccess);
+  gpu::visiting_tables(q_dev, starts, count, k_dev, B, Tq, Tk, q0, q1, k0, k1, slots, H, Hkv, D, seq_q, seq_kv,
+                       tables[0], tables[1], tables[2], unordered, nullptr);
+  const std::vector<int32_t> lq = host_copy(seq_q, size_t(slots)), lk = host_copy(seq_kv, size_t(slots));
+  std::vector<std::vector<int64_t>> off;
+  for (int64_t* t : tables) {
+    std::vector<int64_t> h(size_t(slots + 1));
+    REQUIRE(cudaMemcpy(h.data(), t, h.size() * 8, cudaMemcpyDeviceToHost) == cudaSuccess);
+    off.push_back(h);
+  }
+  const bool flag = host_copy(unordered, 1)[0] != 0;
+  auto free_all = [&] {
+    for (int64_t* t : tables) cudaFree(t);
+    for (int32_t* p : {q_dev, k_dev, starts, seq_q, seq_kv, unordered}) cudaFree(p);
+  };
+  if (flag) {
+    free_all();
+    return true;
+  }
+
+  // covered[(b·nq + i)·nk + j]: how many sequences pair window query i with window key j of row b.
+  std::vector<int> covered(size_t(B * nq * nk), 0);
+  for (int64_t i = 0; i <= slots; ++i) {
+    INFO("slot " << i << " of " << slots << ", " << count << " documents");
+    REQUIRE(off[0][size_t(i)] % (H * D) == 0);
+    REQUIRE(off[1][size_t(i)] % (Hkv * D) == 0);
+    if (i > 0)
+      for (const auto& o : off) REQUIRE(o[size_t(i)] >= o[size_t(i - 1)]);
+    if (i == slots) break;
+    if (i >= count) REQUIRE((lq[size_t(i)] == 0 && lk[size_t(i)] == 0));
+    REQUIRE((lq[size_t(i)] == 0) == (lk[size_t(i)] == 0));
+    if (lq[size_t(i)] == 0) continue;
+    // First query and key: rows from the windows' starts (row q0 / k0 of batch row 0).
+    const int64_t qf = off[0][size_t(i)] / (H * D), kf = off[1][size_t(i)] / (Hkv * D);
+    const int64_t b = (qf + q0) / Tq, qi = (qf + q0) % Tq - q0, kb = (kf + k0) / Tk, kj = (kf + k0) % Tk - k0;
+    REQUIRE(b == kb);
+    REQUIRE(off[2][size_t(i)] == (b * nq + qi) * H);
+    REQUIRE((qi >= 0 && qi + lq[size_t(i)] <= nq && kj >= 0 && kj + lk[size_t(i)] <= nk));
+    for (int64_t x = qi; x < qi + lq[size_t(i)]; ++x)
+      for (int64_t y = kj; y < kj + lk[size_t(i)]; ++y) ++covered[size_t((b * nq + x) * nk + y)];
+  }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t x = 0; x < nq; ++x)
+      for (int64_t y = 0; y < nk; ++y) {
+        const bool visible = q_seg[size_t(b * Tq + q0 + x)] == k_seg[size_t(b * Tk + k0 + y)];
+        INFO("row " << b << ", query " << q0 + x << ", key " << k0 + y);
+        REQUIRE(covered[size_t((b * nq + x) * nk + y)] == (visible ? 1 : 0));
+      }
+  free_all();
+  return false;
+}
+
 }  // namespace
+
+TEST_CASE("visiting_tables pairs each query document with its keys in another block", "[cuda][attention]") {
+  REQUIRE_GPU();
+  // Queries and keys in rows of different lengths (a ring's are equal; attention.h allows any).
+  const int64_t B = 4, Tq = 300, Tk = 240;
+  // Two blocks of rows with documents of up to 60 tokens and ids from 0 to 4 up: many ids in
+  // both, some in one only; odd rows end in padding, which pairs with padding.
+  const std::vector<int32_t> q = random_documents(B, Tq, 60, 11), k = random_documents(B, Tk, 60, 12);
+  SECTION("whole rows") { REQUIRE_FALSE(check_visiting(q, k, B, Tq, Tk, 0, Tq, 0, Tk)); }
+  SECTION("zigzag windows: late queries, every key") {
+    REQUIRE_FALSE(check_visiting(q, k, B, Tq, Tk, Tq / 2, Tq, 0, Tk));
+  }
+  SECTION("zigzag windows: every query, early keys") {
+    REQUIRE_FALSE(check_visiting(q, k, B, Tq, Tk, 0, Tq, 0, Tk / 2));
+  }
+  SECTION("odd windows") { REQUIRE_FALSE(check_visiting(q, k, B, Tq, Tk, 17, 251, 3, 190)); }
+  SECTION("one long document on both sides") {
+    REQUIRE_FALSE(check_visiting(std::vector<int32_t>(size_t(B * Tq), 7), std::vector<int32_t>(size_t(B * Tk), 7), B,
+                                 Tq, Tk, Tq / 2, Tq, 0, Tk));
+  }
+  SECTION("no id in common") {
+    std::vector<int32_t> other = k;
+    for (int32_t& id : other) id = id < 0 ? id : id + 1000;
+    REQUIRE_FALSE(check_visiting(q, other, B, Tq, Tk, 0, Tq, 0, Tk));
+  }
+  SECTION("two kinds of padding do not pair") {
+    std::vector<int32_t> other = k;
+    for (int32_t& id : other) id = id < 0 ? -2 : id;
+    REQUIRE_FALSE(check_visiting(q, other, B, Tq, Tk, 0, Tq, 0, Tk));
+  }
+  SECTION("keys out of order are reported") {
+    std::vector<int32_t> bad = k;
+    std::reverse(bad.begin() + Tk, bad.begin() + 2 * Tk);  // row 1, ids counting down
+    REQUIRE(check_visiting(q, bad, B, Tq, Tk, 0, Tq, 0, Tk));
+  }
+}
 
 TEST_CASE("document_scan finds each row's documents and checks their order", "[cuda][attention]") {
   REQUIRE_GPU();

@@ -55,6 +55,16 @@ void require_similar(const char* what, const std::vector<float>& got, const std:
   REQUIRE(std::sqrt(err2) <= 0x1p-6 * std::sqrt(ref2) + 1e-9);
 }
 
+// The document of global token i of T_total: a long one across chunks (and ranks, P > 1), a
+// second one up to the middle, then documents of 7 tokens, and 3 padding tokens (-1) at the end.
+// Every visiting block then holds documents the queries share and documents they do not.
+int32_t document(int32_t i, int64_t T_total) {
+  if (i >= T_total - 3) return -1;
+  if (i < T_total / 3) return 0;
+  if (i < T_total / 2) return 1;
+  return 2 + int32_t((i - T_total / 2) / 7);
+}
+
 }  // namespace
 
 TEST_CASE("the ring merge kernel equals the fp32 online-softmax merge, -inf rows on either side included",
@@ -161,19 +171,23 @@ TEST_CASE("ring attention on one GPU (P ranks, blocking or queued transfers) equ
   for (const int P : {1, 2, 4})
     for (const bool docs : {false, true})
       for (const bool zigzag : {false, true})
-        for (const bool ordered : {false, true}) {
-      // zigzag: the layout is declared, so cuDNN runs each block's piece (with documents only
-      // the rank's own block, as packed documents); else the fallback kernels attend every
-      // whole block by position. ordered: a
+        for (const bool ordered : {false, true})
+          for (const bool causal : {true, false}) {
+      // zigzag: the layout is declared, so cuDNN runs each block's piece (with documents in
+      // its ragged layout: the rank's own block as its documents, a visiting block's piece as
+      // each local document with the keys of its id); else the fallback kernels attend every
+      // whole block by position. Bidirectional: with documents and zigzag only (every piece is
+      // a whole block, and cuDNN's visiting path then also covers the early queries). ordered: a
       // stream-ordered communicator (tests/cuda/stream_comm.h, NCCL's semantics), so the
       // block kernels overlap the transfers and only the ring's events order them; else the
       // blocking local communicator.
       if (ordered && P == 1) continue;
+      if (!causal && !(docs && zigzag)) continue;
       DYNAMIC_SECTION("P=" << P << (docs ? " with documents" : "") << (zigzag ? ", zigzag declared" : "")
-                           << (ordered ? ", stream-ordered transfers" : "")) {
+                           << (ordered ? ", stream-ordered transfers" : "") << (causal ? "" : ", bidirectional")) {
         const int64_t T_total = 64 * P, T = T_total / P;
         const size_t qn = size_t(B * T * H * D), kvn = size_t(B * T * Hkv * D), rows = size_t(B * H * T);
-        // Per rank: bf16-exact inputs, zigzag indices, and segment ids (two documents per row).
+        // Per rank: bf16-exact inputs, zigzag indices, and segment ids (document()).
         struct Rank {
           std::vector<float> q, k, v, dout;
           std::vector<int32_t> idx, seg;
@@ -196,12 +210,12 @@ TEST_CASE("ring attention on one GPU (P ranks, blocking or queued transfers) equ
           const std::vector<int32_t> one = runtime::zigzag_indices(T_total, P, r);
           for (int64_t b = 0; b < B; ++b) {
             x.idx.insert(x.idx.end(), one.begin(), one.end());
-            for (int32_t i : one) x.seg.push_back(i < T_total / 3 ? 0 : 1);
+            for (int32_t i : one) x.seg.push_back(document(i, T_total));
           }
           x.o.resize(qn), x.lse.resize(rows), x.dq.resize(qn), x.dk.resize(kvn), x.dv.resize(kvn);
         }
         auto args = [&](const Rank& x) {
-          runtime::RingAttentionArgs a{B, T, H, Hkv, D, /*causal=*/true, 0.125f, x.idx.data(),
+          runtime::RingAttentionArgs a{B, T, H, Hkv, D, causal, 0.125f, x.idx.data(),
                                        docs ? x.seg.data() : nullptr};
           a.zigzag = zigzag;
           return a;
