@@ -6,7 +6,7 @@
 //   bench_attention_cuda [--T 32768] [--H 8,16,32] [--iters 5]
 // Shape: B = 1, D = 128, causal, Hkv = H. Implementations: cuDNN SDPA when this build has it
 // (a shape cuDNN rejects is reported on stderr and skipped) and our fallback kernels.
-// Two more cases per head count ("case" in the JSON; the first is "causal"):
+// Three more cases per head count ("case" in the JSON; the first is "causal"):
 //   ring_block: one step of a zigzag ring of 8 ranks (rank 0's queries, the block of rank 1):
 //     only the late half of the queries sees the block, all of it. cuDNN runs that piece on
 //     row windows (runtime/cuda/ring_attention_cuda.cc); the fallback attends the whole
@@ -14,6 +14,10 @@
 //   documents: packed documents of 4096 tokens (segment ids): cuDNN's ragged layout (the
 //     document table scanned once, as once per training step; kernels/cuda/attention_cudnn.cc)
 //     and the fallback; FLOPs count each document's causal square.
+//   ring_block_documents: the ring_block piece over documents of 65536 global tokens: the
+//     late queries share one document with the block's late chunk only. cuDNN pairs them in
+//     its ragged layout (attention_forward_cudnn_visiting, tables built on the device); the
+//     fallback attends the whole block by position and id. FLOPs count the pairs of equal ids.
 //
 // FLOPs convention (FlashAttention's): the forward is two matmuls, Q·Kᵀ and P·V, of 2·T²·D each
 // per head, 4·B·H·T²·D in all, halved for causal masking; the backward counts 2.5× the forward
@@ -28,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -213,6 +218,50 @@ int main(int argc, char** argv) {
       print_line("fallback", "ring_block", prop, T, H, D, f, b, flop);
       CUDA_CHECK(cudaFree(q_pos));
       CUDA_CHECK(cudaFree(k_pos));
+    }
+
+    {  // ring_block_documents: rank 0's late queries against rank 1's block, documents of 65536 tokens
+      const int P = 8;
+      const std::vector<int32_t> qp = zigzag(T, P, 0), kp = zigzag(T, P, 1);
+      std::vector<int32_t> qs, ks;
+      for (int32_t i : qp) qs.push_back(i / 65536);
+      for (int32_t i : kp) ks.push_back(i / 65536);
+      std::map<int32_t, double> keys_of;  // keys per id
+      for (int32_t id : ks) keys_of[id] += 1;
+      double pairs = 0;  // (query in the late half, key) pairs of one id
+      for (int64_t i = T / 2; i < T; ++i) pairs += keys_of[qs[size_t(i)]];
+      const double flop = 4.0 * double(H) * pairs * double(D);
+      int32_t *q_pos = device_ints(qp), *k_pos = device_ints(kp), *q_seg = device_ints(qs), *k_seg = device_ints(ks);
+      gpu::AttentionArgs piece = a;
+      piece.Tq = T / 2, piece.causal = false, piece.q_rows = T, piece.k_rows = T;
+      const gpu::VisitingDocuments docs{q_seg, k_seg, T / 2, 0};
+      const int64_t off = (T / 2) * H * D;
+      gpu::AttentionContext ctx;
+      ctx.begin_step();  // one step: the queries' documents are scanned by the first call only
+      if (gpu::attention_forward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, nullptr)) {
+        const float f = time_ms(opt.iters, [&] {
+          gpu::attention_forward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, nullptr);
+        });
+        bool ok = true;
+        const float b = time_ms(opt.iters, [&] {
+          ok = gpu::attention_backward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, dout + off,
+                                                      dq + off, dk, dv, nullptr) && ok;
+        });
+        if (ok) print_line("cudnn", "ring_block_documents", prop, T, H, D, f, b, flop);
+      } else {
+        std::fprintf(stderr, "bench_attention_cuda: cuDNN declined the ring block's documents (needs cuDNN 9.6)\n");
+      }
+      gpu::AttentionArgs whole = a;
+      whole.q_pos = q_pos, whole.k_pos = k_pos, whole.q_seg = q_seg, whole.k_seg = k_seg;
+      gpu::AttentionContext fctx;
+      const float f = time_ms(opt.iters, [&] {
+        gpu::attention_forward_fallback(fctx, whole, q, k, v, o, lse, nullptr);
+      });
+      const float b = time_ms(opt.iters, [&] {
+        gpu::attention_backward_fallback(fctx, whole, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
+      });
+      print_line("fallback", "ring_block_documents", prop, T, H, D, f, b, flop);
+      for (int32_t* p : {q_pos, k_pos, q_seg, k_seg}) CUDA_CHECK(cudaFree(p));
     }
 
     {  // documents of 4096 tokens
