@@ -153,6 +153,15 @@ int main(int argc, char** argv) {
     CUDA_CHECK(cudaMalloc(&lse, size_t(B * H * T) * sizeof(float)));
     const gpu::AttentionArgs a{B, T, T, H, H, D, true, 1.0f / std::sqrt(float(D))};
     const double fwd_flop = 4.0 * double(B * H) * double(T) * double(T) * double(D) / 2.0;
+    // The fallback kernels on whole [B, T] blocks with these arguments' masks, timed and printed.
+    auto fallback_line = [&](const char* what, const gpu::AttentionArgs& args, double flop) {
+      gpu::AttentionContext fctx;
+      const float f = time_ms(opt.iters, [&] { gpu::attention_forward_fallback(fctx, args, q, k, v, o, lse, nullptr); });
+      const float b = time_ms(opt.iters, [&] {
+        gpu::attention_backward_fallback(fctx, args, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
+      });
+      print_line("fallback", what, prop, T, H, D, f, b, flop);
+    };
 
     for (const char* path : {"cudnn", "fallback"}) {
       gpu::AttentionContext ctx;
@@ -208,14 +217,7 @@ int main(int argc, char** argv) {
       } else {
         std::fprintf(stderr, "bench_attention_cuda: cuDNN declined the ring block's row windows\n");
       }
-      gpu::AttentionContext fctx;
-      const float f = time_ms(opt.iters, [&] {
-        gpu::attention_forward_fallback(fctx, whole, q, k, v, o, lse, nullptr);
-      });
-      const float b = time_ms(opt.iters, [&] {
-        gpu::attention_backward_fallback(fctx, whole, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
-      });
-      print_line("fallback", "ring_block", prop, T, H, D, f, b, flop);
+      fallback_line("ring_block", whole, flop);
       CUDA_CHECK(cudaFree(q_pos));
       CUDA_CHECK(cudaFree(k_pos));
     }
@@ -253,14 +255,7 @@ int main(int argc, char** argv) {
       }
       gpu::AttentionArgs whole = a;
       whole.q_pos = q_pos, whole.k_pos = k_pos, whole.q_seg = q_seg, whole.k_seg = k_seg;
-      gpu::AttentionContext fctx;
-      const float f = time_ms(opt.iters, [&] {
-        gpu::attention_forward_fallback(fctx, whole, q, k, v, o, lse, nullptr);
-      });
-      const float b = time_ms(opt.iters, [&] {
-        gpu::attention_backward_fallback(fctx, whole, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
-      });
-      print_line("fallback", "ring_block_documents", prop, T, H, D, f, b, flop);
+      fallback_line("ring_block_documents", whole, flop);
       for (int32_t* p : {q_pos, k_pos, q_seg, k_seg}) CUDA_CHECK(cudaFree(p));
     }
 
@@ -288,12 +283,7 @@ int main(int argc, char** argv) {
       } else {
         std::fprintf(stderr, "bench_attention_cuda: cuDNN declined packed documents (needs cuDNN 9.6)\n");
       }
-      gpu::AttentionContext fctx;
-      const float f = time_ms(opt.iters, [&] { gpu::attention_forward_fallback(fctx, docs, q, k, v, o, lse, nullptr); });
-      const float b = time_ms(opt.iters, [&] {
-        gpu::attention_backward_fallback(fctx, docs, q, k, v, o, lse, dout, dq, dk, dv, nullptr);
-      });
-      print_line("fallback", "documents", prop, T, H, D, f, b, flop);
+      fallback_line("documents", docs, flop);
       CUDA_CHECK(cudaFree(d_seg));
     }
     for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(dout),
