@@ -146,7 +146,28 @@ class Runner:
 
     def __init__(self, deadline, logdir):
         self.deadline, self.logdir, self.n = deadline, logdir, 0
+        self.current = None  # the running command's Popen
         os.makedirs(logdir, exist_ok=True)
+
+    @staticmethod
+    def stop(proc):
+        """SIGTERM, then SIGKILL, to proc's whole process group, 10 s apart."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=10)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+
+    def stop_current(self):
+        """Stops the running command: its own session is not signalled with ours, and a leftover
+        run would hold the GPU (and its memory) into whatever runs next on the machine."""
+        if self.current is not None and self.current.poll() is None:
+            self.stop(self.current)
 
     def left(self):
         return self.deadline - time.time()
@@ -163,21 +184,15 @@ class Runner:
             except OSError as e:  # a missing program
                 return dict(rc=127, timed_out=False, seconds=0.0, text=str(e), log=path)
             timed_out = False
+            self.current = proc
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-                    try:
-                        os.killpg(proc.pid, sig)
-                    except ProcessLookupError:
-                        break
-                    try:
-                        proc.wait(timeout=wait)
-                        break
-                    except subprocess.TimeoutExpired:
-                        pass
+                self.stop(proc)
                 rc = proc.returncode if proc.returncode is not None else -9
+            finally:
+                self.current = None
         text = open(path, errors="replace").read()
         return dict(rc=rc, timed_out=timed_out, seconds=round(time.time() - t0, 1), text=text, log=path)
 
@@ -539,5 +554,21 @@ class Bench:
         log(f"wrote {self.a.out} ({r['elapsed_s']} s)")
 
 
+def main():
+    bench = Bench(parse_args())
+
+    def on_signal(signum, _frame):
+        # gpu_check.sh's stage limit (timeout's SIGTERM) or ^C: stop the run in flight, keep
+        # what was measured.
+        log(f"bench_gpu: signal {signum}, stopping")
+        bench.runner.stop_current()
+        bench.save()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return bench.main()
+
+
 if __name__ == "__main__":
-    raise SystemExit(Bench(parse_args()).main())
+    raise SystemExit(main())
