@@ -62,6 +62,9 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
 // collective may still be reading it (last use counts up to each collective's wait).
 void accumulate_in_place(Program& p) {
   std::vector<int> last = lifetimes(p).last;  // extended below as accumulations chain
+  std::vector<std::vector<int>> views(p.slots.size());  // the alias slots viewing each slot
+  for (int s = 0; s < int(p.slots.size()); ++s)
+    if (p.slots[s].kind == Slot::Kind::alias) views[p.slots[s].alias_of].push_back(s);
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
     if (ins.op != ir::Op::matmul || ins.in.size() != 3) continue;
@@ -72,8 +75,10 @@ void accumulate_in_place(Program& p) {
     if (!whole || p.slots[out].kind != Slot::Kind::arena || last[x] != i || p.root(ins.in[0]) == x ||
         p.root(ins.in[1]) == x)
       continue;
-    for (Slot& v : p.slots)  // views of the result now view X
-      if (v.kind == Slot::Kind::alias && v.alias_of == out) v.alias_of = x;
+    for (int v : views[out]) p.slots[v].alias_of = x;  // views of the result now view X
+    views[x].insert(views[x].end(), views[out].begin(), views[out].end());
+    views[x].push_back(out);
+    views[out].clear();
     p.slots[out].kind = Slot::Kind::alias;
     p.slots[out].alias_of = x;
     p.slots[out].alias_offset = 0;
@@ -103,6 +108,9 @@ bool contiguous_parts(const Shape& shape, int64_t axis, const std::vector<int64_
 // result lives from its first part's producer instead of from the instruction.
 void parts_in_place(Program& p) {
   const Lifetimes live = lifetimes(p);
+  std::vector<std::vector<int>> views(p.slots.size());  // the alias slots viewing each slot
+  for (int s = 0; s < int(p.slots.size()); ++s)
+    if (p.slots[s].kind == Slot::Kind::alias) views[p.slots[s].alias_of].push_back(s);
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
     if ((ins.op != ir::Op::pack && ins.op != ir::Op::concat) || p.slots[ins.out[0]].kind != Slot::Kind::arena)
@@ -120,11 +128,13 @@ void parts_in_place(Program& p) {
       const bool whole = p.slots[r].kind == Slot::Kind::arena && p.slots[part].alias_offset == 0 &&
                          p.slots[r].type == p.slots[part].type;
       if (whole && live.last[r] == i && r != result) {
-        for (Slot& v : p.slots)  // views of the part now view the result
-          if (v.kind == Slot::Kind::alias && v.alias_of == r) {
-            v.alias_of = result;
-            v.alias_offset += offset;
-          }
+        for (int v : views[r]) {  // views of the part now view the result
+          p.slots[v].alias_of = result;
+          p.slots[v].alias_offset += offset;
+        }
+        views[result].insert(views[result].end(), views[r].begin(), views[r].end());
+        views[result].push_back(r);
+        views[r].clear();
         p.slots[r].kind = Slot::Kind::alias;
         p.slots[r].alias_of = result;
         p.slots[r].alias_offset = offset;

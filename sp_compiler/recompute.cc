@@ -98,20 +98,22 @@ class Recompute final : public Pass {
     // Which forward nodes are recomputed.
     std::vector<bool> recompute(n, false);
     const std::vector<int> layer = layers(g, is_bwd);
+    // Values a forward node of another layer reads (the next layer's input, the residual stream).
+    std::vector<bool> leaves_layer(g.values.size(), false);
+    for (size_t j = 0; j < n; ++j)
+      if (!is_bwd[j])
+        for (ValueId u : g.nodes[j].inputs)
+          if (producer[u] >= 0 && layer[size_t(producer[u])] != layer[j]) leaves_layer[u] = true;
     for (size_t i = 0; i < n; ++i) {
       if (!is_bwd[i] && repeats_attention_exchange(g, g.nodes[i], producer, policy_)) recompute[i] = true;
       if (is_bwd[i] || always_kept(g.nodes[i].op, policy_)) continue;
       if (policy_ == RecomputePolicy::selective) {
         recompute[i] = cheap(g.nodes[i].op);
       } else {
-        // layer / full: recompute inside a layer; a value that leaves its layer (the next
-        // layer's input, the residual stream) is kept.
+        // layer / full: recompute inside a layer; a value that leaves its layer is kept.
         if (layer[i] < 0) continue;
         bool leaves = false;
-        for (ValueId v : g.nodes[i].outputs)
-          for (size_t j = i + 1; j < n && !leaves; ++j)
-            if (!is_bwd[j])
-              for (ValueId u : g.nodes[j].inputs) leaves = leaves || (u == v && layer[j] != layer[i]);
+        for (ValueId v : g.nodes[i].outputs) leaves = leaves || leaves_layer[v];
         recompute[i] = !leaves;
       }
     }

@@ -69,8 +69,12 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
   //    overlap the rest of the backward. The issue order is the FIFO order of the
   //    communication thread, and every rank computes the same one.
   std::vector<int> comm_list;
+  std::vector<int64_t> bytes_of(n, 0);  // each collective's output bytes
   for (int i = 0; i < n; ++i)
-    if (comm[i]) comm_list.push_back(i);
+    if (comm[i]) {
+      comm_list.push_back(i);
+      bytes_of[i] = out_bytes(p, p.instrs[i]);
+    }
   // The issue plan for a compute order: where each collective is issued and waited for.
   struct Issue {
     std::vector<std::vector<int>> issue_at;  // collectives issued before order[k]
@@ -146,8 +150,8 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
       for (size_t j = 0; j < repeats.size(); ++j)
         gate[repeats[j]] = std::max(gate[repeats[j]], j == 0 ? forward_done + 1 : first_use[repeats[j - 1]]);
     }
-    std::vector<int> by_urgency = comm_list;
-    std::stable_sort(by_urgency.begin(), by_urgency.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
+    std::vector<int> pending = comm_list;  // not yet issued, most urgent first
+    std::stable_sort(pending.begin(), pending.end(), [&](int a, int b) { return first_use[a] < first_use[b]; });
     // The budget, by default, is relative to each collective: it may start ahead of its use
     // while at most twice its own bytes are in flight — Q, K and V's all-to-alls together, or
     // the next two buckets of a layer's size — so a one-off large collective (the embedding
@@ -169,13 +173,12 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
       }
       for (bool progress = true; progress;) {  // a collective feeding another can go in the same round
         progress = false;
-        for (int c : by_urgency) {
-          if (issued_pos[c] >= 0) continue;
+        for (int c : pending) {
           bool ready = k >= gate[c] || first_use[c] <= k;
           for (int d : deps[c]) ready = ready && (comm[d] ? issued_pos[d] >= 0 : compute_pos[d] < k);
           if (!ready) continue;
           const bool budgeted = read_in_step[c];
-          const int64_t bytes = out_bytes(p, p.instrs[c]);
+          const int64_t bytes = bytes_of[c];
           if (budgeted && first_use[c] > k && inflight_bytes > 0 && over_budget(inflight_bytes, bytes)) continue;
           issue_at[k].push_back(c);
           issued_pos[c] = k;
@@ -186,6 +189,9 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
             inflight_bytes += bytes;
           }
         }
+        if (progress)
+          pending.erase(std::remove_if(pending.begin(), pending.end(), [&](int c) { return issued_pos[c] >= 0; }),
+                        pending.end());
       }
     }
     AUTOSP_CHECK(n_issued == comm_list.size()) << "schedule left a collective unissued";
@@ -205,11 +211,11 @@ void schedule(ir::Program& p, const ScheduleOptions& opt) {
     int due_before = 0;  // the latest wait of an earlier reduction
     for (size_t j = 0; j < reductions.size(); ++j) {
       const int c = reductions[j];
-      const int64_t bytes = out_bytes(p, p.instrs[c]);
+      const int64_t bytes = bytes_of[c];
       int due = end;
       int64_t after = 0;
       for (size_t m = j + 1; m < reductions.size(); ++m) {
-        after += out_bytes(p, p.instrs[reductions[m]]);
+        after += bytes_of[reductions[m]];
         if (after >= 2 * bytes && issued_pos[reductions[m]] > issued_pos[c]) {
           due = issued_pos[reductions[m]];
           break;
