@@ -36,20 +36,19 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
     return a.begin != b.begin ? a.begin < b.begin : a.slot < b.slot;
   });
   struct Placed { int64_t offset, bytes; int begin, end; };
-  std::vector<Placed> placed, overlapping;
+  std::vector<Placed> placed;  // by offset: the tensors overlapping an interval come in offset order
   int64_t peak = 0;
   for (const Interval& i : iv) {
-    overlapping.clear();
-    for (const Placed& q : placed)
-      if (q.begin <= i.end && i.begin <= q.end) overlapping.push_back(q);
-    std::sort(overlapping.begin(), overlapping.end(), [](const Placed& a, const Placed& b) { return a.offset < b.offset; });
     int64_t off = 0;
-    for (const Placed& q : overlapping) {
+    for (const Placed& q : placed) {
+      if (q.begin > i.end || i.begin > q.end) continue;  // not alive at the same time
       if (off + i.bytes <= q.offset) break;
       off = std::max(off, q.offset + q.bytes);
     }
     slots[i.slot].offset = off;
-    placed.push_back({off, i.bytes, i.begin, i.end});
+    const auto at = std::upper_bound(placed.begin(), placed.end(), off,
+                                     [](int64_t o, const Placed& q) { return o < q.offset; });
+    placed.insert(at, {off, i.bytes, i.begin, i.end});
     peak = std::max(peak, off + i.bytes);
   }
   return peak;

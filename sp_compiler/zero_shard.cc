@@ -1,6 +1,7 @@
 #include "sp_compiler/zero_shard.h"
 
 #include <map>
+#include <numeric>
 #include <regex>
 
 #include "core/log.h"
@@ -104,9 +105,10 @@ class ZeroShard final : public Pass {
     std::vector<ir::Output> outputs;
     for (const ir::Output& o : g.outputs)
       if (o.name.rfind(kGradPrefix, 0) != 0) outputs.push_back(o);
+    const std::vector<ValueId> partial = partials(g);
     for (const ir::Bucket& bk : plan.buckets) {
       std::vector<ValueId> parts;
-      for (const ir::BucketEntry& e : bk.params) parts.push_back(partial(g, grad_of.at(e.name)));
+      for (const ir::BucketEntry& e : bk.params) parts.push_back(partial[grad_of.at(e.name)]);
       ValueId flat = b.op1(Op::pack, parts, ir::PackAttrs{bk.padded});
       if (opt_.stage == 1)
         outputs.push_back({kGradBucketPrefix + bk.name,
@@ -134,11 +136,12 @@ class ZeroShard final : public Pass {
     std::map<std::string, ValueId> grad_of;
     for (const ir::Output& o : g.outputs)
       if (o.name.rfind(kGradPrefix, 0) == 0) grad_of[o.name.substr(std::string(kGradPrefix).size())] = o.value;
+    const std::vector<ValueId> partial = partials(g);
     for (const ir::Bucket& bk : plan.buckets)
       for (const ir::BucketEntry& e : bk.params) {
         auto it = grad_of.find(e.name);
         if (it == grad_of.end()) return Status::Ok();  // a parameter without a gradient: leave the graph as is
-        if (partial(g, it->second) == it->second)
+        if (partial[it->second] == it->second)
           return InvalidArgument("zero_shard: grad." + e.name + " is not all-reduced over the world");
       }
     std::map<std::string, ValueId> reduced;
@@ -146,7 +149,7 @@ class ZeroShard final : public Pass {
       std::vector<ValueId> parts;
       std::vector<Shape> shapes;
       for (const ir::BucketEntry& e : bk.params) {
-        parts.push_back(partial(g, grad_of.at(e.name)));
+        parts.push_back(partial[grad_of.at(e.name)]);
         shapes.push_back(e.shape);
       }
       ValueId flat = b.op1(Op::pack, parts, ir::PackAttrs{bk.padded});
@@ -161,11 +164,14 @@ class ZeroShard final : public Pass {
     return Status::Ok();
   }
 
-  // The gradient before autodiff's implicit-broadcast all_reduce.
-  static ValueId partial(const ir::Graph& g, ValueId grad) {
+  // Per value: the value before the all_reduce that produced it (autodiff's implicit-broadcast
+  // reduction of a gradient), or the value itself.
+  static std::vector<ValueId> partials(const ir::Graph& g) {
+    std::vector<ValueId> r(g.values.size());
+    std::iota(r.begin(), r.end(), ValueId(0));
     for (const ir::Node& n : g.nodes)
-      if (n.outputs[0] == grad && n.op == Op::all_reduce) return n.inputs[0];
-    return grad;
+      if (n.op == Op::all_reduce) r[n.outputs[0]] = n.inputs[0];
+    return r;
   }
 
   // Drop all_reduce nodes whose result nothing reads any more.
