@@ -16,7 +16,8 @@
 #              exit 2: the CUDA kernels built only without cuDNN SDPA (retried so)
 #   test       test_cuda in five groups (comm, attention, kernels, training, SP) so a crash
 #              keeps the other groups' results -> test_cuda.xml (merged JUnit) and
-#              test_cuda.log
+#              test_cuda.log; the first group that crashes runs again with every kernel
+#              checked at its launch (CUDA_LAUNCH_BLOCKING=1, AUTOSP_CUDA_SYNC=1)
 #   bench_attention  bench_attention_cuda, when built -> bench_attention_cuda.log
 #   bench      scripts/bench_gpu.sh -> bench_gpu.json, bench_gpu.log
 # and summary.json (each stage's exit code and seconds, the test counts), 8 files at most.
@@ -267,17 +268,26 @@ test_stage() {
   # time limit (together within the stage's 170 s), so a slow group is cut off as a crash
   # is (losing only its own results: the JUnit file is written at the end), and the merge
   # below still runs.
-  local exe=$bdir/tests/test_cuda rc=0 g i=0 parts=() limits=(15 30 35 25 55)
+  local exe=$bdir/tests/test_cuda rc=0 grc g i=0 parts=() limits=(15 30 35 25 55) crashed=""
   if [[ ! -x $exe ]]; then echo "test: $exe not built"; return 1; fi
   rm -f "$gpu_root"/junit_*.xml  # a group that dies before writing must not merge an older run's file
   # Up to four rank threads share the GPU's host in the SP tests: a few OpenMP threads each.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
   for g in "[comm]" "[attention]" "~[comm]~[attention]~[train]~[sp]" "[train]~[sp]" "[sp]"; do
     echo "== test_cuda \"$g\" (limit ${limits[$i]} s)"
-    timeout -k 5 "${limits[$i]}" "$exe" "$g" -r junit -o "$gpu_root/junit_$i.xml" || rc=$?
+    grc=0
+    timeout -k 5 "${limits[$i]}" "$exe" "$g" -r junit -o "$gpu_root/junit_$i.xml" || grc=$?
+    ((grc)) && rc=$grc
+    # Killed by a signal (an abort from CUDA_CHECK, a segfault), not a time limit: the first
+    # such group runs again below, with every kernel checked where it is launched.
+    ((grc > 128 && grc != 137 && grc != 124)) && [[ -z $crashed ]] && crashed=$g
     parts+=("$gpu_root/junit_$i.xml")
     i=$((i + 1))
   done
+  if [[ -n $crashed ]]; then
+    echo "== test_cuda \"$crashed\" again, CUDA_LAUNCH_BLOCKING=1 AUTOSP_CUDA_SYNC=1 (limit 30 s): which kernel faulted"
+    CUDA_LAUNCH_BLOCKING=1 AUTOSP_CUDA_SYNC=1 timeout -k 5 30 "$exe" "$crashed" 2>&1 | tail -40
+  fi
   python3 - "$out/test_cuda.xml" "$gpu_root/test_summary.json" "${parts[@]}" <<'PY' || true
 import json, sys, xml.etree.ElementTree as ET
 merged = ET.Element("testsuites")
@@ -305,8 +315,9 @@ PY
   return "$rc"
 }
 export -f test_stage
-# The groups' limits add up to 160 s (and 5 s each to kill a hung one): the merge still fits.
-run_stage test 195 "$out/test_cuda.log" test_stage
+# The groups' limits add up to 160 s (and 5 s each to kill a hung one), and a crashed group's
+# rerun 35 s: the merge still fits.
+run_stage test 230 "$out/test_cuda.log" test_stage
 attention_exe=$(find "$bdir" -name bench_attention_cuda -type f -perm -u+x 2>/dev/null | head -1)
 if [[ -n $attention_exe ]]; then
   export attention_exe

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -39,6 +41,30 @@ void count(int64_t delta) {
   const int64_t now = g_current.fetch_add(delta) + delta;
   for (int64_t seen = g_peak.load(); now > seen && !g_peak.compare_exchange_weak(seen, now);) {
   }
+}
+
+// AUTOSP_CUDA_SYNC=1 (read once): after every instruction its stream is synchronised and
+// checked, so a kernel fault names the instruction that caused it. Without it, an
+// asynchronous error surfaces at some later CUDA call, maybe on the other thread, with only
+// that call's file and line. For chasing a fault; it serialises the step.
+bool sync_each_instruction() {
+  static const bool on = [] {
+    const char* e = std::getenv("AUTOSP_CUDA_SYNC");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
+// Synchronises s and fails, naming `what`, if it or any earlier launch reported an error.
+void check_synchronised(cudaStream_t s, const std::string& what) {
+  const cudaError_t e = cudaStreamSynchronize(s), launch = cudaGetLastError();
+  const cudaError_t bad = e != cudaSuccess ? e : launch;
+  AUTOSP_CHECK(bad == cudaSuccess) << "cuda backend: " << what << " failed (AUTOSP_CUDA_SYNC): "
+                                   << cudaGetErrorString(bad);
+}
+
+std::string describe(const ir::Instr& ins) {
+  return "instruction \"" + (ins.label.empty() ? std::string(ir::op_name(ins.op)) : ins.label) + "\"";
 }
 
 template <class T>
@@ -105,6 +131,7 @@ class CudaBackend final : public Backend {
     gemm_.reset();
     attention_.reset();
     cudaFree(workspace_);
+    count(-int64_t(workspace_bytes_));
     cudaFree(norm_partials_);
     cudaFree(sum_squares_scratch_);
     cudaEventDestroy(comm_done_);
@@ -195,6 +222,7 @@ class CudaBackend final : public Backend {
   void comm_end(int index) override {
     DeviceScope on(device_);
     CUDA_CHECK(cudaEventRecord(issued_[size_t(index)], comm_));
+    if (sync_each_instruction()) check_synchronised(comm_, "communication instruction " + std::to_string(index));
   }
   void compute_waits(int index) override {
     DeviceScope on(device_);
@@ -212,6 +240,10 @@ class CudaBackend final : public Backend {
     else
       r.backward(ring, a, P<bf16>(in[0]), P<bf16>(in[1]), P<bf16>(in[2]), P<bf16>(in[3]), P<float>(in[4]),
                  P<bf16>(in[5]), P<bf16>(out[0]), P<bf16>(out[1]), P<bf16>(out[2]));
+    if (sync_each_instruction()) {
+      check_synchronised(r.work_stream(), describe(ins));
+      check_synchronised(r.stream(), describe(ins));
+    }
     return true;
   }
 
@@ -275,6 +307,12 @@ class CudaBackend final : public Backend {
 
   void launch(const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out) override {
     DeviceScope on(device_);
+    issue(ins, in, out);
+    if (sync_each_instruction()) check_synchronised(compute_, describe(ins));
+  }
+
+ private:
+  void issue(const ir::Instr& ins, std::span<const Tensor> in, std::span<Tensor> out) {
     cudaStream_t s = compute_;
     switch (ins.op) {
       case Op::embedding:
@@ -484,7 +522,6 @@ class CudaBackend final : public Backend {
     AUTOSP_CHECK(false) << "cuda backend: no kernel for " << ir::op_name(ins.op);
   }
 
- private:
   static constexpr int kMaxNormTensors = 1024;
 
   static std::mutex& sizes_mu() {
