@@ -19,6 +19,8 @@
 #              test_cuda.log; the first group that crashes runs again with every kernel
 #              checked at its launch (CUDA_LAUNCH_BLOCKING=1, AUTOSP_CUDA_SYNC=1)
 #   bench_attention  bench_attention_cuda, when built -> bench_attention_cuda.log
+#   test_long  with --long only: test_cuda "[.long]", cuDNN attention past 2^31 elements
+#              (2.2M tokens) against an exact answer -> test_cuda.log
 #   bench      scripts/bench_gpu.sh -> bench_gpu.json, bench_gpu.log
 # and summary.json (each stage's exit code and seconds, the test counts), 8 files at most.
 # Total budget GPU_CHECK_BUDGET_S (default 540 s, inside the device call's 600); the bench gets what is left.
@@ -273,7 +275,7 @@ test_stage() {
   rm -f "$gpu_root"/junit_*.xml  # a group that dies before writing must not merge an older run's file
   # Up to four rank threads share the GPU's host in the SP tests: a few OpenMP threads each.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-  for g in "[comm]" "[attention]" "~[comm]~[attention]~[train]~[sp]" "[train]~[sp]" "[sp]"; do
+  for g in "[comm]" "[attention]" "~[comm]~[attention]~[train]~[sp]~[.long]" "[train]~[sp]" "[sp]"; do
     echo "== test_cuda \"$g\" (limit ${limits[$i]} s)"
     grc=0
     timeout -k 5 "${limits[$i]}" "$exe" "$g" -r junit -o "$gpu_root/junit_$i.xml" || grc=$?
@@ -326,6 +328,22 @@ if [[ -n $attention_exe ]]; then
   run_stage bench_attention 60 "$out/bench_attention_cuda.log" attention
 fi
 write_summary
+
+# ---------------------------------------------------------------- test_long (--long only)
+# cuDNN attention at 2.2M tokens, past 2^31 elements per tensor, against an exact answer
+# (tests/cuda/test_cuda_attention_long.cc): ~50 GB and about a minute, so only in the call that
+# measures long contexts, before its bench.
+test_long() {
+  local exe=$bdir/tests/test_cuda
+  if [[ ! -x $exe ]]; then echo "test_long: $exe not built"; return 1; fi
+  "$exe" "[.long]" --durations yes
+}
+export -f test_long
+if [[ " $* " == *" --long "* ]]; then
+  stages+="test_long "
+  run_stage test_long 150 "$out/test_cuda.log" test_long
+  write_summary
+fi
 
 # ---------------------------------------------------------------- bench
 bench_args=("$@")
