@@ -522,7 +522,10 @@ void zero_rows(void* x, const AttentionArgs& a, bool keys, cudaStream_t s) {
   const int64_t heads = keys ? a.Hkv : a.H, T = keys ? a.Tk : a.Tq;
   const int64_t rows = rows_of(keys ? a.k_rows : a.q_rows, T);
   const size_t row = size_t(heads * a.D) * sizeof(bf16);
-  CUDA_CHECK(cudaMemset2DAsync(x, row * size_t(rows), 0, row * size_t(T), size_t(a.B), s));
+  // One memset per batch row (there are few): a 2-D memset's pitch is capped (cudaDevAttrMaxPitch),
+  // and a million-token row of 8 heads of 128 is past it.
+  for (int64_t b = 0; b < a.B; ++b)
+    CUDA_CHECK(cudaMemsetAsync(static_cast<char*>(x) + size_t(b) * row * size_t(rows), 0, row * size_t(T), s));
 }
 
 void check_visiting(const AttentionArgs& a) {
