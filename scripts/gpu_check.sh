@@ -19,7 +19,7 @@
 #              test_cuda.log; the first group that crashes runs again with every kernel
 #              checked at its launch (CUDA_LAUNCH_BLOCKING=1, AUTOSP_CUDA_SYNC=1)
 #   bench_attention  bench_attention_cuda, when built -> bench_attention_cuda.log
-#   test_long  with --long only: test_cuda "[.long]", cuDNN attention past 2^31 elements
+#   test_long  with --long only: test_cuda "[.long]", cuDNN attention and GEMMs past 2^31 elements
 #              (2.2M tokens) against an exact answer -> test_cuda.log
 #   bench      scripts/bench_gpu.sh -> bench_gpu.json, bench_gpu.log
 # and summary.json (each stage's exit code and seconds, the test counts), 8 files at most.
@@ -330,8 +330,8 @@ fi
 write_summary
 
 # ---------------------------------------------------------------- test_long (--long only)
-# cuDNN attention at 2.2M tokens, past 2^31 elements per tensor, against an exact answer
-# (tests/cuda/test_cuda_attention_long.cc): ~50 GB and about a minute, so only in the call that
+# cuDNN attention and cuBLASLt GEMMs at 2.2M tokens, past 2^31 elements per tensor, against exact
+# answers (tests/cuda/test_cuda_long.cc): ~50 GB and about a minute, so only in the call that
 # measures long contexts, before its bench.
 test_long() {
   local exe=$bdir/tests/test_cuda

@@ -1,3 +1,5 @@
+// Tensors past 2^31 elements, the sizes issue 8's longest context reaches (hidden: [.long]).
+//
 // cuDNN attention past 2^31 elements per tensor: the 270M Llama's heads (8 of 128) over
 // 2.2M tokens, the length issue 8's longest context reaches, where every Q/K/V/O and gradient
 // tensor holds 2.25e9 elements and its batch stride is above INT32_MAX. A library that keeps a
@@ -22,6 +24,7 @@
 #include <catch2/catch.hpp>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -29,6 +32,7 @@
 #include <vector>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/kernels.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace gpu = autosp::kernels::cuda;
@@ -188,4 +192,67 @@ TEST_CASE("cuDNN attention past 2^31 elements per tensor (2.2M tokens, 8 heads o
   }
   for (bf16* p : {q, k, v, o, dout, dq, dk, dv}) cudaFree(p);
   cudaFree(lse);
+}
+
+// cuBLASLt GEMMs of the same length: the Llama MLP's up projection, Y[T, 2816] = X[T, 1024]·Wᵀ
+// (Y holds 6.2e9 elements), and its weight gradient dW = Yᵀ·X, a reduction over K = T. X's
+// rows repeat a random 4099-row tile (prime, so no power-of-two offset wrap can land on an
+// identical row). Sampled rows of Y, on both sides of 2^31 elements of X and of Y, against the
+// same GEMM on just those rows (a small problem, far from any 32-bit limit): the kernels may
+// differ, so within 2^-7 of the row's magnitude (bf16 output rounding, fp32 accumulation
+// either way). dW in fp32 against the sum of four GEMMs over quarters of T: only the
+// summation order differs, 1e-4 of its magnitude.
+TEST_CASE("cuBLASLt GEMMs past 2^31 elements (2.2M rows) equal the same GEMMs in pieces", "[.long]") {
+  REQUIRE_GPU();
+  const int64_t K = 1024, N = 2816, tile = 4099;
+  static_assert(kT * N > (int64_t(1) << 31) && kT * K > (int64_t(1) << 31), "the point of the test");
+  const std::vector<float> r = random(size_t(tile * K), 21), w = random(size_t(N * K), 22, 0.05f);
+  Buf rt(r), wt(w);
+  bf16 *x, *y;
+  REQUIRE(cudaMalloc(&x, size_t(kT * K) * sizeof(bf16)) == cudaSuccess);
+  REQUIRE(cudaMalloc(&y, size_t(kT * N) * sizeof(bf16)) == cudaSuccess);
+  for (int64_t t0 = 0; t0 < kT; t0 += tile)
+    REQUIRE(cudaMemcpy(x + t0 * K, rt.dev, size_t(std::min(tile, kT - t0) * K) * sizeof(bf16),
+                       cudaMemcpyDeviceToDevice) == cudaSuccess);
+  gpu::GemmContext ctx;
+  gpu::matmul(ctx, x, wt.dev, y, 1, kT, N, K, /*trans_a=*/false, /*trans_b=*/true, false, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+
+  Buf piece(size_t(256 * N));
+  for (const int64_t t0 : {int64_t(0), (int64_t(1) << 31) / K - 128, (int64_t(1) << 31) / N - 128, kT - 256}) {
+    gpu::matmul(ctx, x + t0 * K, wt.dev, piece.dev, 1, 256, N, K, false, true, false, nullptr);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    const std::vector<float> want = piece.download();
+    std::vector<bf16> got(want.size());
+    REQUIRE(cudaMemcpy(got.data(), y + t0 * N, got.size() * sizeof(bf16), cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (int64_t i = 0; i < 256; ++i) {
+      float mag = 0;
+      for (int64_t j = 0; j < N; ++j) mag = std::max(mag, std::abs(want[size_t(i * N + j)]));
+      for (int64_t j = 0; j < N; ++j) {
+        const size_t at = size_t(i * N + j);
+        INFO("row " << t0 + i << " column " << j);
+        REQUIRE(std::abs(__bfloat162float(got[at]) - want[at]) <= 0x1p-7f * mag);
+      }
+    }
+  }
+
+  // dW[N, K] = Yᵀ·X over all T rows, and as four accumulated quarters.
+  DevBuf<float> whole(size_t(N * K)), parts(size_t(N * K));
+  gpu::matmul(ctx, y, x, whole.dev, 1, N, K, kT, /*trans_a=*/true, false, false, nullptr);
+  const int64_t q = kT / 4;
+  for (int64_t p = 0; p < 4; ++p) {
+    const int64_t t0 = p * q, n = p == 3 ? kT - t0 : q;
+    gpu::matmul(ctx, y + t0 * N, x + t0 * K, parts.dev, 1, N, K, n, true, false, false, nullptr, 1.0f,
+                p == 0 ? 0.0f : 1.0f);
+  }
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  const std::vector<float> a = whole.download(), b = parts.download();
+  float mag = 0;
+  for (float v : b) mag = std::max(mag, std::abs(v));
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("dW element " << i << ": " << a[i] << " vs " << b[i]);
+    REQUIRE(std::abs(a[i] - b[i]) <= 1e-4f * mag);
+  }
+  cudaFree(x);
+  cudaFree(y);
 }
