@@ -267,7 +267,7 @@ write_summary
 test_stage() {
   # In groups, one process each, so that a crash (an illegal address, a trap) in one group
   # leaves the others' results; the JUnit files are merged into one. Each group has its own
-  # time limit (together within the stage's 170 s), so a slow group is cut off as a crash
+  # time limit (together within the stage's limit), so a slow group is cut off as a crash
   # is (losing only its own results: the JUnit file is written at the end), and the merge
   # below still runs.
   local exe=$bdir/tests/test_cuda rc=0 grc g i=0 parts=() limits=(15 30 35 25 55) crashed=""

@@ -54,6 +54,33 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
   return peak;
 }
 
+// The alias slots viewing each root slot, kept current as the in-place steps below turn roots
+// into views of other roots (views always point at a root).
+class Views {
+ public:
+  explicit Views(const Program& p) : of_(p.slots.size()) {
+    for (int s = 0; s < int(p.slots.size()); ++s)
+      if (p.slots[s].kind == Slot::Kind::alias) of_[size_t(p.slots[s].alias_of)].push_back(s);
+  }
+  // Root `from` becomes a view of root `to` at byte `offset`, and so do its views.
+  void retarget(Program& p, int from, int to, int64_t offset) {
+    for (int v : of_[size_t(from)]) {
+      p.slots[v].alias_of = to;
+      p.slots[v].alias_offset += offset;
+    }
+    p.slots[from].kind = Slot::Kind::alias;
+    p.slots[from].alias_of = to;
+    p.slots[from].alias_offset = offset;
+    std::vector<int>& into = of_[size_t(to)];
+    into.insert(into.end(), of_[size_t(from)].begin(), of_[size_t(from)].end());
+    into.push_back(from);
+    of_[size_t(from)].clear();
+  }
+
+ private:
+  std::vector<std::vector<int>> of_;
+};
+
 // A fused matmul (fuse_accumulate) whose accumulated operand X is an arena tensor that dies
 // there writes over X (BLAS C += A·B in place), as the add it replaced could not: the
 // residual stream and a gradient sum are updated where they lie instead of needing a second
@@ -61,9 +88,7 @@ int64_t assign_offsets(std::vector<Interval>& iv, std::vector<Slot>& slots) {
 // collective may still be reading it (last use counts up to each collective's wait).
 void accumulate_in_place(Program& p) {
   std::vector<int> last = lifetimes(p).last;  // extended below as accumulations chain
-  std::vector<std::vector<int>> views(p.slots.size());  // the alias slots viewing each slot
-  for (int s = 0; s < int(p.slots.size()); ++s)
-    if (p.slots[s].kind == Slot::Kind::alias) views[p.slots[s].alias_of].push_back(s);
+  Views views(p);
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
     if (ins.op != ir::Op::matmul || ins.in.size() != 3) continue;
@@ -74,13 +99,7 @@ void accumulate_in_place(Program& p) {
     if (!whole || p.slots[out].kind != Slot::Kind::arena || last[x] != i || p.root(ins.in[0]) == x ||
         p.root(ins.in[1]) == x)
       continue;
-    for (int v : views[out]) p.slots[v].alias_of = x;  // views of the result now view X
-    views[x].insert(views[x].end(), views[out].begin(), views[out].end());
-    views[x].push_back(out);
-    views[out].clear();
-    p.slots[out].kind = Slot::Kind::alias;
-    p.slots[out].alias_of = x;
-    p.slots[out].alias_offset = 0;
+    views.retarget(p, out, x, 0);  // the result, and its views, now view X
     last[x] = std::max(last[x], last[out]);
   }
 }
@@ -107,9 +126,7 @@ bool contiguous_parts(const Shape& shape, int64_t axis, const std::vector<int64_
 // result lives from its first part's producer instead of from the instruction.
 void parts_in_place(Program& p) {
   const Lifetimes live = lifetimes(p);
-  std::vector<std::vector<int>> views(p.slots.size());  // the alias slots viewing each slot
-  for (int s = 0; s < int(p.slots.size()); ++s)
-    if (p.slots[s].kind == Slot::Kind::alias) views[p.slots[s].alias_of].push_back(s);
+  Views views(p);
   for (int i = 0; i < int(p.instrs.size()); ++i) {
     const ir::Instr& ins = p.instrs[i];
     if ((ins.op != ir::Op::pack && ins.op != ir::Op::concat) || p.slots[ins.out[0]].kind != Slot::Kind::arena)
@@ -126,18 +143,7 @@ void parts_in_place(Program& p) {
       const int r = p.root(part);
       const bool whole = p.slots[r].kind == Slot::Kind::arena && p.slots[part].alias_offset == 0 &&
                          p.slots[r].type == p.slots[part].type;
-      if (whole && live.last[r] == i && r != result) {
-        for (int v : views[r]) {  // views of the part now view the result
-          p.slots[v].alias_of = result;
-          p.slots[v].alias_offset += offset;
-        }
-        views[result].insert(views[result].end(), views[r].begin(), views[r].end());
-        views[result].push_back(r);
-        views[r].clear();
-        p.slots[r].kind = Slot::Kind::alias;
-        p.slots[r].alias_of = result;
-        p.slots[r].alias_offset = offset;
-      }
+      if (whole && live.last[r] == i && r != result) views.retarget(p, r, result, offset);  // the part, and its views
       offset += p.slots[part].type.shape.numel() * int64_t(dtype_size(p.slots[part].type.dtype));
     }
   }

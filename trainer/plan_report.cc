@@ -50,13 +50,18 @@ MemoryPlan memory_plan(const Compiled& c) {
 
 namespace {
 
+// A ring attention op with segment ids (after q, k, v, idx; the backward's after its seven).
+bool ring_has_segments(const ir::Instr& ins) {
+  return ins.in.size() > (ins.op == ir::Op::ring_attention ? 4u : 7u);
+}
+
 // runtime::ring_buffer_bytes for one ring op of the program.
 int64_t ring_op_buffer_bytes(const ir::Program& p, const ir::Instr& ins, bool cuda) {
   const Shape& q = p.slots[ins.in[0]].type.shape;  // [B, T, H, D]
   runtime::RingAttentionArgs a;
   a.B = q[0], a.T = q[1], a.H = q[2], a.Hkv = p.slots[ins.in[1]].type.shape[2], a.D = q[3];
   static const int32_t any_segment = 0;  // only whether there are segment ids matters here
-  if (ins.in.size() > (ins.op == ir::Op::ring_attention ? 4u : 7u)) a.seg = &any_segment;
+  if (ring_has_segments(ins)) a.seg = &any_segment;
   return runtime::ring_buffer_bytes(a, cuda);
 }
 
@@ -78,7 +83,7 @@ int64_t kernel_workspace_bytes(const ir::Program& p, const std::string& device) 
     return ins.op == ir::Op::ring_attention || ins.op == ir::Op::ring_attention_backward;
   };
   auto packed = [&](const ir::Instr& ins) {
-    if (ring(ins)) return ins.in.size() > (ins.op == ir::Op::ring_attention ? 4u : 7u);
+    if (ring(ins)) return ring_has_segments(ins);
     if (ins.op != ir::Op::attention && ins.op != ir::Op::attention_backward) return false;
     return !std::get<ir::AttentionAttrs>(ins.attrs).indexed && ins.in.size() == (ins.op == ir::Op::attention ? 4u : 7u);
   };

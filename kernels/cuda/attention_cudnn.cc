@@ -376,7 +376,7 @@ const Documents* documents_for(AttentionContext& ctx, const int32_t* seg, int64_
     c.bytes += bytes;
     if (ctx.on_resize) ctx.on_resize(bytes);
   }
-  if (fresh || ctx.step() < 0 || d.step != ctx.step()) {
+  if (ctx.step() < 0 || d.step != ctx.step()) {  // a fresh entry's step is -1
     if (!c.report_dev) {
       CUDA_CHECK(cudaMalloc(&c.report_dev, sizeof(ScanReport)));
       CUDA_CHECK(cudaMemsetAsync(c.report_dev, 0, sizeof(ScanReport), s));
@@ -480,43 +480,6 @@ void execute(AttentionContext& ctx, const Prepared& p, std::unordered_map<int64_
   AUTOSP_CHECK(e.is_good()) << "cuDNN SDPA execute failed: " << e.get_message();
 }
 
-}  // namespace
-
-bool attention_cudnn_built() { return true; }
-
-bool attention_forward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
-                             const bf16* v, bf16* o, float* lse, cudaStream_t s) {
-  Prepared p;
-  if (!applicable(a, {q, k, v, o, lse}) || !prepare(ctx, a, nullptr, false, s, p)) return false;
-  float* stats = p.ragged.slots ? p.scratch.stats : lse;
-  std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<bf16*>(q)}, {kK, const_cast<bf16*>(k)},
-                                             {kV, const_cast<bf16*>(v)}, {kO, o},
-                                             {kStats, stats}};
-  execute(ctx, p, pack, s);
-  if (p.ragged.slots) lse_from_token_major(stats, lse, a.B, a.H, a.Tq, s);
-  return true;
-}
-
-bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
-                              const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
-                              bf16* dv, cudaStream_t s) {
-  Prepared p;
-  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv}) || !prepare(ctx, a, nullptr, true, s, p)) return false;
-  float* stats = const_cast<float*>(lse);
-  if (p.ragged.slots) {
-    stats = p.scratch.stats;
-    lse_to_token_major(lse, stats, a.B, a.H, a.Tq, s);
-  }
-  std::unordered_map<int64_t, void*> pack = {
-      {kQ, const_cast<bf16*>(q)},    {kK, const_cast<bf16*>(k)},      {kV, const_cast<bf16*>(v)},
-      {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, stats},
-      {kdQ, dq},                     {kdK, dk},                       {kdV, dv}};
-  execute(ctx, p, pack, s);
-  return true;
-}
-
-namespace {
-
 // Zeroes rows [0, a.Tq) (or Tk) of each batch row of a window of q_rows (k_rows) rows.
 void zero_rows(void* x, const AttentionArgs& a, bool keys, cudaStream_t s) {
   const int64_t heads = keys ? a.Hkv : a.H, T = keys ? a.Tk : a.Tq;
@@ -533,42 +496,74 @@ void check_visiting(const AttentionArgs& a) {
       << "cuDNN visiting documents: the ids come in VisitingDocuments, and a visiting block has no causal edge";
 }
 
+// The forward of every entry point; visiting: a ring's visiting block of packed documents.
+bool forward(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments* visiting, const bf16* q,
+             const bf16* k, const bf16* v, bf16* o, float* lse, cudaStream_t s) {
+  Prepared p;
+  if (!applicable(a, {q, k, v, o, lse}) || !prepare(ctx, a, visiting, false, s, p)) return false;
+  float* stats = p.ragged.slots ? p.scratch.stats : lse;
+  if (visiting) {  // queries outside every sequence see no key here: o = 0, lse = -inf, which cuDNN leaves alone
+    ring_fill(stats, a.B * a.Tq * a.H, -std::numeric_limits<float>::infinity(), s);
+    zero_rows(o, a, false, s);
+  }
+  std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<bf16*>(q)}, {kK, const_cast<bf16*>(k)},
+                                             {kV, const_cast<bf16*>(v)}, {kO, o},
+                                             {kStats, stats}};
+  execute(ctx, p, pack, s);
+  if (p.ragged.slots) lse_from_token_major(stats, lse, a.B, a.H, a.Tq, s);
+  return true;
+}
+
+bool backward(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments* visiting, const bf16* q,
+              const bf16* k, const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
+              bf16* dv, cudaStream_t s) {
+  Prepared p;
+  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv}) || !prepare(ctx, a, visiting, true, s, p)) return false;
+  float* stats = const_cast<float*>(lse);
+  if (p.ragged.slots) {
+    stats = p.scratch.stats;
+    lse_to_token_major(lse, stats, a.B, a.H, a.Tq, s);
+  }
+  if (visiting) {  // queries and keys outside every sequence get no gradient; cuDNN leaves them alone
+    zero_rows(dq, a, false, s);
+    zero_rows(dk, a, true, s);
+    zero_rows(dv, a, true, s);
+  }
+  std::unordered_map<int64_t, void*> pack = {
+      {kQ, const_cast<bf16*>(q)},    {kK, const_cast<bf16*>(k)},      {kV, const_cast<bf16*>(v)},
+      {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, stats},
+      {kdQ, dq},                     {kdK, dk},                       {kdV, dv}};
+  execute(ctx, p, pack, s);
+  return true;
+}
+
 }  // namespace
+
+bool attention_cudnn_built() { return true; }
+
+bool attention_forward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                             const bf16* v, bf16* o, float* lse, cudaStream_t s) {
+  return forward(ctx, a, nullptr, q, k, v, o, lse, s);
+}
+
+bool attention_backward_cudnn(AttentionContext& ctx, const AttentionArgs& a, const bf16* q, const bf16* k,
+                              const bf16* v, const bf16* o, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
+                              bf16* dv, cudaStream_t s) {
+  return backward(ctx, a, nullptr, q, k, v, o, lse, dout, dq, dk, dv, s);
+}
 
 bool attention_forward_cudnn_visiting(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments& d,
                                       const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse,
                                       cudaStream_t s) {
   check_visiting(a);
-  Prepared p;
-  if (!applicable(a, {q, k, v, o, lse}) || !prepare(ctx, a, &d, false, s, p)) return false;
-  // Queries outside every sequence see no key here: o = 0, lse = -inf, which cuDNN leaves alone.
-  ring_fill(p.scratch.stats, a.B * a.Tq * a.H, -std::numeric_limits<float>::infinity(), s);
-  zero_rows(o, a, false, s);
-  std::unordered_map<int64_t, void*> pack = {{kQ, const_cast<bf16*>(q)}, {kK, const_cast<bf16*>(k)},
-                                             {kV, const_cast<bf16*>(v)}, {kO, o},
-                                             {kStats, p.scratch.stats}};
-  execute(ctx, p, pack, s);
-  lse_from_token_major(p.scratch.stats, lse, a.B, a.H, a.Tq, s);
-  return true;
+  return forward(ctx, a, &d, q, k, v, o, lse, s);
 }
 
 bool attention_backward_cudnn_visiting(AttentionContext& ctx, const AttentionArgs& a, const VisitingDocuments& d,
                                        const bf16* q, const bf16* k, const bf16* v, const bf16* o, const float* lse,
                                        const bf16* dout, bf16* dq, bf16* dk, bf16* dv, cudaStream_t s) {
   check_visiting(a);
-  Prepared p;
-  if (!applicable(a, {q, k, v, o, lse, dout, dq, dk, dv}) || !prepare(ctx, a, &d, true, s, p)) return false;
-  lse_to_token_major(lse, p.scratch.stats, a.B, a.H, a.Tq, s);
-  // Queries and keys outside every sequence get no gradient from this block; cuDNN leaves them alone.
-  zero_rows(dq, a, false, s);
-  zero_rows(dk, a, true, s);
-  zero_rows(dv, a, true, s);
-  std::unordered_map<int64_t, void*> pack = {
-      {kQ, const_cast<bf16*>(q)},    {kK, const_cast<bf16*>(k)},      {kV, const_cast<bf16*>(v)},
-      {kO, const_cast<bf16*>(o)},    {kdO, const_cast<bf16*>(dout)},  {kStats, p.scratch.stats},
-      {kdQ, dq},                     {kdK, dk},                       {kdV, dv}};
-  execute(ctx, p, pack, s);
-  return true;
+  return backward(ctx, a, &d, q, k, v, o, lse, dout, dq, dk, dv, s);
 }
 
 bool attention_cudnn_documents() { return cudnnGetVersion() >= 90600; }

@@ -162,6 +162,19 @@ int main(int argc, char** argv) {
       });
       print_line("fallback", what, prop, T, H, D, f, b, flop);
     };
+    // A cuDNN case from its forward and backward calls (each false when cuDNN declines), timed
+    // and printed, or why not.
+    auto cudnn_line = [&](const char* what, double flop, auto forward, auto backward) {
+      if (!forward()) {
+        std::fprintf(stderr, "bench_attention_cuda: cuDNN declined %s (its reason above, if any; packed documents "
+                     "need cuDNN 9.6)\n", what);
+        return;
+      }
+      const float f = time_ms(opt.iters, [&] { forward(); });
+      bool ok = true;
+      const float b = time_ms(opt.iters, [&] { ok = backward() && ok; });
+      if (ok) print_line("cudnn", what, prop, T, H, D, f, b, flop);
+    };
 
     for (const char* path : {"cudnn", "fallback"}) {
       gpu::AttentionContext ctx;
@@ -204,19 +217,13 @@ int main(int argc, char** argv) {
       const int64_t off = (T / 2) * H * D;
       const double flop = 4.0 * double(H) * double(T / 2) * double(T) * double(D);
       gpu::AttentionContext ctx;
-      if (gpu::attention_forward_cudnn(ctx, piece, q + off, k, v, o + off, lse, nullptr)) {
-        const float f = time_ms(opt.iters, [&] {
-          gpu::attention_forward_cudnn(ctx, piece, q + off, k, v, o + off, lse, nullptr);
-        });
-        bool ok = true;
-        const float b = time_ms(opt.iters, [&] {
-          ok = gpu::attention_backward_cudnn(ctx, piece, q + off, k, v, o + off, lse, dout + off, dq + off,
-                                             dk, dv, nullptr) && ok;
-        });
-        if (ok) print_line("cudnn", "ring_block", prop, T, H, D, f, b, flop);
-      } else {
-        std::fprintf(stderr, "bench_attention_cuda: cuDNN declined the ring block's row windows\n");
-      }
+      cudnn_line(
+          "ring_block", flop,
+          [&] { return gpu::attention_forward_cudnn(ctx, piece, q + off, k, v, o + off, lse, nullptr); },
+          [&] {
+            return gpu::attention_backward_cudnn(ctx, piece, q + off, k, v, o + off, lse, dout + off, dq + off, dk,
+                                                 dv, nullptr);
+          });
       fallback_line("ring_block", whole, flop);
       CUDA_CHECK(cudaFree(q_pos));
       CUDA_CHECK(cudaFree(k_pos));
@@ -240,19 +247,13 @@ int main(int argc, char** argv) {
       const int64_t off = (T / 2) * H * D;
       gpu::AttentionContext ctx;
       ctx.begin_step();  // one step: the queries' documents are scanned by the first call only
-      if (gpu::attention_forward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, nullptr)) {
-        const float f = time_ms(opt.iters, [&] {
-          gpu::attention_forward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, nullptr);
-        });
-        bool ok = true;
-        const float b = time_ms(opt.iters, [&] {
-          ok = gpu::attention_backward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, dout + off,
-                                                      dq + off, dk, dv, nullptr) && ok;
-        });
-        if (ok) print_line("cudnn", "ring_block_documents", prop, T, H, D, f, b, flop);
-      } else {
-        std::fprintf(stderr, "bench_attention_cuda: cuDNN declined the ring block's documents (needs cuDNN 9.6)\n");
-      }
+      cudnn_line(
+          "ring_block_documents", flop,
+          [&] { return gpu::attention_forward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, nullptr); },
+          [&] {
+            return gpu::attention_backward_cudnn_visiting(ctx, piece, docs, q + off, k, v, o + off, lse, dout + off,
+                                                          dq + off, dk, dv, nullptr);
+          });
       gpu::AttentionArgs whole = a;
       whole.q_pos = q_pos, whole.k_pos = k_pos, whole.q_seg = q_seg, whole.k_seg = k_seg;
       fallback_line("ring_block_documents", whole, flop);
@@ -273,16 +274,9 @@ int main(int argc, char** argv) {
       }
       gpu::AttentionContext cctx;
       cctx.begin_step();  // one step: the document table is scanned by the first call only
-      if (gpu::attention_forward_cudnn(cctx, docs, q, k, v, o, lse, nullptr)) {
-        const float f = time_ms(opt.iters, [&] { gpu::attention_forward_cudnn(cctx, docs, q, k, v, o, lse, nullptr); });
-        bool ok = true;
-        const float b = time_ms(opt.iters, [&] {
-          ok = gpu::attention_backward_cudnn(cctx, docs, q, k, v, o, lse, dout, dq, dk, dv, nullptr) && ok;
-        });
-        if (ok) print_line("cudnn", "documents", prop, T, H, D, f, b, flop);
-      } else {
-        std::fprintf(stderr, "bench_attention_cuda: cuDNN declined packed documents (needs cuDNN 9.6)\n");
-      }
+      cudnn_line(
+          "documents", flop, [&] { return gpu::attention_forward_cudnn(cctx, docs, q, k, v, o, lse, nullptr); },
+          [&] { return gpu::attention_backward_cudnn(cctx, docs, q, k, v, o, lse, dout, dq, dk, dv, nullptr); });
       fallback_line("documents", docs, flop);
       CUDA_CHECK(cudaFree(d_seg));
     }
